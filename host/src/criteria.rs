@@ -1,0 +1,122 @@
+//! Trigger criteria: does a receipt match?
+//!
+//! Matching is deep containment, as the hosted OpenFn platform did it with
+//! Postgres `@>`: every key of the criteria must be in the message with a
+//! value that contains the criteria's value. Objects recurse; an array
+//! criterion matches when each of its elements is contained in some element
+//! of the message's array; scalars compare as JSON values (`2` equals `2.0`).
+//! An empty criteria object matches every message. This module is pure: no
+//! I/O, no allocation on the matching path.
+
+use serde_json::Value;
+
+/// True when `message` contains `criteria`.
+pub fn matches(criteria: &Value, message: &Value) -> bool {
+    if let Value::Object(c) = criteria
+        && c.is_empty()
+    {
+        return true;
+    }
+    contains(message, criteria)
+}
+
+fn contains(haystack: &Value, needle: &Value) -> bool {
+    match (haystack, needle) {
+        (Value::Object(h), Value::Object(n)) => n
+            .iter()
+            .all(|(key, nv)| h.get(key).is_some_and(|hv| contains(hv, nv))),
+        (Value::Array(h), Value::Array(n)) => {
+            n.iter().all(|nv| h.iter().any(|hv| contains(hv, nv)))
+        }
+        (Value::Number(h), Value::Number(n)) => numbers_equal(h, n),
+        (Value::String(h), Value::String(n)) => h == n,
+        (Value::Bool(h), Value::Bool(n)) => h == n,
+        (Value::Null, Value::Null) => true,
+        _ => false,
+    }
+}
+
+fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+    // Integers compare exactly (no f64 rounding of large ids); anything with a
+    // fraction compares as f64, which is what JSON numbers are.
+    match (a.as_i64(), b.as_i64(), a.as_u64(), b.as_u64()) {
+        (Some(x), Some(y), _, _) => x == y,
+        (_, _, Some(x), Some(y)) => x == y,
+        _ => a.as_f64() == b.as_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body() -> Value {
+        // The original microservice's valid_post_body.json.
+        json!({"string":"here","number":2,"object":{"a":1},"array":[1,2,3],"boolean":true,"null":null})
+    }
+
+    #[test]
+    fn flat_criteria_match_a_superset() {
+        assert!(matches(&json!({"number": 2}), &body()));
+        assert!(matches(&json!({"number": 2, "string": "here"}), &body()));
+        assert!(!matches(&json!({"number": 5}), &body()));
+        assert!(!matches(&json!({"missing": 1}), &body()));
+    }
+
+    #[test]
+    fn empty_criteria_match_everything() {
+        assert!(matches(&json!({}), &body()));
+        assert!(matches(&json!({}), &json!([1, 2])));
+        assert!(matches(&json!({}), &json!("text")));
+    }
+
+    #[test]
+    fn objects_recurse() {
+        let msg = json!({"form": {"id": "f1", "meta": {"version": 3, "by": "x"}}});
+        assert!(matches(&json!({"form": {"meta": {"version": 3}}}), &msg));
+        assert!(matches(&json!({"form": {}}), &msg));
+        assert!(!matches(&json!({"form": {"meta": {"version": 4}}}), &msg));
+        assert!(!matches(&json!({"form": "f1"}), &msg));
+    }
+
+    #[test]
+    fn arrays_match_by_element_containment() {
+        assert!(matches(&json!({"array": [3, 1]}), &body()));
+        assert!(matches(&json!({"array": []}), &body()));
+        assert!(!matches(&json!({"array": [4]}), &body()));
+        let msg = json!({"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]});
+        assert!(matches(&json!({"items": [{"sku": "b"}]}), &msg));
+        assert!(!matches(&json!({"items": [{"sku": "b", "qty": 1}]}), &msg));
+        // A scalar criterion does not match an array value, nor the reverse.
+        assert!(!matches(&json!({"array": 1}), &body()));
+        assert!(!matches(&json!({"number": [2]}), &body()));
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert!(matches(&json!({"number": 2.0}), &body()));
+        assert!(!matches(&json!({"number": 2.5}), &json!({"number": 2})));
+        assert!(matches(&json!({"n": -7}), &json!({"n": -7.0})));
+        assert!(matches(&json!({"id": u64::MAX}), &json!({"id": u64::MAX})));
+        assert!(!matches(
+            &json!({"id": u64::MAX}),
+            &json!({"id": u64::MAX - 1})
+        ));
+    }
+
+    #[test]
+    fn types_never_coerce() {
+        assert!(!matches(&json!({"number": "2"}), &body()));
+        assert!(!matches(&json!({"boolean": 1}), &body()));
+        assert!(matches(&json!({"null": null}), &body()));
+        assert!(!matches(&json!({"null": false}), &body()));
+        assert!(!matches(&json!({"boolean": false}), &body()));
+    }
+
+    #[test]
+    fn non_object_messages_only_match_empty_criteria() {
+        assert!(!matches(&json!({"number": 2}), &json!([{"number": 2}])));
+        assert!(!matches(&json!({"number": 2}), &json!(null)));
+    }
+}

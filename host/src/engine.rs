@@ -1,0 +1,282 @@
+//! One run of a job: `@openfn/core execute` in its own process group.
+//!
+//! The run gets a private temp dir (mode 0700, under `DATA_DIR/tmp`) holding
+//! the expression, the initial state (which carries the credential) and the
+//! output; the dir is removed when the run ends, however it ends. stdout and
+//! stderr share one pipe so log lines arrive in the order they were printed.
+//! A timeout, a shutdown or a dropped run kills the whole process group, so
+//! no `node` outlives its run. This module knows nothing of triggers, flows
+//! or storage, and never logs a state: the caller gets lines and decides.
+
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::{Instant, sleep_until};
+
+use crate::packages::Packages;
+use crate::project::{AdaptorSpec, Job};
+
+/// Longest log line kept; longer ones are cut (a job printing a huge state
+/// must not balloon the run record).
+const MAX_LINE_BYTES: usize = 16 * 1024;
+/// How long to keep reading after the process exited, in case something it
+/// started still holds the pipe.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Environment passed through to `node`; everything else (API keys among it)
+/// stays out of the job's reach.
+const PASSTHROUGH_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "NODE_OPTIONS",
+    "NODE_EXTRA_CA_CERTS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
+#[derive(Clone)]
+pub struct Engine {
+    node: String,
+    core_cli: PathBuf,
+    packages: Packages,
+    tmp_root: PathBuf,
+    /// Process groups of runs in progress, killed on shutdown.
+    groups: Arc<Mutex<HashSet<i32>>>,
+}
+
+/// What a run needs to know.
+pub struct RunRequest<'a> {
+    pub run_id: &'a str,
+    pub job: &'a Job,
+    /// The initial state, `configuration` included.
+    pub state: &'a Value,
+    pub timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// `None` when the process was killed (timeout, shutdown) or never started.
+    pub exit_code: Option<i32>,
+    /// The final state as core wrote it (still with `configuration`).
+    pub final_state: Option<Value>,
+    /// Why the run failed; `None` means success.
+    pub failure: Option<String>,
+}
+
+impl Engine {
+    pub fn new(node: &str, packages: Packages, core: &AdaptorSpec, tmp_root: PathBuf) -> Self {
+        Engine {
+            node: node.to_string(),
+            core_cli: packages.core_cli(core),
+            packages,
+            tmp_root,
+            groups: Arc::default(),
+        }
+    }
+
+    /// Runs the job; `on_line` hears each line of output as it is printed.
+    pub async fn run(&self, req: RunRequest<'_>, mut on_line: impl FnMut(String)) -> RunOutcome {
+        match self.try_run(&req, &mut on_line).await {
+            Ok(outcome) => outcome,
+            Err(why) => RunOutcome {
+                exit_code: None,
+                final_state: None,
+                failure: Some(why),
+            },
+        }
+    }
+
+    async fn try_run(
+        &self,
+        req: &RunRequest<'_>,
+        on_line: &mut impl FnMut(String),
+    ) -> Result<RunOutcome, String> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("run-{}-", req.run_id))
+            .tempdir_in(&self.tmp_root)
+            .map_err(|e| {
+                format!(
+                    "could not create the run's temp dir in {}: {e}",
+                    self.tmp_root.display()
+                )
+            })?;
+        let (expression, state, output) = (
+            dir.path().join("expression.js"),
+            dir.path().join("state.json"),
+            dir.path().join("output.json"),
+        );
+        let write = |path: &PathBuf, bytes: &[u8]| {
+            std::fs::write(path, bytes)
+                .map_err(|e| format!("could not write {}: {e}", path.display()))
+        };
+        write(&expression, req.job.expression.as_bytes())?;
+        write(
+            &state,
+            &serde_json::to_vec(req.state).map_err(|e| e.to_string())?,
+        )?;
+
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| format!("could not create a pipe: {e}"))?;
+        let writer2 = writer
+            .try_clone()
+            .map_err(|e| format!("could not create a pipe: {e}"))?;
+        let mut cmd = tokio::process::Command::new(&self.node);
+        cmd.arg(&self.core_cli)
+            .arg("execute")
+            .arg("-l")
+            .arg(self.packages.package_dir(&req.job.adaptor))
+            .arg("-e")
+            .arg(&expression)
+            .arg("-s")
+            .arg(&state)
+            .arg("-o")
+            .arg(&output)
+            .current_dir(dir.path())
+            .env_clear()
+            .envs(
+                PASSTHROUGH_ENV
+                    .iter()
+                    .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::from(writer2))
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("could not start `{}`: {e}", self.node))?;
+        // Our copies of the pipe's write end must go, or the read never ends.
+        drop(cmd);
+        let pgid = child
+            .id()
+            .map(|p| p as i32)
+            .ok_or("the run's process vanished at start")?;
+        let _group = GroupGuard::new(pgid, self.groups.clone());
+
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))
+            .map_err(|e| format!("could not read the run's output: {e}"))?;
+        let mut lines = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        let deadline = Instant::now() + req.timeout;
+        let (mut status, mut eof, mut timed_out) = (None, false, false);
+        let mut drain_until = None;
+        while status.is_none() || !eof {
+            tokio::select! {
+                read = lines.read_until(b'\n', &mut buf), if !eof => {
+                    match read {
+                        Ok(0) | Err(_) => { eof = true; flush(&mut buf, on_line); }
+                        Ok(_) => flush(&mut buf, on_line),
+                    }
+                }
+                exited = child.wait(), if status.is_none() => {
+                    status = Some(exited.map_err(|e| format!("could not wait for the run: {e}"))?);
+                    drain_until = Some(Instant::now() + DRAIN);
+                }
+                _ = sleep_until(deadline), if status.is_none() && !timed_out => {
+                    timed_out = true;
+                    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                }
+                _ = sleep_until(drain_until.unwrap_or(deadline)), if drain_until.is_some() => break,
+            }
+        }
+        let status = status.expect("loop ends only after exit");
+        let exit_code = status.code();
+        let failure = match exit_code {
+            _ if timed_out => Some(format!("timed out after {}; the run's process group was killed", humantime::format_duration(req.timeout))),
+            Some(0) => None,
+            Some(10) => Some("core could not set up the run (exit code 10), e.g. the adaptor could not be loaded".into()),
+            Some(code) => Some(format!("the job failed (exit code {code})")),
+            None => Some(format!("the run was killed ({status})")),
+        };
+        if failure.is_some() {
+            return Ok(RunOutcome {
+                exit_code: if timed_out { None } else { exit_code },
+                final_state: None,
+                failure,
+            });
+        }
+        let final_state = std::fs::read(&output)
+            .map_err(|e| format!("core exited 0 but its output could not be read: {e}"))
+            .and_then(|bytes| {
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("core's output is not JSON: {e}"))
+            });
+        Ok(match final_state {
+            Ok(state) => RunOutcome {
+                exit_code,
+                final_state: Some(state),
+                failure: None,
+            },
+            Err(why) => RunOutcome {
+                exit_code,
+                final_state: None,
+                failure: Some(why),
+            },
+        })
+    }
+
+    /// Kills every run still in progress (the end of a shutdown's grace period).
+    pub fn kill_all(&self) {
+        for pgid in self.groups.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+        }
+    }
+}
+
+fn flush(buf: &mut Vec<u8>, on_line: &mut impl FnMut(String)) {
+    if buf.is_empty() {
+        return;
+    }
+    let end = buf.len().min(MAX_LINE_BYTES);
+    let mut line = String::from_utf8_lossy(&buf[..end])
+        .trim_end_matches(['\n', '\r'])
+        .to_string();
+    if buf.len() > MAX_LINE_BYTES {
+        line.push_str(" …[line cut]");
+    }
+    buf.clear();
+    on_line(line);
+}
+
+/// Kills the run's process group when the run ends for any reason (also when
+/// its future is dropped), so nothing it started lives on.
+struct GroupGuard {
+    pgid: i32,
+    groups: Arc<Mutex<HashSet<i32>>>,
+}
+
+impl GroupGuard {
+    fn new(pgid: i32, groups: Arc<Mutex<HashSet<i32>>>) -> Self {
+        groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pgid);
+        GroupGuard { pgid, groups }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.pgid);
+    }
+}

@@ -1,0 +1,143 @@
+//! `POST /inbox`: a JSON receipt in, matched runs started.
+//!
+//! Checks come cheapest first: content type (415), declared length (413),
+//! the body read under the limit (413), JSON syntax (400 with line and
+//! column). Only then is the receipt matched. In async style the answer is the
+//! original's 202 at once; in sync style the request waits for the matched
+//! runs (not for the flows after them).
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tracing::{error as log_error, info};
+
+use super::{App, Body, error, json};
+use crate::settings::EndpointStyle;
+
+pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
+    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        if !is_json(ct) {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Type `{ct}` is not JSON; send the receipt as application/json"),
+            );
+        }
+    }
+    let limit = app.dispatcher.project().inbox.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return too_large(limit);
+    }
+    let bytes = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {e}"),
+            );
+        }
+    };
+    let message: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not valid JSON: {e}"),
+            );
+        }
+    };
+    let jobs = app.dispatcher.matching_jobs(&message);
+    let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+    info!(matched = ?names, bytes = bytes.len(), "receipt");
+    let runs = app.dispatcher.receive(&message, &jobs);
+    match app.endpoint_style {
+        EndpointStyle::Async => json(
+            StatusCode::ACCEPTED,
+            &json!({
+                "meta": { "message": "Data accepted and processing has begun." },
+                "data": names,
+                "errors": [],
+            }),
+        ),
+        EndpointStyle::Sync => {
+            let mut reports = Vec::with_capacity(runs.len());
+            for run in runs {
+                match run.await {
+                    Ok(report) => reports.push(report),
+                    Err(e) => {
+                        log_error!(cause = %e, "a run's task failed");
+                        return error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "a run failed inside the service; see its log",
+                        );
+                    }
+                }
+            }
+            let success = reports.iter().all(|r| r.success);
+            let status = match (reports.is_empty(), success) {
+                (true, _) => StatusCode::OK,
+                (false, true) => StatusCode::CREATED,
+                (false, false) => StatusCode::PARTIAL_CONTENT,
+            };
+            let jobs: Vec<Value> = reports
+                .into_iter()
+                .map(|r| json!({ "job": r.job, "run_id": r.run_id, "exit_code": r.exit_code, "log": r.log, "state": r.state }))
+                .collect();
+            json(
+                status,
+                &json!({ "success": success, "match_count": jobs.len(), "jobs": jobs }),
+            )
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Response<Body> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than the limit of {limit} bytes ([inbox] max_body_bytes)"),
+    )
+}
+
+/// `application/json`, `text/json` or any `+json` type, parameters ignored.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/vnd.api+json",
+            "text/json",
+        ] {
+            assert!(super::is_json(ok), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/xml",
+            "",
+        ] {
+            assert!(!super::is_json(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The HTTP server: accept loop, routing and JSON responses.
+//!
+//! Routes: `POST /inbox` ([`inbox`]), `GET /healthz` and the read-only JSON
+//! API under `/api` ([`api`]). Every answer is JSON, bad input is a 4xx with
+//! `{"errors": [...]}`, and nothing a client sends can make this module
+//! panic or answer 500 (only a failure of the service itself does). On
+//! shutdown it stops accepting and lets open requests finish.
+
+mod api;
+mod inbox;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::dispatch::Dispatcher;
+use crate::settings::EndpointStyle;
+
+pub type Body = Full<Bytes>;
+
+/// What every handler can reach.
+pub struct App {
+    pub dispatcher: Dispatcher,
+    pub endpoint_style: EndpointStyle,
+}
+
+/// Serves until `stop` fires, then waits up to `grace` for open requests.
+pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken, grace: Duration) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, don't die.
+                    warn!(cause = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let app = app.clone();
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            let span = info_span!("request", method = %req.method(), path = %req.uri().path());
+            async move { Ok::<_, Infallible>(route(&app, req).await) }.instrument(span)
+        });
+        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(%peer, cause = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("open requests did not finish within the grace period");
+    }
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = req.method().clone();
+    match (&method, segs.as_slice()) {
+        (&Method::POST, ["inbox"]) => inbox::receive(app, req).await,
+        (&Method::GET, ["healthz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        (&Method::GET, ["api", "jobs"]) => api::jobs(app),
+        (&Method::GET, ["api", "jobs", name, "state"]) => api::job_state(app, name).await,
+        (&Method::GET, ["api", "runs"]) => api::runs(app, req.uri().query()).await,
+        (&Method::GET, ["api", "runs", id]) => api::run(app, id).await,
+        (
+            _,
+            ["inbox"]
+            | ["healthz"]
+            | ["api", "jobs"]
+            | ["api", "jobs", _, "state"]
+            | ["api", "runs"]
+            | ["api", "runs", _],
+        ) => {
+            let mut res = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {path}"),
+            );
+            let allow = if segs == ["inbox"] { "POST" } else { "GET" };
+            res.headers_mut()
+                .insert("allow", HeaderValue::from_static(allow));
+            res
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no route for {method} {path}"),
+        ),
+    }
+}
+
+pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut res = Response::new(Full::new(Bytes::from(bytes)));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json(status, &serde_json::json!({ "errors": [message.into()] }))
+}

@@ -1,0 +1,35 @@
+//! A Rust re-implementation of the OpenFn microservice.
+//!
+//! It receives JSON receipts over HTTP, matches them against the project's
+//! triggers, runs the matching OpenFn jobs with the real `@openfn/core`, keeps
+//! each job's last successful state, runs cron jobs and chains jobs with
+//! success/failure flows.
+//!
+//! # Layout
+//! The data path, in the order a receipt travels it:
+//! - [`settings`]: the process environment (`PORT`, `PROJECT_DIR`, ...).
+//! - [`project`]: `project.toml`, parsed and validated before anything serves.
+//! - [`http`]: the hyper server, `/inbox` and the JSON API.
+//! - [`criteria`]: deep-containment matching of receipts against criteria.
+//! - [`dispatch`]: turns a receipt, a cron tick or a finished run into runs,
+//!   builds their initial state and fires flows.
+//! - [`cron`]: the scheduler for cron triggers.
+//! - [`engine`]: one run of `@openfn/core` in its own process group.
+//! - [`packages`]: installs core and the adaptors with npm.
+//! - [`redact`]: keeps credentials out of logs and stored states.
+//! - [`store`]: job states and run records on disk (SQLite).
+//! - [`service`]: wires it all together and shuts it down cleanly.
+
+pub mod cli;
+pub mod criteria;
+pub mod cron;
+pub mod dispatch;
+pub mod engine;
+pub mod http;
+pub mod logging;
+pub mod packages;
+pub mod project;
+pub mod redact;
+pub mod service;
+pub mod settings;
+pub mod store;

@@ -1,0 +1,75 @@
+//! The project: `PROJECT_DIR/project.toml`, parsed and validated as a whole.
+//!
+//! Loading either yields a [`Project`] that every other module can trust
+//! (every trigger a job names exists, cron expressions parse, flows have no
+//! cycle, expression files were read from inside the project directory) or a
+//! [`ProjectError`] naming the file, the table and the key. Nothing here
+//! touches the network, npm or the data directory, and nothing is half-loaded:
+//! the service does not start on an invalid project.
+
+mod model;
+mod paths;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use model::{AdaptorSpec, EngineConfig, InboxConfig, Job, Project, Trigger, TriggerKind};
+pub use paths::read_inside;
+
+/// What is wrong with a project, precise enough to fix without guessing.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("{}: cannot read the project file: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", file.display())]
+    Syntax { file: PathBuf, message: String },
+    #[error("{}: {}{}{}: {message}", file.display(), table_label(table), key_label(key), line_label(*line))]
+    Invalid {
+        file: PathBuf,
+        /// Dotted table path, e.g. `jobs.job-1`; empty for the top level.
+        table: String,
+        key: Option<String>,
+        /// Line of the table's header, when it has one.
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+fn table_label(table: &str) -> String {
+    if table.is_empty() {
+        "top level".into()
+    } else {
+        format!("[{table}]")
+    }
+}
+
+fn key_label(key: &Option<String>) -> String {
+    key.as_ref().map(|k| format!(" {k}")).unwrap_or_default()
+}
+
+fn line_label(line: Option<usize>) -> String {
+    line.map(|l| format!(" (line {l})")).unwrap_or_default()
+}
+
+impl Project {
+    /// Reads and validates `dir/project.toml`.
+    pub fn load(dir: &Path) -> Result<Project, ProjectError> {
+        let file = dir.join("project.toml");
+        let source = std::fs::read_to_string(&file).map_err(|source| ProjectError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(dir, &file, &source)
+    }
+
+    /// Validates `source` as the text of `file`, resolving paths inside `dir`.
+    pub fn parse(dir: &Path, file: &Path, source: &str) -> Result<Project, ProjectError> {
+        validate::parse(dir, file, source)
+    }
+}

@@ -1,0 +1,182 @@
+//! The validated project model: what the rest of the service reads.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+#[derive(Debug)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub file: PathBuf,
+    pub engine: EngineConfig,
+    pub inbox: InboxConfig,
+    /// Sorted by name, so matched jobs come back in a stable order.
+    pub jobs: BTreeMap<String, Arc<Job>>,
+    pub triggers: BTreeMap<String, Trigger>,
+    /// Credential bodies as JSON, handed to jobs as `configuration`.
+    pub credentials: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// npm spec of `@openfn/core`.
+    pub core: AdaptorSpec,
+    /// Default per-run timeout; a job's own `timeout` wins.
+    pub timeout: Duration,
+    /// Runs allowed at once, over all jobs.
+    pub concurrency: usize,
+    /// How long a shutdown waits for running runs before killing them.
+    pub shutdown_grace: Duration,
+    /// The `node` executable.
+    pub node: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct InboxConfig {
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct Job {
+    pub name: String,
+    pub adaptor: AdaptorSpec,
+    pub expression: String,
+    pub trigger: String,
+    pub credential: Option<String>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub struct Trigger {
+    pub name: String,
+    pub kind: TriggerKind,
+}
+
+#[derive(Debug)]
+pub enum TriggerKind {
+    /// Receipts containing this JSON value start the trigger's jobs.
+    Criteria(Value),
+    /// The schedule, kept as text for display and parsed for use.
+    Cron {
+        expression: String,
+        schedule: Box<croner::Cron>,
+    },
+    /// Runs after a successful run of the named job.
+    Success(String),
+    /// Runs after a failed run of the named job.
+    Failure(String),
+}
+
+impl TriggerKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            TriggerKind::Criteria(_) => "criteria",
+            TriggerKind::Cron { .. } => "cron",
+            TriggerKind::Success(_) => "success",
+            TriggerKind::Failure(_) => "failure",
+        }
+    }
+}
+
+/// An npm package name with an optional version or range: `@openfn/language-common@3.3.4`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AdaptorSpec {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+impl AdaptorSpec {
+    /// Parses a registry spec. Only registry names are accepted (no paths,
+    /// URLs or git specs), since the spec ends up in npm's argument list.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let spec = spec.trim();
+        let (name, version) = match spec.strip_prefix('@') {
+            Some(rest) => match rest.split_once('@') {
+                Some((n, v)) => (format!("@{n}"), Some(v)),
+                None => (spec.to_string(), None),
+            },
+            None => match spec.split_once('@') {
+                Some((n, v)) => (n.to_string(), Some(v)),
+                None => (spec.to_string(), None),
+            },
+        };
+        let body = name.strip_prefix('@').unwrap_or(&name);
+        let parts: Vec<&str> = body.split('/').collect();
+        let scoped = name.starts_with('@');
+        let name_ok = !body.is_empty()
+            && parts.len() == if scoped { 2 } else { 1 }
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && !p.starts_with('.')
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-._~".contains(c))
+            });
+        if !name_ok {
+            return Err(format!(
+                "`{spec}` is not an npm package name (expected e.g. `@openfn/language-common` or `@openfn/language-common@3.3.4`)"
+            ));
+        }
+        let version = match version {
+            None => None,
+            Some(v)
+                if !v.is_empty()
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-+^~<>=*| ".contains(c)) =>
+            {
+                Some(v.to_string())
+            }
+            Some(v) => return Err(format!("`{v}` in `{spec}` is not an npm version or range")),
+        };
+        Ok(AdaptorSpec { name, version })
+    }
+
+    /// A directory name unique to this spec.
+    pub fn dir_name(&self) -> String {
+        let base = self.name.replace('/', "+");
+        match &self.version {
+            Some(v) => format!(
+                "{base}@{}",
+                v.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "_")
+            ),
+            None => base,
+        }
+    }
+}
+
+impl std::fmt::Display for AdaptorSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.version {
+            Some(v) => write!(f, "{}@{v}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+impl Project {
+    /// The jobs started by `trigger`, in name order.
+    pub fn jobs_of(&self, trigger: &str) -> impl Iterator<Item = &Arc<Job>> {
+        self.jobs.values().filter(move |j| j.trigger == trigger)
+    }
+
+    /// Every adaptor the jobs name, once each.
+    pub fn adaptors(&self) -> Vec<AdaptorSpec> {
+        let mut specs: Vec<AdaptorSpec> = self.jobs.values().map(|j| j.adaptor.clone()).collect();
+        specs.sort();
+        specs.dedup();
+        specs
+    }
+
+    /// The credential body a job runs with, if it names one.
+    pub fn configuration_of(&self, job: &Job) -> Option<&Value> {
+        job.credential
+            .as_ref()
+            .and_then(|c| self.credentials.get(c))
+    }
+
+    pub fn timeout_of(&self, job: &Job) -> std::time::Duration {
+        job.timeout.unwrap_or(self.engine.timeout)
+    }
+}

@@ -1,0 +1,175 @@
+//! Project validation: good projects load, and each bad one is refused with
+//! the exact message a user would see.
+
+use super::*;
+
+const GOOD: &str = r#"
+[engine]
+timeout = "30s"
+concurrency = 3
+
+[jobs.job-1]
+adaptor = "@openfn/language-common@3.3.4"
+expression = "fn(state => state)"
+trigger = "trigger-1"
+credential = "cred"
+
+[jobs.flow-job]
+expression = "fn(state => state)"
+trigger = "after-j1"
+timeout = 10
+
+[jobs.ticker]
+expression = "fn(state => state)"
+trigger = "tick"
+
+[triggers.trigger-1]
+criteria = '{"number":2}'
+[triggers.after-j1]
+success = "job-1"
+[triggers.tick]
+cron = "*/5 * * * * *"
+
+[credentials.cred]
+username = "u"
+password = "p"
+"#;
+
+fn load(source: &str) -> Result<Project, ProjectError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("jobs")).unwrap();
+    std::fs::write(dir.path().join("jobs/ok.js"), "fn(state => state)").unwrap();
+    Project::parse(dir.path(), Path::new("project.toml"), source)
+}
+
+#[test]
+fn a_good_project_loads() {
+    let p = load(GOOD).unwrap();
+    assert_eq!(p.jobs.len(), 3);
+    assert_eq!(p.engine.concurrency, 3);
+    assert_eq!(p.timeout_of(&p.jobs["job-1"]).as_secs(), 30);
+    assert_eq!(p.timeout_of(&p.jobs["flow-job"]).as_secs(), 10);
+    assert_eq!(p.jobs["flow-job"].adaptor.name, "@openfn/language-common");
+    assert_eq!(p.jobs["job-1"].adaptor.version.as_deref(), Some("3.3.4"));
+    assert!(matches!(&p.triggers["trigger-1"].kind, TriggerKind::Criteria(c) if c["number"] == 2));
+    assert_eq!(
+        p.configuration_of(&p.jobs["job-1"]).unwrap()["password"],
+        "p"
+    );
+    assert_eq!(p.engine.core.to_string(), "@openfn/core@1.5.1");
+}
+
+#[test]
+fn expression_files_load_from_inside_the_project() {
+    let p = load("[jobs.a]\nexpression_file = \"jobs/ok.js\"\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n").unwrap();
+    assert_eq!(p.jobs["a"].expression, "fn(state => state)");
+}
+
+/// Each invalid project, next to the message it must produce.
+const INVALID: &[(&str, &str)] = &[
+    (
+        "[jobs.a]\nexpression = \"x\"\ntrigger = \"nope\"\n[triggers.t]\ncriteria = {}\n",
+        "project.toml: [jobs.a] trigger (line 1): no trigger named `nope`; defined: t",
+    ),
+    (
+        "[jobs.a]\nexpression = \"x\"\ntrigger = \"t\"\ncredential = \"c\"\n[triggers.t]\ncriteria = {}\n",
+        "project.toml: [jobs.a] credential (line 1): no credential named `c`; defined: none",
+    ),
+    (
+        "[jobs.a]\nexpression = \"x\"\ntrigger = \"t\"\nfrobnicate = 1\n[triggers.t]\ncriteria = {}\n",
+        "project.toml: [jobs.a] frobnicate (line 1): unknown key; expected one of adaptor, expression, expression_file, trigger, credential, timeout",
+    ),
+    (
+        "[triggers.t]\n",
+        "project.toml: [triggers.t] (line 1): a trigger needs exactly one of criteria, cron, success, failure; it has none",
+    ),
+    (
+        "[triggers.t]\ncron = \"* * * * *\"\ncriteria = {}\n",
+        "project.toml: [triggers.t] (line 1): a trigger needs exactly one of criteria, cron, success, failure; it has criteria and cron",
+    ),
+    (
+        "[triggers.t]\ncron = \"61 * * * *\"\n",
+        "project.toml: [triggers.t] cron (line 1): `61 * * * *` is not a cron expression",
+    ),
+    (
+        "[triggers.t]\ncron = \"* * *\"\n",
+        "project.toml: [triggers.t] cron (line 1): `* * *` has 3 fields; expected 5 (minute hour day month weekday) or 6 (seconds first)",
+    ),
+    (
+        "[jobs.a]\nexpression = \"x\"\ntrigger = \"after-b\"\n[jobs.b]\nexpression = \"x\"\ntrigger = \"after-a\"\n[triggers.after-a]\nsuccess = \"a\"\n[triggers.after-b]\nfailure = \"b\"\n",
+        "flow cycle: a → b → a would trigger each other forever",
+    ),
+    (
+        "[jobs.a]\nexpression_file = \"jobs/missing.js\"\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n",
+        "project.toml: [jobs.a] expression_file (line 1): cannot read `jobs/missing.js`",
+    ),
+    (
+        "[jobs.a]\nexpression_file = \"../outside.js\"\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n",
+        "project.toml: [jobs.a] expression_file (line 1): `../outside.js` is outside the project directory",
+    ),
+    (
+        "[jobs.a]\nexpression_file = \"/etc/passwd\"\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n",
+        "`/etc/passwd` is an absolute path",
+    ),
+    (
+        "[triggers.t]\nsuccess = \"ghost\"\n",
+        "project.toml: [triggers.t] success (line 1): no job named `ghost`; defined: none",
+    ),
+    (
+        "[triggers.t]\ncriteria = '{\"number\": 2'\n",
+        "project.toml: [triggers.t] criteria (line 1): is not valid JSON",
+    ),
+    (
+        "[engine]\ntimeout = \"soon\"\n",
+        "project.toml: [engine] timeout (line 1): `soon` is not a duration",
+    ),
+    (
+        "[jobs.a]\nadaptor = \"file:../evil\"\nexpression = \"x\"\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n",
+        "project.toml: [jobs.a] adaptor (line 1): `file:../evil` is not an npm package name",
+    ),
+    (
+        "[workflows]\n",
+        "project.toml: top level workflows: unknown table",
+    ),
+    (
+        "[jobs.a\n",
+        "project.toml: TOML parse error at line 1, column 8",
+    ),
+    (
+        "[jobs.a]\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n",
+        "project.toml: [jobs.a] (line 1): missing key `expression` (or `expression_file`)",
+    ),
+];
+
+#[test]
+fn invalid_projects_name_file_table_and_key() {
+    for (source, expected) in INVALID {
+        let err = load(source).expect_err(source).to_string();
+        assert!(
+            err.contains(expected),
+            "for\n{source}\nexpected `{expected}`\n     got `{err}`"
+        );
+    }
+}
+
+#[test]
+fn adaptor_specs() {
+    let s = AdaptorSpec::parse("@openfn/language-http@7.0.0").unwrap();
+    assert_eq!(
+        (s.name.as_str(), s.version.as_deref()),
+        ("@openfn/language-http", Some("7.0.0"))
+    );
+    assert_eq!(s.dir_name(), "@openfn+language-http@7.0.0");
+    assert!(AdaptorSpec::parse("lodash").unwrap().version.is_none());
+    assert!(AdaptorSpec::parse("@openfn/core@^1.5").is_ok());
+    for bad in [
+        "",
+        "@openfn",
+        "Upper",
+        "a/b/c",
+        "git+ssh://x",
+        "@openfn/x@$(rm)",
+    ] {
+        assert!(AdaptorSpec::parse(bad).is_err(), "{bad}");
+    }
+}

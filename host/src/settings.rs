@@ -1,0 +1,165 @@
+//! Process settings from the environment (and `.env`, loaded by the binary).
+//!
+//! The names are the original microservice's (`PORT`, `HOST_URL`,
+//! `ENDPOINT_STYLE`, `PROJECT_DIR`) plus `DATA_DIR` and `PACKAGES_DIR`.
+//! Settings are read through a lookup function so tests pass a map instead of
+//! mutating the process environment. This module never reads `project.toml`.
+
+use std::path::{Path, PathBuf};
+
+/// How `/inbox` answers: at once (`async`) or after the matched runs (`sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointStyle {
+    Async,
+    Sync,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// TCP port; 0 asks the OS for a free one (the bound address is logged).
+    pub port: u16,
+    /// Host name or address to bind.
+    pub host: String,
+    pub endpoint_style: EndpointStyle,
+    pub project_dir: PathBuf,
+    /// Where job state, run records and per-run temp dirs live.
+    pub data_dir: PathBuf,
+    /// Where npm installs `@openfn/core` and the adaptors; separate from
+    /// `data_dir` so an image can bake packages in and tests can share them.
+    pub packages_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}={value:?} is invalid: {why}")]
+pub struct SettingsError {
+    name: &'static str,
+    value: String,
+    why: String,
+}
+
+impl Settings {
+    /// Reads settings through `lookup` (normally `std::env::var`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let port = match get("PORT") {
+            None => 4001,
+            Some(v) => v.trim().parse().map_err(|_| SettingsError {
+                name: "PORT",
+                value: v.clone(),
+                why: "expected a port number from 0 to 65535".into(),
+            })?,
+        };
+        let host = match get("HOST_URL") {
+            Some(v) => bind_host(&v),
+            None if in_container() => "0.0.0.0".into(),
+            None => "127.0.0.1".into(),
+        };
+        let endpoint_style = match get("ENDPOINT_STYLE").as_deref().map(str::trim) {
+            None | Some("async") => EndpointStyle::Async,
+            Some("sync") => EndpointStyle::Sync,
+            Some(other) => {
+                return Err(SettingsError {
+                    name: "ENDPOINT_STYLE",
+                    value: other.into(),
+                    why: "expected `async` or `sync`".into(),
+                });
+            }
+        };
+        let project_dir = PathBuf::from(get("PROJECT_DIR").unwrap_or_else(|| "./project".into()));
+        let data_dir = get("DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| project_dir.join(".microservice"));
+        let packages_dir = get("PACKAGES_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("packages"));
+        Ok(Settings {
+            port,
+            host,
+            endpoint_style,
+            project_dir,
+            data_dir,
+            packages_dir,
+        })
+    }
+
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+}
+
+/// The original took `HOST_URL=localhost` or a URL; accept both and keep the host.
+fn bind_host(value: &str) -> String {
+    let v = value.trim();
+    let v = v
+        .strip_prefix("http://")
+        .or_else(|| v.strip_prefix("https://"))
+        .unwrap_or(v);
+    let v = v.split('/').next().unwrap_or(v);
+    // Drop a `:port` suffix, but not the colons of a bare IPv6 address.
+    let host = match v.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => v,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
+
+fn in_container() -> bool {
+    Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_original() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.port, 4001);
+        assert_eq!(s.endpoint_style, EndpointStyle::Async);
+        assert_eq!(s.project_dir, PathBuf::from("./project"));
+        assert_eq!(s.data_dir, PathBuf::from("./project/.microservice"));
+        assert_eq!(
+            s.packages_dir,
+            PathBuf::from("./project/.microservice/packages")
+        );
+    }
+
+    #[test]
+    fn host_url_accepts_names_and_urls() {
+        assert_eq!(bind_host("localhost"), "localhost");
+        assert_eq!(bind_host("http://localhost:4001/"), "localhost");
+        assert_eq!(bind_host("0.0.0.0"), "0.0.0.0");
+        assert_eq!(bind_host("[::1]"), "::1");
+        assert_eq!(bind_host("::1"), "::1");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = settings(&[("PORT", "eighty")]).unwrap_err().to_string();
+        assert!(err.contains("PORT"), "{err}");
+        let err = settings(&[("ENDPOINT_STYLE", "later")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ENDPOINT_STYLE") && err.contains("sync"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! Durable job states and run records, in one SQLite file in `DATA_DIR`.
+//!
+//! A job's state is its last successful final state (what cron runs start
+//! from, and what `/api/jobs/{name}/state` shows); a run record is what
+//! happened to one run, with its log. States arrive here already stripped of
+//! `configuration` and log lines already redacted: this module stores what it
+//! is given and must never be handed a credential.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("store: background task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Success,
+    Failure,
+}
+
+impl RunStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Success => "success",
+            RunStatus::Failure => "failure",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(RunStatus::Running),
+            "success" => Some(RunStatus::Success),
+            "failure" => Some(RunStatus::Failure),
+            _ => None,
+        }
+    }
+}
+
+/// One row of `GET /api/runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub job: String,
+    pub trigger: String,
+    pub status: RunStatus,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+/// `GET /api/runs/{id}`: the summary plus what the run printed and produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    pub log: Vec<String>,
+    pub state: Option<Value>,
+}
+
+/// How a finished run is written back.
+#[derive(Debug)]
+pub struct RunEnd<'a> {
+    pub id: &'a str,
+    pub job: &'a str,
+    pub status: RunStatus,
+    pub exit_code: Option<i32>,
+    pub reason: Option<&'a str>,
+    pub finished_at: &'a str,
+    pub duration_ms: i64,
+    pub log: &'a [String],
+    /// The final state; on success it also becomes the job's state.
+    pub state: Option<&'a Value>,
+}
+
+#[derive(Debug, Default)]
+pub struct RunFilter {
+    pub job: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: usize,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    status TEXT NOT NULL,
+    exit_code INTEGER,
+    reason TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    duration_ms INTEGER,
+    log TEXT,
+    state TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, id);
+CREATE TABLE IF NOT EXISTS job_state (
+    job TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+";
+
+impl Store {
+    /// Opens (or creates) the store. Runs left `running` by a process that
+    /// died are closed as failures, so no record claims to run forever.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute(
+            "UPDATE runs SET status = 'failure', reason = 'interrupted: the service stopped during the run' WHERE status = 'running'",
+            [],
+        )?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await?
+    }
+
+    pub async fn start_run(
+        &self,
+        id: &str,
+        job: &str,
+        trigger: &str,
+        started_at: &str,
+    ) -> Result<(), StoreError> {
+        let (id, job, trigger, started_at) = (
+            id.to_string(),
+            job.to_string(),
+            trigger.to_string(),
+            started_at.to_string(),
+        );
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO runs (id, job, trigger, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
+                params![id, job, trigger, started_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records the end of a run and, when it succeeded, the job's new state,
+    /// in one transaction so the two never disagree.
+    pub async fn finish_run(&self, end: RunEnd<'_>) -> Result<(), StoreError> {
+        let log = serde_json::to_string(end.log)?;
+        let state = end.state.map(serde_json::to_string).transpose()?;
+        let (id, job, reason, finished_at) = (
+            end.id.to_string(),
+            end.job.to_string(),
+            end.reason.map(str::to_string),
+            end.finished_at.to_string(),
+        );
+        let (status, exit_code, duration_ms) = (end.status, end.exit_code, end.duration_ms);
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE runs SET status = ?2, exit_code = ?3, reason = ?4, finished_at = ?5, duration_ms = ?6, log = ?7, state = ?8 WHERE id = ?1",
+                params![id, status.as_str(), exit_code, reason, finished_at, duration_ms, log, state],
+            )?;
+            if let (RunStatus::Success, Some(state)) = (status, &state) {
+                tx.execute(
+                    "INSERT INTO job_state (job, state, run_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (job) DO UPDATE SET state = excluded.state, run_id = excluded.run_id, updated_at = excluded.updated_at",
+                    params![job, state, id, finished_at],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The job's last successful final state.
+    pub async fn job_state(&self, job: &str) -> Result<Option<Value>, StoreError> {
+        let job = job.to_string();
+        self.with(move |c| {
+            let text: Option<String> = c
+                .query_row("SELECT state FROM job_state WHERE job = ?1", [job], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+        })
+        .await
+    }
+
+    /// Newest first.
+    pub async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, job, trigger, status, exit_code, reason, started_at, finished_at, duration_ms FROM runs
+                 WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY id DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![filter.job, filter.status.map(RunStatus::as_str), filter.limit as i64],
+                summary_from_row,
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn run(&self, id: &str) -> Result<Option<RunDetail>, StoreError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT id, job, trigger, status, exit_code, reason, started_at, finished_at, duration_ms, log, state FROM runs WHERE id = ?1",
+                    [id],
+                    |r| Ok((summary_from_row(r)?, r.get::<_, Option<String>>(9)?, r.get::<_, Option<String>>(10)?)),
+                )
+                .optional()?;
+            let Some((summary, log, state)) = row else { return Ok(None) };
+            Ok(Some(RunDetail {
+                summary,
+                log: log.map(|l| serde_json::from_str(&l)).transpose()?.unwrap_or_default(),
+                state: state.map(|s| serde_json::from_str(&s)).transpose()?,
+            }))
+        })
+        .await
+    }
+}
+
+fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
+    let status: String = r.get(3)?;
+    Ok(RunSummary {
+        id: r.get(0)?,
+        job: r.get(1)?,
+        trigger: r.get(2)?,
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Failure),
+        exit_code: r.get(4)?,
+        reason: r.get(5)?,
+        started_at: r.get(6)?,
+        finished_at: r.get(7)?,
+        duration_ms: r.get(8)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn success_updates_job_state_and_failure_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store
+            .start_run("01", "j", "t", "2026-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        let s = json!({"count": 1});
+        let end = |id, status, state| RunEnd {
+            id,
+            job: "j",
+            status,
+            exit_code: Some(0),
+            reason: None,
+            finished_at: "2026-01-01T00:00:01Z",
+            duration_ms: 5,
+            log: &[],
+            state,
+        };
+        store
+            .finish_run(end("01", RunStatus::Success, Some(&s)))
+            .await
+            .unwrap();
+        store
+            .start_run("02", "j", "t", "2026-01-01T00:00:02Z")
+            .await
+            .unwrap();
+        store
+            .finish_run(end("02", RunStatus::Failure, None))
+            .await
+            .unwrap();
+        assert_eq!(store.job_state("j").await.unwrap(), Some(s));
+        let runs = store
+            .list_runs(RunFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["02", "01"]
+        );
+        let failed = store
+            .list_runs(RunFilter {
+                status: Some(RunStatus::Failure),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(failed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn reopening_closes_interrupted_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        Store::open(&path)
+            .unwrap()
+            .start_run("01", "j", "t", "now")
+            .await
+            .unwrap();
+        let run = Store::open(&path)
+            .unwrap()
+            .run("01")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(run.summary.status, RunStatus::Failure);
+        assert!(run.summary.reason.unwrap().contains("interrupted"));
+    }
+}

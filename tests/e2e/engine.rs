@@ -1,0 +1,164 @@
+//! The engine: per-run timeouts kill the whole run (no node process left
+//! behind), syntax errors fail with exit code 1, and per-run temporary
+//! directories under `DATA_DIR/tmp` are removed once runs finish.
+
+use std::time::{Duration, Instant};
+
+use crate::INBOX_PROJECT;
+use crate::harness::{
+    RUN_TIMEOUT, Service, log_lines, process_is_gone, wait_for, wait_for_finished_run,
+    wait_for_runs,
+};
+
+/// Pids of all descendants of process `root` (children, their children, ..).
+fn descendants(root: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    // (pid, parent pid) of every process; the parent is the second field
+    // after the parenthesised command name in /proc/PID/stat.
+    let parents: Vec<(u32, u32)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+#[test]
+fn run_exceeding_its_timeout_is_killed() {
+    let svc = Service::start(include_str!("../projects/timeout/project.toml"), &[]);
+    let posted = Instant::now();
+
+    let reply = svc.post_json("/inbox", r#"{"kind":"hang"}"#);
+    assert_eq!(reply.json["data"], serde_json::json!(["hang"]), "{reply:?}");
+
+    // Note the processes of the run while it is running (the service's
+    // descendants; it has no other run), to check later that the timeout
+    // killed all of them.
+    let run_pids = svc.wait_until("the run's node process", Duration::from_secs(10), || {
+        let pids = descendants(svc.pid());
+        (!pids.is_empty()).then_some(pids)
+    });
+
+    let run = wait_for_finished_run(&svc, "hang");
+    let elapsed = posted.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "a 2 s timeout took {elapsed:?}"
+    );
+    assert_eq!(run["status"], "failure", "{run}");
+    assert!(
+        run["exit_code"].is_null(),
+        "a killed run has no exit code: {run}"
+    );
+    let reason = run["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("timed out"),
+        "reason should say the run timed out: {run}"
+    );
+
+    let survivors = wait_for(Duration::from_secs(10), || {
+        let alive: Vec<u32> = run_pids
+            .iter()
+            .copied()
+            .filter(|&p| !process_is_gone(p))
+            .collect();
+        alive.is_empty().then_some(())
+    });
+    assert!(
+        survivors.is_some(),
+        "processes of the timed-out run are still alive: {run_pids:?}"
+    );
+    assert!(
+        svc.job_state("hang").is_none(),
+        "a timed-out run must not save state"
+    );
+}
+
+#[test]
+fn syntax_error_fails_with_exit_code_1() {
+    let svc = Service::start(INBOX_PROJECT, &[]);
+
+    let reply = svc.post_json("/inbox", r#"{"kind":"syntax"}"#);
+    assert_eq!(
+        reply.json["data"],
+        serde_json::json!(["syntax-job"]),
+        "{reply:?}"
+    );
+
+    let run = wait_for_finished_run(&svc, "syntax-job");
+    assert_eq!(run["status"], "failure", "{run}");
+    assert_eq!(run["exit_code"], 1, "{run}");
+    let log = log_lines(&svc.run(&run)).join("\n");
+    assert!(
+        log.contains("SyntaxError"),
+        "log should show the SyntaxError:\n{log}"
+    );
+}
+
+#[test]
+fn temp_dirs_are_removed_after_runs() {
+    let svc = Service::start(INBOX_PROJECT, &[]);
+
+    // Five runs, partly concurrent: job-1 → flow-job, bad-job → catch-job,
+    // and cred-job.
+    for body in [
+        crate::harness::RECEIPT,
+        r#"{"kind":"bad"}"#,
+        r#"{"kind":"cred"}"#,
+    ] {
+        let reply = svc.post_json("/inbox", body);
+        assert_eq!(reply.status, 202, "{reply:?}");
+    }
+    for (job, status) in [
+        ("job-1", "success"),
+        ("flow-job", "success"),
+        ("bad-job", "failure"),
+        ("catch-job", "success"),
+        ("cred-job", "success"),
+    ] {
+        wait_for_runs(&svc, job, status, 1);
+    }
+    svc.wait_until("no run in progress", RUN_TIMEOUT, || {
+        svc.runs_query("status=running").is_empty().then_some(())
+    });
+
+    let tmp = svc.data_dir().join("tmp");
+    let leftovers = wait_for(Duration::from_secs(10), || {
+        let entries: Vec<String> = std::fs::read_dir(&tmp)
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        entries.is_empty().then_some(())
+    });
+    assert!(tmp.is_dir(), "{} should exist", tmp.display());
+    let entries: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        leftovers.is_some(),
+        "per-run temp dirs left behind: {entries:?}"
+    );
+}

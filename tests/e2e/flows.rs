@@ -1,0 +1,100 @@
+//! Success and failure flows: a job triggered by another job's success gets
+//! its final state; a job triggered by a failure gets the failed run's input
+//! state plus an `errors` entry describing the failure.
+
+use crate::INBOX_PROJECT;
+use crate::harness::{RECEIPT, Service, json, log_lines, run_id, wait_for_runs};
+
+#[test]
+fn success_flow_receives_upstream_final_state() {
+    let svc = Service::start(INBOX_PROJECT, &[]);
+
+    let reply = svc.post_json("/inbox", RECEIPT);
+    assert_eq!(reply.status, 202, "{reply:?}");
+    // Only the directly matched job is reported, not its flow.
+    assert_eq!(
+        reply.json["data"],
+        json(r#"["job-1"]"#),
+        "body: {}",
+        reply.body
+    );
+
+    let flow_runs = wait_for_runs(&svc, "flow-job", "success", 1);
+    assert_eq!(flow_runs.len(), 1, "{flow_runs:?}");
+    assert_eq!(flow_runs[0]["trigger"], "after-job-1");
+
+    // job-1 doubled 2 to 4, flow-job tripled that.
+    let state = svc
+        .job_state("flow-job")
+        .expect("flow-job state after a successful run");
+    assert_eq!(state["data"]["number"], 12, "state: {state}");
+    assert_eq!(state["data"]["string"], "here");
+    assert!(state.get("configuration").is_none(), "state: {state}");
+    assert_eq!(svc.run(&flow_runs[0])["state"]["data"]["number"], 12);
+
+    // The upstream job is unaffected by its flow.
+    assert_eq!(
+        svc.job_state("job-1").expect("job-1 state")["data"]["number"],
+        4
+    );
+}
+
+#[test]
+fn failure_flow_receives_input_state_and_errors() {
+    let svc = Service::start(INBOX_PROJECT, &[]);
+    let receipt = r#"{"kind":"bad","number":7,"nested":{"list":[1,2]}}"#;
+
+    let reply = svc.post_json("/inbox", receipt);
+    assert_eq!(reply.status, 202, "{reply:?}");
+    assert_eq!(
+        reply.json["data"],
+        json(r#"["bad-job"]"#),
+        "body: {}",
+        reply.body
+    );
+
+    let catch_runs = wait_for_runs(&svc, "catch-job", "success", 1);
+    assert_eq!(catch_runs[0]["trigger"], "bad-job-failed");
+
+    let bad_runs = svc.runs("bad-job");
+    assert_eq!(bad_runs.len(), 1, "{bad_runs:?}");
+    let bad_run = &bad_runs[0];
+    assert_eq!(bad_run["status"], "failure", "{bad_run}");
+    assert!(
+        bad_run["exit_code"].as_i64().is_some_and(|code| code != 0),
+        "a thrown error should give a non-zero exit code: {bad_run}"
+    );
+    assert!(
+        svc.job_state("bad-job").is_none(),
+        "a failed run must not save state"
+    );
+
+    let state = svc.job_state("catch-job").expect("catch-job state");
+    assert_eq!(
+        state["data"],
+        json(receipt),
+        "catch-job gets the failed run's input data: {state}"
+    );
+    assert_eq!(state["caught"], true);
+    assert!(state.get("configuration").is_none(), "state: {state}");
+
+    let errors = state["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors array: {state}"));
+    let entry = errors
+        .iter()
+        .find(|e| e["job"] == "bad-job")
+        .unwrap_or_else(|| panic!("no errors entry naming bad-job: {state}"));
+    assert_eq!(
+        entry["run_id"].to_string().trim_matches('"'),
+        run_id(bad_run),
+        "{entry}"
+    );
+    assert_eq!(entry["exit_code"], bad_run["exit_code"], "{entry}");
+    assert!(entry["message"].is_string(), "{entry}");
+
+    // The failure is visible in the failed run's log.
+    let detail = svc.run(bad_run);
+    let log = log_lines(&detail).join("\n");
+    assert!(log.contains("boom"), "bad-job log: {log}");
+}

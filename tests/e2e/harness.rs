@@ -1,0 +1,680 @@
+//! Test harness: installs the OpenFn packages once per test process, starts
+//! the real `microservice` binary on a throw-away project and data directory,
+//! captures its output, and offers small HTTP and polling helpers.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_microservice");
+
+/// How long a service may take to print its `listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `microservice install` may take (it runs `npm install`).
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Generous default for waiting on runs to finish.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The receipt used by the original OpenFn microservice test suite.
+pub const RECEIPT: &str = include_str!("../projects/fixtures/receipt.json");
+
+/// Scratch directory that cargo provides for integration tests.
+pub fn scratch_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&dir).expect("create CARGO_TARGET_TMPDIR");
+    dir
+}
+
+/// A fresh temporary directory under the scratch dir.
+pub fn temp_dir(prefix: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(scratch_dir())
+        .expect("create temp dir")
+}
+
+// ---------------------------------------------------------------------------
+// Package installation
+// ---------------------------------------------------------------------------
+
+static PACKAGES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// The shared `PACKAGES_DIR`, installed once per test process with
+/// `microservice install` (npm install of @openfn/core and the adaptor).
+pub fn packages_dir() -> PathBuf {
+    PACKAGES
+        .get_or_init(install_packages)
+        .clone()
+        .unwrap_or_else(|err| panic!("installing packages failed:\n{err}"))
+}
+
+fn install_packages() -> Result<PathBuf, String> {
+    let packages = scratch_dir().join("e2e-packages");
+    std::fs::create_dir_all(&packages).map_err(|e| e.to_string())?;
+    let project = temp_dir("e2e-install-project-");
+    std::fs::write(
+        project.path().join("project.toml"),
+        r#"
+[jobs.install]
+adaptor = "@openfn/language-common"
+trigger = "never"
+expression = "fn(state => state)"
+
+[triggers.never]
+criteria = { install = "never" }
+"#,
+    )
+    .map_err(|e| e.to_string())?;
+    let data = temp_dir("e2e-install-data-");
+
+    let mut child = Command::new(BIN)
+        .arg("install")
+        .env("PROJECT_DIR", project.path())
+        .env("PACKAGES_DIR", &packages)
+        .env("DATA_DIR", data.path())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawning {BIN} install: {e}"))?;
+    let output = Output::capture(&mut child);
+    let status = wait_exit(&mut child, INSTALL_TIMEOUT);
+    output.drain();
+    match status {
+        Some(status) if status.success() => Ok(packages),
+        Some(status) => Err(format!(
+            "`microservice install` exited with {status}; output:\n{}",
+            output.text()
+        )),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "`microservice install` did not finish within {INSTALL_TIMEOUT:?}; output:\n{}",
+                output.text()
+            ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Output capture
+// ---------------------------------------------------------------------------
+
+/// All lines a child printed on stdout and stderr, collected by two threads.
+#[derive(Default)]
+pub struct Output {
+    lines: Arc<Mutex<Vec<String>>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+impl Output {
+    /// Takes the child's piped stdout and stderr and starts reader threads.
+    fn capture(child: &mut Child) -> Output {
+        let mut output = Output::default();
+        if let Some(out) = child.stdout.take() {
+            output.spawn_reader(out);
+        }
+        if let Some(err) = child.stderr.take() {
+            output.spawn_reader(err);
+        }
+        output
+    }
+
+    fn spawn_reader(&mut self, stream: impl Read + Send + 'static) {
+        let lines = Arc::clone(&self.lines);
+        self.readers.push(thread::spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        let line = line.trim_end_matches(['\n', '\r']).to_string();
+                        lines.lock().unwrap().push(line);
+                    }
+                }
+            }
+        }));
+    }
+
+    /// Waits (up to 5 s) for the readers to reach the end of both pipes, so
+    /// that everything an exited child printed has been collected.
+    fn drain(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.readers.iter().all(|r| r.is_finished()) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+}
+
+/// Polls `child` until it exits or `timeout` passes.
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait on child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Extracts `127.0.0.1:PORT` from a line containing `listening on http://`.
+fn parse_listen_address(line: &str) -> Option<String> {
+    const MARKER: &str = "listening on http://";
+    let start = line.find(MARKER)? + MARKER.len();
+    let addr: String = line[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']' | '-'))
+        .collect();
+    let addr = addr.trim_end_matches(['.', ':']).to_string();
+    addr.contains(':').then_some(addr)
+}
+
+// ---------------------------------------------------------------------------
+// Launching a service
+// ---------------------------------------------------------------------------
+
+/// Describes how to start a service: the project, extra files, environment
+/// and (optionally) a data directory shared with a previous run.
+pub struct Launch {
+    toml: String,
+    files: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
+}
+
+/// The directories a launch writes: `root/project` is `PROJECT_DIR`.
+struct Dirs {
+    _root: TempDir,
+    project: PathBuf,
+    data: PathBuf,
+    _data_guard: Option<TempDir>,
+}
+
+impl Launch {
+    /// A project whose `project.toml` is `toml`. The text `{root}` is replaced
+    /// by the absolute path of the temporary directory holding the project
+    /// (the project itself is `{root}/project`).
+    pub fn new(toml: &str) -> Launch {
+        Launch {
+            toml: toml.to_string(),
+            files: Vec::new(),
+            env: Vec::new(),
+            data_dir: None,
+        }
+    }
+
+    /// An extra file, path relative to the project directory (may use `..`
+    /// to land in the temporary root next to the project).
+    pub fn file(mut self, path: &str, contents: &str) -> Launch {
+        self.files.push((path.to_string(), contents.to_string()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Launch {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn envs(mut self, vars: &[(&str, &str)]) -> Launch {
+        for (k, v) in vars {
+            self = self.env(k, v);
+        }
+        self
+    }
+
+    /// Reuses an existing `DATA_DIR` (for restart tests).
+    pub fn data_dir(mut self, dir: &Path) -> Launch {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    fn prepare(&self) -> Dirs {
+        let root = temp_dir("e2e-project-");
+        let project = root.path().join("project");
+        std::fs::create_dir_all(&project).unwrap();
+        let toml = self
+            .toml
+            .replace("{root}", &root.path().display().to_string());
+        std::fs::write(project.join("project.toml"), toml).unwrap();
+        for (path, contents) in &self.files {
+            let path = project.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+        let (data, data_guard) = match &self.data_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let guard = temp_dir("e2e-data-");
+                (guard.path().to_path_buf(), Some(guard))
+            }
+        };
+        Dirs {
+            _root: root,
+            project,
+            data,
+            _data_guard: data_guard,
+        }
+    }
+
+    fn spawn(&self, dirs: &Dirs) -> Child {
+        let mut cmd = Command::new(BIN);
+        cmd.env("PROJECT_DIR", &dirs.project)
+            .env("DATA_DIR", &dirs.data)
+            .env("PACKAGES_DIR", packages_dir())
+            .env("PORT", "0")
+            .env("HOST_URL", "127.0.0.1")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("ENDPOINT_STYLE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("spawning {BIN}: {e}"))
+    }
+
+    /// Starts the service and waits for it to listen.
+    pub fn start(self) -> Service {
+        let dirs = self.prepare();
+        let mut child = self.spawn(&dirs);
+        let output = Output::capture(&mut child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            if let Some(addr) = output.lines().iter().find_map(|l| parse_listen_address(l)) {
+                break addr;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "service exited with {status} before listening; output:\n{}",
+                    output.text()
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "service did not print `listening on http://` within {START_TIMEOUT:?}; output:\n{}",
+                    output.text()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        Service {
+            child,
+            addr,
+            output,
+            agent: agent(),
+            exited: None,
+            data_dir: dirs.data.clone(),
+            _dirs: dirs,
+        }
+    }
+
+    /// Runs the service expecting it to refuse to start: it must exit with a
+    /// non-zero status within 30 s. Returns everything it printed.
+    pub fn expect_failure(self) -> Result<String, String> {
+        let dirs = self.prepare();
+        let mut child = self.spawn(&dirs);
+        let output = Output::capture(&mut child);
+        let status = wait_exit(&mut child, Duration::from_secs(30));
+        output.drain();
+        match status {
+            Some(status) if !status.success() => Ok(output.text()),
+            Some(status) => Err(format!(
+                "exited with {status} (expected failure); output:\n{}",
+                output.text()
+            )),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "still running after 30 s (expected it to exit non-zero); output:\n{}",
+                    output.text()
+                ))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// A response: status, raw body and the body parsed as JSON (`Null` if the
+/// body is not JSON; see `is_json`).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub json: Value,
+}
+
+impl Reply {
+    fn from(
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Reply, ureq::Error> {
+        let response = result?;
+        let status = response.status().as_u16();
+        let body = response.into_body().read_to_string()?;
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Ok(Reply { status, body, json })
+    }
+
+    pub fn is_json(&self) -> bool {
+        serde_json::from_str::<Value>(&self.body).is_ok()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A running service
+// ---------------------------------------------------------------------------
+
+/// A running `microservice` process. Killed on drop.
+pub struct Service {
+    child: Child,
+    addr: String,
+    output: Output,
+    agent: ureq::Agent,
+    exited: Option<ExitStatus>,
+    data_dir: PathBuf,
+    _dirs: Dirs,
+}
+
+impl Service {
+    /// Starts the binary on `project_toml` with extra environment variables.
+    pub fn start(project_toml: &str, extra_env: &[(&str, &str)]) -> Service {
+        Launch::new(project_toml).envs(extra_env).start()
+    }
+
+    /// Runs the binary on an invalid project; see [`Launch::expect_failure`].
+    pub fn try_start_expect_failure(project_toml: &str) -> Result<String, String> {
+        Launch::new(project_toml).expect_failure()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// POSTs `body`; `content_type = None` sends no Content-Type header.
+    pub fn post(&self, path: &str, body: &str, content_type: Option<&str>) -> Reply {
+        let mut request = self.agent.post(self.url(path));
+        if let Some(ct) = content_type {
+            request = request.content_type(ct);
+        }
+        self.reply(Reply::from(request.send(body)), &format!("POST {path}"))
+    }
+
+    /// POSTs `body` as `application/json`.
+    pub fn post_json(&self, path: &str, body: &str) -> Reply {
+        self.post(path, body, Some("application/json"))
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.reply(
+            Reply::from(self.agent.get(self.url(path)).call()),
+            &format!("GET {path}"),
+        )
+    }
+
+    /// Unwraps a reply, or panics with the service's state and output.
+    fn reply(&self, reply: Result<Reply, ureq::Error>, what: &str) -> Reply {
+        reply.unwrap_or_else(|e| {
+            let state = if process_is_gone(self.child.id()) {
+                "has exited"
+            } else {
+                "is running"
+            };
+            panic!(
+                "{what}: request failed: {e} (the service {state})\n{}",
+                self.log_tail()
+            )
+        })
+    }
+
+    /// GETs `path` and returns its JSON, asserting a 200.
+    pub fn get_json(&self, path: &str) -> Value {
+        let reply = self.get(path);
+        assert_eq!(
+            reply.status,
+            200,
+            "GET {path}: {reply:?}\n{}",
+            self.log_tail()
+        );
+        reply.json
+    }
+
+    /// Everything the service printed so far.
+    pub fn logs(&self) -> String {
+        self.output.text()
+    }
+
+    /// The last lines of the service output, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let lines = self.output.lines();
+        let from = lines.len().saturating_sub(60);
+        format!(
+            "--- service output (last {} lines) ---\n{}",
+            lines.len() - from,
+            lines[from..].join("\n")
+        )
+    }
+
+    /// Polls `probe` every 200 ms until it yields `Some`, or panics after
+    /// `timeout` with `what` and the service output.
+    pub fn wait_until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut probe: impl FnMut() -> Option<T>,
+    ) -> T {
+        wait_for(timeout, &mut probe).unwrap_or_else(|| {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                self.log_tail()
+            )
+        })
+    }
+
+    /// Runs of `job` (newest first), as returned by `GET /api/runs?job=`.
+    pub fn runs(&self, job: &str) -> Vec<Value> {
+        self.runs_query(&format!("job={job}&limit=1000"))
+    }
+
+    pub fn runs_query(&self, query: &str) -> Vec<Value> {
+        let path = format!("/api/runs?{query}");
+        match self.get_json(&path) {
+            Value::Array(runs) => runs,
+            other => panic!("GET {path}: expected an array, got {other}"),
+        }
+    }
+
+    /// A run's details (`GET /api/runs/{id}`).
+    pub fn run(&self, run: &Value) -> Value {
+        self.get_json(&format!("/api/runs/{}", run_id(run)))
+    }
+
+    /// The stored state of `job`, if any (`GET /api/jobs/{job}/state`).
+    pub fn job_state(&self, job: &str) -> Option<Value> {
+        let reply = self.get(&format!("/api/jobs/{job}/state"));
+        match reply.status {
+            200 => Some(reply.json),
+            404 => None,
+            _ => panic!("GET /api/jobs/{job}/state: unexpected {reply:?}"),
+        }
+    }
+
+    /// Sends SIGTERM and waits up to 60 s for the process to exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("send SIGTERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(60)).unwrap_or_else(|| {
+            panic!(
+                "service did not exit within 60 s of SIGTERM\n{}",
+                self.log_tail()
+            )
+        });
+        self.exited = Some(status);
+        status
+    }
+}
+
+impl Drop for Service {
+    /// Asks the service to stop (so that it reaps its runs' processes and
+    /// cleans up), and kills it if it is still there after 5 s.
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            if wait_exit(&mut self.child, Duration::from_secs(5)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+/// Whether process `pid` has exited (gone, or a zombie not yet reaped).
+pub fn process_is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// The `id` of a run record, as used in `/api/runs/{id}`.
+pub fn run_id(run: &Value) -> String {
+    match &run["id"] {
+        Value::String(s) => s.clone(),
+        Value::Null => panic!("run without id: {run}"),
+        other => other.to_string(),
+    }
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, or `None` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `job` has at least `n` runs with `status`, and returns them
+/// (newest first).
+pub fn wait_for_runs(svc: &Service, job: &str, status: &str, n: usize) -> Vec<Value> {
+    svc.wait_until(
+        &format!("{n} run(s) of {job} with status {status}"),
+        RUN_TIMEOUT,
+        || {
+            let runs: Vec<Value> = svc
+                .runs_query(&format!("job={job}&status={status}&limit=1000"))
+                .into_iter()
+                .filter(|r| r["status"] == status)
+                .collect();
+            (runs.len() >= n).then_some(runs)
+        },
+    )
+}
+
+/// Waits until `job` has a finished run and returns the newest one.
+pub fn wait_for_finished_run(svc: &Service, job: &str) -> Value {
+    svc.wait_until(&format!("a finished run of {job}"), RUN_TIMEOUT, || {
+        svc.runs(job)
+            .into_iter()
+            .find(|r| r["status"] == "success" || r["status"] == "failure")
+    })
+}
+
+/// Parses a JSON literal, for building expected values.
+pub fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("bad JSON in test: {e}: {text}"))
+}
+
+/// Lines of a run's `log` field, asserting that it is an array of strings.
+pub fn log_lines(run_detail: &Value) -> Vec<String> {
+    let log = run_detail["log"]
+        .as_array()
+        .unwrap_or_else(|| panic!("run log is not an array: {run_detail}"));
+    log.iter()
+        .map(|l| {
+            l.as_str()
+                .unwrap_or_else(|| panic!("log line is not a string: {l}"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listen_address;
+
+    #[test]
+    fn parses_listen_lines() {
+        assert_eq!(
+            parse_listen_address("2025 INFO microservice: listening on http://127.0.0.1:41234"),
+            Some("127.0.0.1:41234".to_string())
+        );
+        assert_eq!(
+            parse_listen_address(r#"{"message":"listening on http://127.0.0.1:80","x":1}"#),
+            Some("127.0.0.1:80".to_string())
+        );
+        assert_eq!(
+            parse_listen_address("listening on http://127.0.0.1:5."),
+            Some("127.0.0.1:5".to_string())
+        );
+        assert_eq!(parse_listen_address("nothing here"), None);
+    }
+}

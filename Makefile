@@ -1,5 +1,5 @@
 # The few commands everyone runs. `make help` lists them.
-.PHONY: help run test setup lint bench release
+.PHONY: help run test setup plugins lint bench release
 
 help:
 	@echo "make run     serve ./project on http://127.0.0.1:4001 (installs core and adaptors on first start)"
@@ -7,20 +7,31 @@ help:
 	@echo "make lint    cargo fmt --check and cargo clippy"
 	@echo "make bench   release build, then the benchmarks (figures in the README)"
 
-# What a fresh Debian machine with rustup, node and npm lacks for the tests.
+# What a fresh Debian machine with rustup, node and npm lacks: the wasm
+# target for plugins. (npm packages are installed by the service itself.)
 setup:
 	@command -v node >/dev/null || { echo "node is required (Node.js 18 or newer)"; exit 1; }
 	@command -v npm >/dev/null || { echo "npm is required"; exit 1; }
+	rustup target add wasm32-wasip2
 
-run: setup
+# The first-party plugins, built from source into the default project.
+plugins: setup
+	cargo build --release --target wasm32-wasip2 --target-dir plugins/target --manifest-path plugins/Cargo.toml
+	mkdir -p project/plugins
+	cp plugins/target/wasm32-wasip2/release/*.wasm project/plugins/
+
+run: plugins
 	HOST_URL=$${HOST_URL:-127.0.0.1} cargo run --bin microservice -- serve
 
+# The end-to-end tests build the plugins and test plugins from source themselves.
 test: setup
 	cargo test --workspace
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
+	cargo fmt --manifest-path tests/plugins/Cargo.toml --all -- --check
 
 release:
 	cargo build --release --bin microservice

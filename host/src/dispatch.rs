@@ -12,16 +12,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::clock::{now_ms, now_rfc3339};
 use crate::criteria;
-use crate::engine::{Engine, RunRequest};
-use crate::project::{Job, Project, TriggerKind};
+use crate::engine::{Engine, Failure, FailureKind, RunRequest};
+use crate::project::{Job, Project, RetryPolicy, TriggerKind};
 use crate::redact::{Redactor, strip_configuration};
 use crate::store::{RunEnd, RunStatus, Store};
 
@@ -38,6 +38,24 @@ pub struct RunReport {
     pub log: Vec<String>,
     /// Final state without `configuration`.
     pub state: Option<Value>,
+    pub failure: Option<Failure>,
+    /// The run failed and its retry policy gives the receipt another attempt.
+    pub will_retry: bool,
+}
+
+/// What observers (notification plugins) hear when a run finishes.
+#[derive(Debug, Clone)]
+pub struct RunFinished {
+    pub run_id: String,
+    pub job: String,
+    pub trigger: String,
+    pub success: bool,
+    pub exit_code: Option<i32>,
+    pub started_at_ms: u64,
+    pub finished_at_ms: u64,
+    pub duration_ms: u64,
+    /// Why it failed, redacted.
+    pub error: Option<String>,
 }
 
 #[derive(Clone)]
@@ -53,10 +71,17 @@ struct Inner {
     slots: Semaphore,
     /// Every run in flight, so a shutdown can wait for them.
     tracker: TaskTracker,
+    /// Told about each finished run; full means dropped, never waited on.
+    finished: Option<mpsc::Sender<RunFinished>>,
 }
 
 impl Dispatcher {
-    pub fn new(project: Arc<Project>, engine: Engine, store: Store) -> Self {
+    pub fn new(
+        project: Arc<Project>,
+        engine: Engine,
+        store: Store,
+        finished: Option<mpsc::Sender<RunFinished>>,
+    ) -> Self {
         let redactor = Redactor::new(project.credentials.values());
         let slots = Semaphore::new(project.engine.concurrency);
         Dispatcher {
@@ -67,6 +92,7 @@ impl Dispatcher {
                 redactor,
                 slots,
                 tracker: TaskTracker::new(),
+                finished,
             }),
         }
     }
@@ -96,14 +122,45 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Starts a run of each job for a receipt.
-    pub fn receive(&self, message: &Value, jobs: &[Arc<Job>]) -> Vec<JoinHandle<RunReport>> {
+    /// Starts a run of each job for a receipt. `attempt` is set for receipts
+    /// delivered from the message store (1 for the first delivery); only
+    /// those are retried, and from the second attempt on the state carries
+    /// `attempt`.
+    pub fn receive(
+        &self,
+        message: &Value,
+        jobs: &[Arc<Job>],
+        attempt: Option<u32>,
+    ) -> Vec<JoinHandle<RunReport>> {
         jobs.iter()
             .map(|job| {
-                let input = json!({ "data": message });
-                self.spawn_run(job.clone(), job.trigger.clone(), input)
+                let mut input = json!({ "data": message });
+                if let Some(n) = attempt.filter(|n| *n > 1) {
+                    input["attempt"] = json!(n);
+                }
+                self.spawn_run(job.clone(), job.trigger.clone(), input, attempt)
             })
             .collect()
+    }
+
+    /// Runs a job again from a recorded input state (`POST /api/runs/{id}/retry`);
+    /// returns the new run's id at once.
+    pub fn rerun(
+        &self,
+        job: Arc<Job>,
+        trigger: String,
+        input: Value,
+    ) -> (String, JoinHandle<RunReport>) {
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let this = self.clone();
+        let id = run_id.clone();
+        let handle = self.inner.tracker.spawn(async move {
+            let span = info_span!("run", run_id = %id, job = %job.name, trigger = %trigger);
+            this.run_inner(id, job, trigger, input, None)
+                .instrument(span)
+                .await
+        });
+        (run_id, handle)
     }
 
     /// A cron tick: the job continues from its last successful state.
@@ -119,15 +176,21 @@ impl Dispatcher {
                     json!({ "data": {} })
                 }
             };
-            this.run(job, trigger, input).await
+            this.run(job, trigger, input, None).await
         })
     }
 
-    fn spawn_run(&self, job: Arc<Job>, trigger: String, input: Value) -> JoinHandle<RunReport> {
+    fn spawn_run(
+        &self,
+        job: Arc<Job>,
+        trigger: String,
+        input: Value,
+        attempt: Option<u32>,
+    ) -> JoinHandle<RunReport> {
         let this = self.clone();
         self.inner
             .tracker
-            .spawn(async move { this.run(job, trigger, input).await })
+            .spawn(async move { this.run(job, trigger, input, attempt).await })
     }
 
     /// Waits up to `grace` for runs in flight, then kills what is left.
@@ -143,10 +206,16 @@ impl Dispatcher {
         }
     }
 
-    async fn run(&self, job: Arc<Job>, trigger: String, input: Value) -> RunReport {
+    async fn run(
+        &self,
+        job: Arc<Job>,
+        trigger: String,
+        input: Value,
+        attempt: Option<u32>,
+    ) -> RunReport {
         let run_id = uuid::Uuid::now_v7().to_string();
         let span = info_span!("run", run_id = %run_id, job = %job.name, trigger = %trigger);
-        self.run_inner(run_id, job, trigger, input)
+        self.run_inner(run_id, job, trigger, input, attempt)
             .instrument(span)
             .await
     }
@@ -157,6 +226,7 @@ impl Dispatcher {
         job: Arc<Job>,
         trigger: String,
         mut input: Value,
+        attempt: Option<u32>,
     ) -> RunReport {
         let inner = &self.inner;
         let _slot = inner
@@ -172,10 +242,11 @@ impl Dispatcher {
         if let Some(configuration) = inner.project.configuration_of(&job) {
             state["configuration"] = configuration.clone();
         }
-        let started_at = now();
+        let started_at = now_rfc3339();
+        let started_ms = now_ms();
         if let Err(e) = inner
             .store
-            .start_run(&run_id, &job.name, &trigger, &started_at)
+            .start_run(&run_id, &job.name, &trigger, &started_at, &input)
             .await
         {
             error!(cause = %e, "could not record the run's start");
@@ -210,33 +281,20 @@ impl Dispatcher {
         if let Some(s) = final_state.as_mut() {
             strip_configuration(s);
         }
-        let failure = outcome
-            .failure
-            .map(|f| inner.redactor.redact(&f).into_owned());
-        let status = if failure.is_none() {
-            RunStatus::Success
-        } else {
-            RunStatus::Failure
+        let failure = outcome.failure.map(|f| Failure {
+            reason: inner.redactor.redact(&f.reason).into_owned(),
+            ..f
+        });
+        let will_retry = match (&failure, attempt) {
+            (Some(f), Some(n)) => n < job.retry.max_attempts && retryable(&job.retry, f.kind),
+            _ => false,
         };
-        match &failure {
+        let reason = failure.as_ref().map(|f| f.reason.as_str());
+        match reason {
             None => info!(duration_ms, "run succeeded"),
             Some(why) => {
-                warn!(duration_ms, exit_code = ?outcome.exit_code, reason = %why, "run failed")
+                warn!(duration_ms, exit_code = ?outcome.exit_code, reason = %why, will_retry, "run failed")
             }
-        }
-        let end = RunEnd {
-            id: &run_id,
-            job: &job.name,
-            status,
-            exit_code: outcome.exit_code,
-            reason: failure.as_deref(),
-            finished_at: &now(),
-            duration_ms,
-            log: &log,
-            state: final_state.as_ref(),
-        };
-        if let Err(e) = inner.store.finish_run(end).await {
-            error!(cause = %e, "could not record the run's end");
         }
         let report = RunReport {
             run_id,
@@ -245,15 +303,64 @@ impl Dispatcher {
             success: failure.is_none(),
             log,
             state: final_state,
+            failure,
+            will_retry,
         };
-        self.fire_flows(&report, input, failure.as_deref());
+        self.record(&report, &trigger, started_ms, duration_ms)
+            .await;
+        // A failure that will be retried is not final: its failure flows wait
+        // for the last attempt.
+        if !will_retry {
+            self.fire_flows(&report, input);
+        }
         report
+    }
+
+    /// Stores the run's end and tells the observers.
+    async fn record(&self, report: &RunReport, trigger: &str, started_ms: u64, duration_ms: i64) {
+        let inner = &self.inner;
+        let reason = report.failure.as_ref().map(|f| f.reason.as_str());
+        if let Some(tx) = &inner.finished {
+            let event = RunFinished {
+                run_id: report.run_id.clone(),
+                job: report.job.clone(),
+                trigger: trigger.to_string(),
+                success: report.success,
+                exit_code: report.exit_code,
+                started_at_ms: started_ms,
+                finished_at_ms: started_ms + duration_ms as u64,
+                duration_ms: duration_ms as u64,
+                error: reason.map(str::to_string),
+            };
+            if tx.try_send(event).is_err() {
+                warn!("the notification queue is full; this run's notification is dropped");
+            }
+        }
+        let end = RunEnd {
+            id: &report.run_id,
+            job: &report.job,
+            status: if report.success {
+                RunStatus::Success
+            } else {
+                RunStatus::Failure
+            },
+            exit_code: report.exit_code,
+            reason,
+            finished_at: &now_rfc3339(),
+            duration_ms,
+            log: &report.log,
+            state: report.state.as_ref(),
+        };
+        if let Err(e) = inner.store.finish_run(end).await {
+            error!(cause = %e, "could not record the run's end");
+        }
     }
 
     /// Starts the jobs that follow `upstream`: success flows with its final
     /// state, failure flows with its input state plus an `errors` entry.
-    fn fire_flows(&self, upstream: &RunReport, input: Value, failure: Option<&str>) {
+    fn fire_flows(&self, upstream: &RunReport, input: Value) {
         let p = &self.inner.project;
+        let failure = upstream.failure.as_ref().map(|f| f.reason.as_str());
         for trigger in p.triggers.values() {
             let next_input = match (&trigger.kind, failure) {
                 (TriggerKind::Success(up), None) if *up == upstream.job => match &upstream.state {
@@ -267,7 +374,7 @@ impl Dispatcher {
             };
             for job in p.jobs_of(&trigger.name) {
                 info!(next = %job.name, flow = %trigger.name, "starting flow");
-                self.spawn_run(job.clone(), trigger.name.clone(), next_input.clone());
+                self.spawn_run(job.clone(), trigger.name.clone(), next_input.clone(), None);
             }
         }
     }
@@ -295,6 +402,11 @@ fn with_error(mut state: Value, upstream: &RunReport, why: &str) -> Value {
     state
 }
 
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+/// Whether a failure of this kind is worth another attempt under `policy`.
+fn retryable(policy: &RetryPolicy, kind: FailureKind) -> bool {
+    match kind {
+        FailureKind::Job => policy.on_failure,
+        FailureKind::Timeout => policy.on_timeout,
+        FailureKind::Compile | FailureKind::Setup => false,
+    }
 }

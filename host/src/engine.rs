@@ -75,7 +75,41 @@ pub struct RunOutcome {
     /// The final state as core wrote it (still with `configuration`).
     pub final_state: Option<Value>,
     /// Why the run failed; `None` means success.
-    pub failure: Option<String>,
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub reason: String,
+}
+
+/// What sort of failure, so a retry policy can tell what is worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The job ran and failed (non-zero exit code).
+    Job,
+    /// Killed at its timeout.
+    Timeout,
+    /// The expression did not compile: the same code will fail again.
+    Compile,
+    /// The run could not be set up (adaptor missing, node missing, disk).
+    Setup,
+}
+
+impl Failure {
+    fn new(kind: FailureKind, reason: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Lines by which core's output shows that the expression did not compile:
+/// its own message, or a syntax error thrown from its parser.
+fn is_compile_error(line: &str) -> bool {
+    line.contains("Compilation failed.") || line.contains("/node_modules/acorn/")
 }
 
 impl Engine {
@@ -91,12 +125,32 @@ impl Engine {
 
     /// Runs the job; `on_line` hears each line of output as it is printed.
     pub async fn run(&self, req: RunRequest<'_>, mut on_line: impl FnMut(String)) -> RunOutcome {
-        match self.try_run(&req, &mut on_line).await {
+        let mut compile_error = false;
+        let mut watch = |line: String| {
+            compile_error |= is_compile_error(&line);
+            on_line(line)
+        };
+        match self.try_run(&req, &mut watch).await {
+            Ok(RunOutcome {
+                failure: Some(f),
+                exit_code,
+                final_state,
+            }) if compile_error && f.kind == FailureKind::Job => RunOutcome {
+                exit_code,
+                final_state,
+                failure: Some(Failure::new(
+                    FailureKind::Compile,
+                    format!(
+                        "the expression did not compile (exit code {})",
+                        exit_code.unwrap_or(1)
+                    ),
+                )),
+            },
             Ok(outcome) => outcome,
             Err(why) => RunOutcome {
                 exit_code: None,
                 final_state: None,
-                failure: Some(why),
+                failure: Some(Failure::new(FailureKind::Setup, why)),
             },
         }
     }
@@ -198,11 +252,26 @@ impl Engine {
         let status = status.expect("loop ends only after exit");
         let exit_code = status.code();
         let failure = match exit_code {
-            _ if timed_out => Some(format!("timed out after {}; the run's process group was killed", humantime::format_duration(req.timeout))),
+            _ if timed_out => Some(Failure::new(
+                FailureKind::Timeout,
+                format!(
+                    "timed out after {}; the run's process group was killed",
+                    humantime::format_duration(req.timeout)
+                ),
+            )),
             Some(0) => None,
-            Some(10) => Some("core could not set up the run (exit code 10), e.g. the adaptor could not be loaded".into()),
-            Some(code) => Some(format!("the job failed (exit code {code})")),
-            None => Some(format!("the run was killed ({status})")),
+            Some(10) => Some(Failure::new(
+                FailureKind::Setup,
+                "core could not set up the run (exit code 10), e.g. the adaptor could not be loaded",
+            )),
+            Some(code) => Some(Failure::new(
+                FailureKind::Job,
+                format!("the job failed (exit code {code})"),
+            )),
+            None => Some(Failure::new(
+                FailureKind::Job,
+                format!("the run was killed ({status})"),
+            )),
         };
         if failure.is_some() {
             return Ok(RunOutcome {
@@ -226,7 +295,7 @@ impl Engine {
             Err(why) => RunOutcome {
                 exit_code,
                 final_state: None,
-                failure: Some(why),
+                failure: Some(Failure::new(FailureKind::Setup, why)),
             },
         })
     }

@@ -21,6 +21,7 @@
 //! - [`service`]: wires it all together and shuts it down cleanly.
 
 pub mod cli;
+pub mod clock;
 pub mod criteria;
 pub mod cron;
 pub mod dispatch;
@@ -28,7 +29,9 @@ pub mod engine;
 pub mod http;
 pub mod logging;
 pub mod packages;
+pub mod plugins;
 pub mod project;
+pub mod queue;
 pub mod redact;
 pub mod service;
 pub mod settings;

@@ -9,23 +9,27 @@
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 pub fn init() {
     let level = std::env::var("LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
     let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Logging plugins get the same filtered events as the service's output.
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(crate::plugins::log_sink::Layer);
     if json {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
+        registry
+            .with(fmt.json().with_current_span(true).with_span_list(false))
             .init();
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+        registry
+            .with(fmt.with_ansi(std::io::stderr().is_terminal()))
+            .init();
     }
 }

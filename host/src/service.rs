@@ -7,7 +7,7 @@
 //! grace period before killing what is left.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -19,9 +19,16 @@ use crate::dispatch::Dispatcher;
 use crate::engine::Engine;
 use crate::http::{self, App};
 use crate::packages::Packages;
+use crate::plugins::persistence::MessageStore;
+use crate::plugins::{self, MessageSink, PluginHost};
 use crate::project::Project;
+use crate::project::{DirBase, DirGrant, PluginSpec, PollSchedule};
+use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::store::Store;
+
+/// Finished runs waiting for notification plugins; beyond this they are dropped.
+const NOTIFY_QUEUE: usize = 1024;
 
 /// `microservice install`: validate the project and install its packages.
 pub async fn install(settings: &Settings) -> anyhow::Result<()> {
@@ -62,7 +69,31 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         &project.engine.core,
         settings.tmp_dir(),
     );
-    let dispatcher = Dispatcher::new(project.clone(), engine, store);
+    let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
+    let dispatcher = Dispatcher::new(project.clone(), engine, store, Some(finished_tx));
+    let stop = CancellationToken::new();
+    let schedulers = TaskTracker::new();
+    let queue_cell: Arc<OnceLock<Queue>> = Arc::default();
+    let plugins = start_plugins(
+        &settings,
+        &project,
+        &dispatcher,
+        &queue_cell,
+        &stop,
+        &schedulers,
+    )?;
+    plugins::notify::spawn(plugins.clone(), finished_rx);
+    plugins::log_sink::spawn(plugins.clone());
+    let queue = if project.inbox.durable {
+        let queue = start_queue(&project, &plugins, &dispatcher, &stop, &schedulers).await?;
+        let _ = queue_cell.set(queue.clone());
+        Some(queue)
+    } else {
+        info!(
+            "[inbox] durable = false: receipts are not stored before the 202, and failed runs are not retried"
+        );
+        None
+    };
 
     let listener = TcpListener::bind((settings.host.as_str(), settings.port))
         .await
@@ -75,12 +106,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     info!(style = ?settings.endpoint_style, "listening on http://{addr}");
 
-    let stop = CancellationToken::new();
-    let schedulers = TaskTracker::new();
     crate::cron::start(&dispatcher, &stop, &schedulers);
     let app = Arc::new(App {
         dispatcher: dispatcher.clone(),
         endpoint_style: settings.endpoint_style,
+        plugins: Some(plugins),
+        queue,
     });
     let grace = project.engine.shutdown_grace;
     let server = tokio::spawn(http::serve(listener, app, stop.clone(), grace));
@@ -95,6 +126,115 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Loads the plugins folder; trigger plugins' messages take the inbox's
+/// path: into the queue when it runs, straight to the dispatcher otherwise.
+fn start_plugins(
+    settings: &Settings,
+    project: &Project,
+    dispatcher: &Dispatcher,
+    queue: &Arc<OnceLock<Queue>>,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<PluginHost> {
+    let (to_inbox, queue) = (dispatcher.clone(), queue.clone());
+    let sink: MessageSink = Arc::new(move |body, source| {
+        let (dispatcher, queue) = (to_inbox.clone(), queue.clone());
+        Box::pin(async move {
+            let jobs = dispatcher.matching_jobs(&body);
+            let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+            info!(source, matched = ?names, "message from a trigger plugin");
+            match queue.get() {
+                Some(q) => {
+                    if let Err(f) = q.submit(body.to_string(), &source, None, false).await {
+                        warn!(source, cause = %f.message, "could not store a trigger plugin's message; it is lost");
+                    }
+                }
+                None => {
+                    dispatcher.receive(&body, &jobs, None);
+                }
+            }
+        })
+    });
+    let options = plugins::Options {
+        plugins_dir: settings.plugins_dir.clone(),
+        project_dir: settings.project_dir.clone(),
+        data_dir: settings.data_dir.clone(),
+        specs: project.plugins.clone(),
+    };
+    PluginHost::start(options, sink, stop.clone(), tracker.clone())
+}
+
+/// The built-in message store: the journal plugin compiled into the binary.
+const JOURNAL_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/journal.wasm"));
+
+/// Opens the message store named by `[inbox] store` and starts delivery.
+async fn start_queue(
+    project: &Project,
+    plugins: &PluginHost,
+    dispatcher: &Dispatcher,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Queue> {
+    let name = &project.inbox.store;
+    if name == "journal" {
+        let spec = project
+            .plugins
+            .get(name)
+            .cloned()
+            .unwrap_or_else(default_journal);
+        plugins
+            .embed(name, JOURNAL_WASM, &spec)
+            .map_err(|e| anyhow::anyhow!("the built-in journal could not be loaded: {e}"))?;
+    }
+    if plugins
+        .get(name)
+        .is_none_or(|p| p.status().kind != plugins::Kind::Persistence)
+    {
+        anyhow::bail!(
+            "{}: [inbox] store = \"{name}\" names no loaded persistence plugin; put it in the plugins folder, or use the built-in \"journal\"",
+            project.file.display()
+        );
+    }
+    let longest_run = project
+        .jobs
+        .values()
+        .map(|j| project.timeout_of(j))
+        .max()
+        .unwrap_or(project.engine.timeout);
+    // A lease must outlast any run, or a slow receipt would be delivered twice.
+    let lease = longest_run * 2 + std::time::Duration::from_secs(60);
+    let store = MessageStore::new(plugins.clone(), name);
+    Queue::start(
+        store,
+        dispatcher.clone(),
+        lease,
+        project.inbox.retention,
+        stop.clone(),
+        tracker.clone(),
+    )
+    .await
+}
+
+/// The journal with no `[plugins.journal]` table: its files in `DATA_DIR/journal`.
+fn default_journal() -> PluginSpec {
+    PluginSpec {
+        name: "journal".into(),
+        file: "journal.wasm".into(),
+        config: vec![("dir".into(), "/journal".into())],
+        allowed_hosts: Vec::new(),
+        dirs: vec![DirGrant {
+            base: DirBase::Data,
+            path: "journal".into(),
+            guest: "/journal".into(),
+            writable: true,
+        }],
+        timeout: std::time::Duration::from_secs(10),
+        memory_bytes: 512 << 20,
+        schedule: PollSchedule::Every(std::time::Duration::from_secs(10)),
+        enabled: true,
+    }
 }
 
 /// Creates `DATA_DIR` and empties `DATA_DIR/tmp`: temp dirs left by a killed

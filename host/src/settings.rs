@@ -27,6 +27,8 @@ pub struct Settings {
     /// Where npm installs `@openfn/core` and the adaptors; separate from
     /// `data_dir` so an image can bake packages in and tests can share them.
     pub packages_dir: PathBuf,
+    /// Folder of `.wasm` plugins, watched for changes.
+    pub plugins_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +74,11 @@ impl Settings {
         let packages_dir = get("PACKAGES_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| data_dir.join("packages"));
+        let plugins_dir = get("PLUGINS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| project_dir.join("plugins"));
         Ok(Settings {
+            plugins_dir,
             port,
             host,
             endpoint_style,

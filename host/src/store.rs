@@ -112,7 +112,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT,
     duration_ms INTEGER,
     log TEXT,
-    state TEXT
+    state TEXT,
+    input TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, id);
 CREATE TABLE IF NOT EXISTS job_state (
@@ -132,6 +133,12 @@ impl Store {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
         )?;
         conn.execute_batch(SCHEMA)?;
+        let has_input: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'input'")?
+            .exists([])?;
+        if !has_input {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN input TEXT")?;
+        }
         conn.execute(
             "UPDATE runs SET status = 'failure', reason = 'interrupted: the service stopped during the run' WHERE status = 'running'",
             [],
@@ -153,12 +160,14 @@ impl Store {
         .await?
     }
 
+    /// Records a run's start with its input state (no `configuration`), so it can be retried.
     pub async fn start_run(
         &self,
         id: &str,
         job: &str,
         trigger: &str,
         started_at: &str,
+        input: &Value,
     ) -> Result<(), StoreError> {
         let (id, job, trigger, started_at) = (
             id.to_string(),
@@ -166,10 +175,11 @@ impl Store {
             trigger.to_string(),
             started_at.to_string(),
         );
+        let input = serde_json::to_string(input)?;
         self.with(move |c| {
             c.execute(
-                "INSERT INTO runs (id, job, trigger, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
-                params![id, job, trigger, started_at],
+                "INSERT INTO runs (id, job, trigger, status, started_at, input) VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+                params![id, job, trigger, started_at, input],
             )?;
             Ok(())
         })
@@ -238,6 +248,27 @@ impl Store {
         .await
     }
 
+    /// A run's job, trigger and input state, for running it again.
+    pub async fn run_input(&self, id: &str) -> Result<Option<(String, String, Value)>, StoreError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let row: Option<(String, String, Option<String>)> = c
+                .query_row(
+                    "SELECT job, trigger, input FROM runs WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            Ok(match row {
+                Some((job, trigger, Some(input))) => {
+                    Some((job, trigger, serde_json::from_str(&input)?))
+                }
+                _ => None,
+            })
+        })
+        .await
+    }
+
     pub async fn run(&self, id: &str) -> Result<Option<RunDetail>, StoreError> {
         let id = id.to_string();
         self.with(move |c| {
@@ -284,7 +315,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();
         store
-            .start_run("01", "j", "t", "2026-01-01T00:00:00Z")
+            .start_run("01", "j", "t", "2026-01-01T00:00:00Z", &json!({}))
             .await
             .unwrap();
         let s = json!({"count": 1});
@@ -304,7 +335,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .start_run("02", "j", "t", "2026-01-01T00:00:02Z")
+            .start_run("02", "j", "t", "2026-01-01T00:00:02Z", &json!({}))
             .await
             .unwrap();
         store
@@ -340,7 +371,7 @@ mod tests {
         let path = dir.path().join("s.db");
         Store::open(&path)
             .unwrap()
-            .start_run("01", "j", "t", "now")
+            .start_run("01", "j", "t", "now", &json!({}))
             .await
             .unwrap();
         let run = Store::open(&path)

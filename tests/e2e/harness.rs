@@ -109,6 +109,90 @@ criteria = { install = "never" }
 }
 
 // ---------------------------------------------------------------------------
+// WebAssembly plugins
+// ---------------------------------------------------------------------------
+
+static WASM_PLUGINS: OnceLock<Result<(PathBuf, PathBuf), String>> = OnceLock::new();
+
+/// The plugins built from source, once per test process: the release
+/// directories holding the `.wasm` files of the first-party plugins
+/// (`plugins/`) and of the test plugins (`tests/plugins/`). A plugin's file
+/// is its crate name with `_`, e.g. `webhook_notify.wasm`.
+pub fn wasm_plugins() -> (PathBuf, PathBuf) {
+    WASM_PLUGINS
+        .get_or_init(build_wasm_plugins)
+        .clone()
+        .unwrap_or_else(|err| panic!("building the wasm plugins failed:\n{err}"))
+}
+
+fn build_wasm_plugins() -> Result<(PathBuf, PathBuf), String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let targets = scratch_dir().join("wasm-target");
+    // Both workspaces at once: separate target dirs, so no lock contention
+    // between them or with the outer cargo.
+    let builds: Vec<_> = [("first-party", "plugins"), ("test", "tests/plugins")]
+        .into_iter()
+        .map(|(name, workspace)| {
+            let workspace = repo.join(workspace);
+            let target_dir = targets.join(name);
+            thread::spawn(move || build_wasm_workspace(&workspace, &target_dir))
+        })
+        .collect();
+    let mut dirs = Vec::new();
+    for build in builds {
+        dirs.push(
+            build
+                .join()
+                .map_err(|_| "the build thread panicked".to_string())??,
+        );
+    }
+    let test = dirs.pop().unwrap();
+    let first_party = dirs.pop().unwrap();
+    Ok((first_party, test))
+}
+
+/// `cargo build --release` of one plugin workspace for wasm32-wasip2;
+/// returns its `wasm32-wasip2/release` directory.
+fn build_wasm_workspace(workspace: &Path, target_dir: &Path) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let manifest = workspace.join("Cargo.toml");
+    let output = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        // The workspace's own .cargo/config.toml applies (it is found from
+        // the working directory, not from --manifest-path).
+        .current_dir(workspace)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env_remove("CARGO_BUILD_TARGET")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("spawning {cargo}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`{cargo} build --release --manifest-path {}` exited with {}:\n{}\n{}",
+            manifest.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        ));
+    }
+    let release = target_dir.join("wasm32-wasip2").join("release");
+    if !release.is_dir() {
+        return Err(format!(
+            "the build succeeded but {} is missing",
+            release.display()
+        ));
+    }
+    Ok(release)
+}
+
+// ---------------------------------------------------------------------------
 // Output capture
 // ---------------------------------------------------------------------------
 
@@ -203,7 +287,7 @@ fn parse_listen_address(line: &str) -> Option<String> {
 /// and (optionally) a data directory shared with a previous run.
 pub struct Launch {
     toml: String,
-    files: Vec<(String, String)>,
+    files: Vec<(String, Vec<u8>)>,
     env: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
 }
@@ -232,7 +316,15 @@ impl Launch {
     /// An extra file, path relative to the project directory (may use `..`
     /// to land in the temporary root next to the project).
     pub fn file(mut self, path: &str, contents: &str) -> Launch {
-        self.files.push((path.to_string(), contents.to_string()));
+        self.files
+            .push((path.to_string(), contents.as_bytes().to_vec()));
+        self
+    }
+
+    /// An extra file with binary contents (e.g. a `.wasm` plugin), path
+    /// relative to the project directory.
+    pub fn file_bytes(mut self, path: &str, contents: &[u8]) -> Launch {
+        self.files.push((path.to_string(), contents.to_vec()));
         self
     }
 
@@ -434,6 +526,11 @@ impl Service {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The service's `PROJECT_DIR`.
+    pub fn project_dir(&self) -> &Path {
+        &self._dirs.project
     }
 
     pub fn pid(&self) -> u32 {

@@ -3,7 +3,9 @@
 //! `@openfn/core` jobs with `@openfn/language-common` from npm.
 //!
 //! The npm packages are installed once per test process (see
-//! [`harness::packages_dir`]); projects live in `tests/projects/`.
+//! [`harness::packages_dir`]); projects live in `tests/projects/`. The
+//! `plugins_*` tests also build the WebAssembly plugins from source once per
+//! test process (see [`harness::wasm_plugins`]).
 
 mod bad_input;
 mod config;
@@ -13,6 +15,12 @@ mod engine;
 mod flows;
 mod harness;
 mod inbox;
+mod plugins_hostile;
+mod plugins_logging;
+mod plugins_notify;
+mod plugins_reload;
+mod plugins_support;
+mod plugins_trigger;
 mod shutdown;
 mod sync;
 

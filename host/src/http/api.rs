@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::{App, Body, error, json};
 use crate::project::TriggerKind;
+use crate::queue::RetryError;
 use crate::store::{RunFilter, RunStatus, StoreError};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -101,6 +102,112 @@ pub async fn run(app: &App, id: &str) -> Response<Body> {
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no run with id `{id}`")),
         Err(e) => store_failed(e),
     }
+}
+
+/// `POST /api/runs/{id}/retry`: the same job, trigger and input, as a new run.
+pub async fn retry_run(app: &App, id: &str) -> Response<Body> {
+    let found = match app.dispatcher.store().run_input(id).await {
+        Ok(found) => found,
+        Err(e) => return store_failed(e),
+    };
+    let Some((job, trigger, input)) = found else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no run with id `{id}` (or it was recorded before inputs were kept)"),
+        );
+    };
+    let Some(job) = app.dispatcher.project().jobs.get(&job).cloned() else {
+        return error(
+            StatusCode::CONFLICT,
+            format!("job `{job}` of run `{id}` is no longer in the project"),
+        );
+    };
+    let (run_id, _) = app.dispatcher.rerun(job, trigger, input);
+    json(
+        StatusCode::ACCEPTED,
+        &json!({ "retry_of": id, "run_id": run_id }),
+    )
+}
+
+/// `GET /api/messages?status=pending|leased|done|dead&limit=`
+pub async fn messages(app: &App, query: Option<&str>) -> Response<Body> {
+    let Some(queue) = &app.queue else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "receipts are not stored: [inbox] durable = false",
+        );
+    };
+    let (mut status, mut limit) = (
+        crate::queue::parse_status("pending").expect("a status"),
+        DEFAULT_LIMIT,
+    );
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "status" => match crate::queue::parse_status(&value) {
+                Some(s) => status = s,
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("status `{value}` is not one of pending, leased, done, dead"),
+                    );
+                }
+            },
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit `{value}` must be a number from 1 to {MAX_LIMIT}"),
+                    );
+                }
+            },
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter `{other}`; use status, limit"),
+                );
+            }
+        }
+    }
+    match queue.list(status, limit as u32).await {
+        Ok(messages) => json(StatusCode::OK, &messages),
+        Err(f) => unavailable(&f.message),
+    }
+}
+
+/// `POST /api/messages/{id}/retry`: a done or dead receipt, delivered again.
+pub async fn retry_message(app: &App, id: &str) -> Response<Body> {
+    let Some(queue) = &app.queue else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "receipts are not stored: [inbox] durable = false",
+        );
+    };
+    match queue.retry(id).await {
+        Ok(()) => json(
+            StatusCode::ACCEPTED,
+            &json!({ "id": id, "status": "pending" }),
+        ),
+        Err(e @ RetryError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ RetryError::NotFinished(..)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(RetryError::Store(m)) => unavailable(&m),
+    }
+}
+
+fn unavailable(why: &str) -> Response<Body> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the message store is unavailable: {why}"),
+    )
+}
+
+pub fn plugins(app: &App) -> Response<Body> {
+    let reports = app
+        .plugins
+        .as_ref()
+        .map(|p| p.reports())
+        .unwrap_or_default();
+    json(StatusCode::OK, &reports)
 }
 
 fn store_failed(e: StoreError) -> Response<Body> {

@@ -8,12 +8,14 @@
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tracing::{error as log_error, info};
 
 use super::{App, Body, error, json};
+use crate::dispatch::RunReport;
+use crate::queue::Submitted;
 use crate::settings::EndpointStyle;
 
 pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
@@ -26,6 +28,12 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
             );
         }
     }
+    let req_key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string);
     let limit = app.dispatcher.project().inbox.max_body_bytes;
     let declared = req
         .headers()
@@ -54,48 +62,107 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
+    let idempotency_key = req_key.or_else(|| body_key(app, &message));
     let jobs = app.dispatcher.matching_jobs(&message);
-    let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     info!(matched = ?names, bytes = bytes.len(), "receipt");
-    let runs = app.dispatcher.receive(&message, &jobs);
-    match app.endpoint_style {
-        EndpointStyle::Async => json(
-            StatusCode::ACCEPTED,
-            &json!({
-                "meta": { "message": "Data accepted and processing has begun." },
-                "data": names,
-                "errors": [],
-            }),
-        ),
-        EndpointStyle::Sync => {
-            let mut reports = Vec::with_capacity(runs.len());
-            for run in runs {
-                match run.await {
-                    Ok(report) => reports.push(report),
-                    Err(e) => {
-                        log_error!(cause = %e, "a run's task failed");
-                        return error(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "a run failed inside the service; see its log",
-                        );
-                    }
+    let sync = app.endpoint_style == EndpointStyle::Sync;
+    let Some(queue) = &app.queue else {
+        // Not durable: run straight away.
+        let runs = app.dispatcher.receive(&message, &jobs, None);
+        if !sync {
+            return accepted(&names, None);
+        }
+        let mut reports = Vec::with_capacity(runs.len());
+        for run in runs {
+            match run.await {
+                Ok(report) => reports.push(report),
+                Err(e) => {
+                    log_error!(cause = %e, "a run's task failed");
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "a run failed inside the service; see its log",
+                    );
                 }
             }
-            let success = reports.iter().all(|r| r.success);
-            let status = match (reports.is_empty(), success) {
-                (true, _) => StatusCode::OK,
-                (false, true) => StatusCode::CREATED,
-                (false, false) => StatusCode::PARTIAL_CONTENT,
-            };
-            let jobs: Vec<Value> = reports
-                .into_iter()
-                .map(|r| json!({ "job": r.job, "run_id": r.run_id, "exit_code": r.exit_code, "log": r.log, "state": r.state }))
-                .collect();
-            json(
-                status,
-                &json!({ "success": success, "match_count": jobs.len(), "jobs": jobs }),
-            )
         }
+        return finished(reports);
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    match queue.submit(text, "inbox", idempotency_key, sync).await {
+        Err(f) => {
+            let secs = f
+                .retry_after_ms
+                .map(|ms| ms.div_ceil(1000).max(1))
+                .unwrap_or(5);
+            let mut res = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the receipt could not be stored ({}); try again later",
+                    f.message
+                ),
+            );
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+            res
+        }
+        Ok((Submitted::Duplicate(id), _)) => {
+            let mut res = accepted(&names, Some(&id));
+            res.headers_mut()
+                .insert("idempotent-replay", HeaderValue::from_static("true"));
+            res
+        }
+        Ok((Submitted::New(id), None)) => accepted(&names, Some(&id)),
+        Ok((Submitted::New(id), Some(first_attempt))) => match first_attempt.await {
+            Ok(reports) => finished(reports),
+            // Stored but not run before the service stopped: it will run later.
+            Err(_) => accepted(&names, Some(&id)),
+        },
+    }
+}
+
+/// The original's 202, plus the stored message's id in a header.
+fn accepted(names: &[String], id: Option<&str>) -> Response<Body> {
+    let mut res = json(
+        StatusCode::ACCEPTED,
+        &json!({
+            "meta": { "message": "Data accepted and processing has begun." },
+            "data": names,
+            "errors": [],
+        }),
+    );
+    if let Some(id) = id.and_then(|i| HeaderValue::from_str(i).ok()) {
+        res.headers_mut().insert("x-message-id", id);
+    }
+    res
+}
+
+/// Sync style: 201 when every matched run succeeded, 206 when any failed,
+/// 200 when nothing matched.
+fn finished(reports: Vec<RunReport>) -> Response<Body> {
+    let success = reports.iter().all(|r| r.success);
+    let status = match (reports.is_empty(), success) {
+        (true, _) => StatusCode::OK,
+        (false, true) => StatusCode::CREATED,
+        (false, false) => StatusCode::PARTIAL_CONTENT,
+    };
+    let jobs: Vec<Value> = reports
+        .into_iter()
+        .map(|r| json!({ "job": r.job, "run_id": r.run_id, "exit_code": r.exit_code, "log": r.log, "state": r.state }))
+        .collect();
+    json(
+        status,
+        &json!({ "success": success, "match_count": jobs.len(), "jobs": jobs }),
+    )
+}
+
+/// The configured body field's value, as text, when the project names one.
+fn body_key(app: &App, message: &Value) -> Option<String> {
+    let field = app.dispatcher.project().inbox.idempotency_field.as_ref()?;
+    match message.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
     }
 }
 

@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::dispatch::Dispatcher;
+use crate::plugins::PluginHost;
+use crate::queue::Queue;
 use crate::settings::EndpointStyle;
 
 pub type Body = Full<Bytes>;
@@ -36,6 +38,10 @@ pub type Body = Full<Bytes>;
 pub struct App {
     pub dispatcher: Dispatcher,
     pub endpoint_style: EndpointStyle,
+    /// `None` in tests that run without a plugin host.
+    pub plugins: Option<PluginHost>,
+    /// The durable queue; `None` when `[inbox] durable = false`.
+    pub queue: Option<Queue>,
 }
 
 /// Serves until `stop` fires, then waits up to `grace` for open requests.
@@ -97,29 +103,38 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["api", "jobs", name, "state"]) => api::job_state(app, name).await,
         (&Method::GET, ["api", "runs"]) => api::runs(app, req.uri().query()).await,
         (&Method::GET, ["api", "runs", id]) => api::run(app, id).await,
+        (&Method::GET, ["api", "plugins"]) => api::plugins(app),
+        (&Method::POST, ["api", "runs", id, "retry"]) => api::retry_run(app, id).await,
+        (&Method::GET, ["api", "messages"]) => api::messages(app, req.uri().query()).await,
+        (&Method::POST, ["api", "messages", id, "retry"]) => api::retry_message(app, id).await,
+        (_, ["inbox"] | ["api", "runs", _, "retry"] | ["api", "messages", _, "retry"]) => {
+            not_allowed(&method, &path, "POST")
+        }
         (
             _,
-            ["inbox"]
-            | ["healthz"]
+            ["healthz"]
             | ["api", "jobs"]
             | ["api", "jobs", _, "state"]
             | ["api", "runs"]
-            | ["api", "runs", _],
-        ) => {
-            let mut res = error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{method} is not allowed on {path}"),
-            );
-            let allow = if segs == ["inbox"] { "POST" } else { "GET" };
-            res.headers_mut()
-                .insert("allow", HeaderValue::from_static(allow));
-            res
-        }
+            | ["api", "runs", _]
+            | ["api", "plugins"]
+            | ["api", "messages"],
+        ) => not_allowed(&method, &path, "GET"),
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no route for {method} {path}"),
         ),
     }
+}
+
+fn not_allowed(method: &Method, path: &str, allow: &'static str) -> Response<Body> {
+    let mut res = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {path}"),
+    );
+    res.headers_mut()
+        .insert("allow", HeaderValue::from_static(allow));
+    res
 }
 
 pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {

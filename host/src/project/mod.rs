@@ -7,8 +7,11 @@
 //! touches the network, npm or the data directory, and nothing is half-loaded:
 //! the service does not start on an invalid project.
 
+mod delivery;
+mod fields;
 mod model;
 mod paths;
+mod plugins;
 mod validate;
 
 #[cfg(test)]
@@ -16,7 +19,10 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use model::{AdaptorSpec, EngineConfig, InboxConfig, Job, Project, Trigger, TriggerKind};
+pub use model::{
+    AdaptorSpec, DirBase, DirGrant, EngineConfig, InboxConfig, Job, PluginSpec, PollSchedule,
+    Project, RetryPolicy, Trigger, TriggerKind,
+};
 pub use paths::read_inside;
 
 /// What is wrong with a project, precise enough to fix without guessing.

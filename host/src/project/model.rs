@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use super::delivery::RetryPolicy;
+
 #[derive(Debug)]
 pub struct Project {
     pub dir: PathBuf,
@@ -18,6 +20,50 @@ pub struct Project {
     pub triggers: BTreeMap<String, Trigger>,
     /// Credential bodies as JSON, handed to jobs as `configuration`.
     pub credentials: BTreeMap<String, Value>,
+    /// `[plugins.<name>]` tables: config and grants for plugin files.
+    pub plugins: BTreeMap<String, PluginSpec>,
+}
+
+/// How one plugin file is configured and what it may touch.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    pub name: String,
+    /// File name inside the plugins folder.
+    pub file: String,
+    /// The plugin's own settings, values as text (non-strings as JSON).
+    pub config: Vec<(String, String)>,
+    /// `scheme://host[:port]` origins the plugin may send HTTP requests to.
+    pub allowed_hosts: Vec<String>,
+    pub dirs: Vec<DirGrant>,
+    /// Deadline for one call.
+    pub timeout: Duration,
+    /// Cap on the plugin's linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// How often a trigger plugin is polled.
+    pub schedule: PollSchedule,
+    pub enabled: bool,
+}
+
+/// A host directory a plugin may use, mounted at `guest`.
+#[derive(Debug, Clone)]
+pub struct DirGrant {
+    pub base: DirBase,
+    /// Relative to `base`; must stay inside it.
+    pub path: String,
+    pub guest: String,
+    pub writable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirBase {
+    Project,
+    Data,
+}
+
+#[derive(Debug, Clone)]
+pub enum PollSchedule {
+    Every(Duration),
+    Cron(Box<croner::Cron>),
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +83,14 @@ pub struct EngineConfig {
 #[derive(Debug, Clone)]
 pub struct InboxConfig {
     pub max_body_bytes: usize,
+    /// Keep each receipt in the message store before answering 202.
+    pub durable: bool,
+    /// Name of the persistence plugin to use; `journal` is the built-in one.
+    pub store: String,
+    /// How long finished receipts are kept before compaction.
+    pub retention: Duration,
+    /// A body field whose value makes a re-sent receipt a no-op.
+    pub idempotency_field: Option<String>,
 }
 
 #[derive(Debug)]
@@ -47,6 +101,7 @@ pub struct Job {
     pub trigger: String,
     pub credential: Option<String>,
     pub timeout: Option<Duration>,
+    pub retry: RetryPolicy,
 }
 
 #[derive(Debug)]

@@ -9,58 +9,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use croner::parser::{CronParser, Seconds, Year};
 use serde_json::Value;
 use toml::Table;
 
+use super::delivery::RetryPolicy;
+use super::fields::*;
 use super::model::*;
 use super::{ProjectError, read_inside};
 
 const DEFAULT_CORE: &str = "@openfn/core@1.5.1";
 const DEFAULT_ADAPTOR: &str = "@openfn/language-common";
-
-struct Ctx<'a> {
-    file: &'a Path,
-    source: &'a str,
-}
-
-impl Ctx<'_> {
-    fn err(&self, table: &str, key: Option<&str>, message: impl Into<String>) -> ProjectError {
-        ProjectError::Invalid {
-            file: self.file.to_path_buf(),
-            table: table.to_string(),
-            key: key.map(str::to_string),
-            line: header_line(self.source, table),
-            message: message.into(),
-        }
-    }
-}
-
-/// The line of `[table]` (or `[a."b"]`), for pointing an editor at it.
-fn header_line(source: &str, table: &str) -> Option<usize> {
-    if table.is_empty() {
-        return None;
-    }
-    let (head, name) = table.split_once('.').unwrap_or((table, ""));
-    let wanted = [
-        format!("[{table}]"),
-        format!("[{head}.\"{name}\"]"),
-        format!("[{head}.'{name}']"),
-    ];
-    source
-        .lines()
-        .position(|l| {
-            let t: String = l
-                .split('#')
-                .next()
-                .unwrap_or("")
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            wanted.contains(&t)
-        })
-        .map(|i| i + 1)
-}
 
 pub(super) fn parse(dir: &Path, file: &Path, source: &str) -> Result<Project, ProjectError> {
     let doc: Table = toml::from_str(source).map_err(|e| ProjectError::Syntax {
@@ -69,16 +27,32 @@ pub(super) fn parse(dir: &Path, file: &Path, source: &str) -> Result<Project, Pr
     })?;
     let cx = Ctx { file, source };
     for key in doc.keys() {
-        if !["engine", "inbox", "jobs", "triggers", "credentials"].contains(&key.as_str()) {
+        if ![
+            "engine",
+            "inbox",
+            "retry",
+            "jobs",
+            "triggers",
+            "credentials",
+            "plugins",
+        ]
+        .contains(&key.as_str())
+        {
             return Err(cx.err(
                 "",
                 Some(key),
-                "unknown table; expected one of engine, inbox, jobs, triggers, credentials",
+                "unknown table; expected one of engine, inbox, retry, jobs, triggers, credentials, plugins",
             ));
         }
     }
     let engine = engine(&cx, section(&cx, &doc, "engine")?)?;
-    let inbox = inbox(&cx, section(&cx, &doc, "inbox")?)?;
+    let inbox = super::delivery::inbox(&cx, section(&cx, &doc, "inbox")?)?;
+    let retry = super::delivery::retry(
+        &cx,
+        "retry",
+        section(&cx, &doc, "retry")?,
+        &RetryPolicy::default(),
+    )?;
     let credentials = credentials(&cx, section(&cx, &doc, "credentials")?)?;
     let triggers = triggers(&cx, section(&cx, &doc, "triggers")?)?;
     let jobs = jobs(
@@ -87,8 +61,10 @@ pub(super) fn parse(dir: &Path, file: &Path, source: &str) -> Result<Project, Pr
         section(&cx, &doc, "jobs")?,
         &triggers,
         &credentials,
+        &retry,
     )?;
     check_flows(&cx, &jobs, &triggers)?;
+    let plugins = super::plugins::parse(&cx, section(&cx, &doc, "plugins")?)?;
     Ok(Project {
         dir: dir.to_path_buf(),
         file: file.to_path_buf(),
@@ -97,78 +73,8 @@ pub(super) fn parse(dir: &Path, file: &Path, source: &str) -> Result<Project, Pr
         jobs,
         triggers,
         credentials,
+        plugins,
     })
-}
-
-fn section<'a>(cx: &Ctx, doc: &'a Table, name: &str) -> Result<Option<&'a Table>, ProjectError> {
-    match doc.get(name) {
-        None => Ok(None),
-        Some(toml::Value::Table(t)) => Ok(Some(t)),
-        Some(_) => Err(cx.err("", Some(name), "must be a table")),
-    }
-}
-
-fn sub_table<'a>(cx: &Ctx, table: &str, value: &'a toml::Value) -> Result<&'a Table, ProjectError> {
-    value
-        .as_table()
-        .ok_or_else(|| cx.err(table, None, "must be a table"))
-}
-
-fn check_keys(cx: &Ctx, table: &str, t: &Table, allowed: &[&str]) -> Result<(), ProjectError> {
-    match t.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(cx.err(
-            table,
-            Some(k),
-            format!("unknown key; expected one of {}", allowed.join(", ")),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn string<'a>(
-    cx: &Ctx,
-    table: &str,
-    t: &'a Table,
-    key: &str,
-) -> Result<Option<&'a str>, ProjectError> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(cx.err(table, Some(key), "must be a string")),
-    }
-}
-
-fn duration(cx: &Ctx, table: &str, t: &Table, key: &str) -> Result<Option<Duration>, ProjectError> {
-    let d = match t.get(key) {
-        None => return Ok(None),
-        Some(toml::Value::Integer(secs)) if *secs > 0 => Duration::from_secs(*secs as u64),
-        Some(toml::Value::String(s)) => humantime::parse_duration(s).map_err(|e| {
-            cx.err(
-                table,
-                Some(key),
-                format!("`{s}` is not a duration ({e}); write e.g. \"30s\" or \"5m\""),
-            )
-        })?,
-        Some(_) => {
-            return Err(cx.err(
-                table,
-                Some(key),
-                "must be a duration such as \"30s\" or \"5m\", or a number of seconds",
-            ));
-        }
-    };
-    if d.is_zero() {
-        return Err(cx.err(table, Some(key), "must be longer than zero"));
-    }
-    Ok(Some(d))
-}
-
-fn positive(cx: &Ctx, table: &str, t: &Table, key: &str) -> Result<Option<usize>, ProjectError> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(toml::Value::Integer(n)) if *n > 0 => Ok(Some(*n as usize)),
-        Some(_) => Err(cx.err(table, Some(key), "must be a whole number above zero")),
-    }
 }
 
 fn engine(cx: &Ctx, t: Option<&Table>) -> Result<EngineConfig, ProjectError> {
@@ -191,15 +97,6 @@ fn engine(cx: &Ctx, t: Option<&Table>) -> Result<EngineConfig, ProjectError> {
         node: string(cx, "engine", t, "node")?
             .unwrap_or("node")
             .to_string(),
-    })
-}
-
-fn inbox(cx: &Ctx, t: Option<&Table>) -> Result<InboxConfig, ProjectError> {
-    let empty = Table::new();
-    let t = t.unwrap_or(&empty);
-    check_keys(cx, "inbox", t, &["max_body_bytes"])?;
-    Ok(InboxConfig {
-        max_body_bytes: positive(cx, "inbox", t, "max_body_bytes")?.unwrap_or(10 * 1024 * 1024),
     })
 }
 
@@ -244,22 +141,7 @@ fn triggers(cx: &Ctx, t: Option<&Table>) -> Result<BTreeMap<String, Trigger>, Pr
             "criteria" => TriggerKind::Criteria(criteria(cx, &table, &body["criteria"])?),
             "cron" => {
                 let expr = string(cx, &table, body, "cron")?.unwrap_or_default();
-                let fields = expr.split_whitespace().count();
-                if !(5..=6).contains(&fields) {
-                    return Err(cx.err(&table, Some("cron"), format!("`{expr}` has {fields} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)")));
-                }
-                let schedule = CronParser::builder()
-                    .seconds(Seconds::Optional)
-                    .year(Year::Disallowed)
-                    .build()
-                    .parse(expr)
-                    .map_err(|e| {
-                        cx.err(
-                            &table,
-                            Some("cron"),
-                            format!("`{expr}` is not a cron expression: {e}"),
-                        )
-                    })?;
+                let schedule = cron(cx, &table, "cron", expr)?;
                 TriggerKind::Cron {
                     expression: expr.to_string(),
                     schedule: Box::new(schedule),
@@ -315,6 +197,7 @@ fn jobs(
     t: Option<&Table>,
     triggers: &BTreeMap<String, Trigger>,
     credentials: &BTreeMap<String, Value>,
+    retry: &RetryPolicy,
 ) -> Result<BTreeMap<String, Arc<Job>>, ProjectError> {
     let mut out = BTreeMap::new();
     for (name, value) in t.into_iter().flatten() {
@@ -331,6 +214,7 @@ fn jobs(
                 "trigger",
                 "credential",
                 "timeout",
+                "retry",
             ],
         )?;
         let adaptor = string(cx, &table, body, "adaptor")?.unwrap_or(DEFAULT_ADAPTOR);
@@ -396,6 +280,17 @@ fn jobs(
             trigger: trigger.to_string(),
             credential: credential.map(str::to_string),
             timeout: duration(cx, &table, body, "timeout")?,
+            retry: match body.get("retry") {
+                None => retry.clone(),
+                Some(toml::Value::Table(t)) => super::delivery::retry(cx, &table, Some(t), retry)?,
+                Some(_) => {
+                    return Err(cx.err(
+                        &table,
+                        Some("retry"),
+                        "must be a table such as { max_attempts = 5, backoff = \"2s\" }",
+                    ));
+                }
+            },
         };
         out.insert(name.clone(), Arc::new(job));
     }

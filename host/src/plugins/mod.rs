@@ -1,0 +1,453 @@
+//! WebAssembly plugins: loading, hot reload, and the calls of each kind.
+//!
+//! Every `.wasm` in the plugins folder is loaded; its kind comes from the
+//! plugin interface it exports (see `wit/`), its config and grants from the
+//! matching `[plugins.<name>]` table. The folder is re-scanned every couple of
+//! seconds: a new or changed file is loaded and, if it loads, replaces the
+//! old version; if it does not, the old version keeps serving and the error
+//! is logged and shown in `/api/plugins`. A plugin call can trap, time out or
+//! hit its memory cap: that call fails, nothing else does.
+//!
+//! Layout: [`runtime`] (engine, linker, compile cache, epoch ticker),
+//! [`grants`] (what a plugin may touch), [`state`] (a store's contents and
+//! the `host` imports), [`plugin`] (a plugin's versions and health), and one
+//! file per kind: [`notify`], [`poll`], [`log_sink`], [`persistence`].
+
+mod bindings;
+mod grants;
+pub mod log_sink;
+pub mod notify;
+pub mod persistence;
+mod plugin;
+mod poll;
+mod runtime;
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use self::grants::Grants;
+pub use self::plugin::{CallFailure, Kind, Plugin, Status};
+use self::plugin::{Loaded, Pre};
+use self::runtime::Runtime;
+use crate::project::PluginSpec;
+
+/// How often the plugins folder is checked for changes.
+pub const SCAN_EVERY: Duration = Duration::from_secs(2);
+
+/// Where messages from trigger plugins go: the same path as `/inbox`. The
+/// poll waits for it, so a durable inbox has stored the message first.
+pub type MessageSink =
+    Arc<dyn Fn(Value, String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+pub struct Options {
+    pub plugins_dir: PathBuf,
+    pub project_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub specs: BTreeMap<String, PluginSpec>,
+}
+
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Runtime,
+    options: Options,
+    plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    /// Files that never loaded, by plugin name, with why.
+    failed: Mutex<BTreeMap<String, Failed>>,
+    /// What each file looked like when last read, to skip unchanged ones.
+    seen: Mutex<HashMap<PathBuf, Seen>>,
+    messages: MessageSink,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+#[derive(Clone, PartialEq)]
+struct Seen {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Failed {
+    name: String,
+    file: String,
+    status: &'static str,
+    last_error: String,
+}
+
+/// What `/api/plugins` shows for one plugin.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Report {
+    Loaded(Status),
+    Failed(serde_json::Value),
+}
+
+impl PluginHost {
+    /// Loads what is in the plugins folder now, then watches it.
+    pub fn start(
+        options: Options,
+        messages: MessageSink,
+        stop: CancellationToken,
+        tracker: TaskTracker,
+    ) -> anyhow::Result<PluginHost> {
+        let started = Instant::now();
+        let runtime = Runtime::new(options.data_dir.join("plugin-cache"))?;
+        let host = PluginHost {
+            inner: Arc::new(Inner {
+                runtime,
+                options,
+                plugins: RwLock::default(),
+                failed: Mutex::default(),
+                seen: Mutex::default(),
+                messages,
+                stop,
+                tracker,
+            }),
+        };
+        for (name, spec) in &host.inner.options.specs {
+            if spec.enabled && !host.inner.options.plugins_dir.join(&spec.file).exists() {
+                warn!(plugin = %name, file = %spec.file, dir = %host.inner.options.plugins_dir.display(), "configured plugin file is not in the plugins folder (yet)");
+            }
+        }
+        host.scan();
+        info!(
+            plugins = host
+                .inner
+                .plugins
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
+            pooling = host.inner.runtime.pooling,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "plugins loaded"
+        );
+        let watcher = host.clone();
+        host.inner.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(SCAN_EVERY) => {}
+                    _ = watcher.inner.stop.cancelled() => return,
+                }
+                let scanner = watcher.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || scanner.scan()).await {
+                    error!(cause = %e, "plugin scan failed");
+                }
+            }
+        });
+        Ok(host)
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// The loaded plugins of one kind, in name order.
+    pub fn of_kind(&self, kind: Kind) -> Vec<Arc<Plugin>> {
+        self.inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|p| p.current().kind == kind)
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn reports(&self) -> Vec<Report> {
+        let mut out: Vec<Report> = self
+            .inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|p| Report::Loaded(p.status()))
+            .collect();
+        for failed in self
+            .inner
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            out.push(Report::Failed(
+                serde_json::to_value(failed).unwrap_or_default(),
+            ));
+        }
+        out
+    }
+
+    /// Brings the loaded set in line with the folder's contents.
+    fn scan(&self) {
+        let dir = &self.inner.options.plugins_dir;
+        let mut present = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+                    present.push(path);
+                }
+            }
+        }
+        present.sort();
+        for path in &present {
+            let Ok(meta) = std::fs::metadata(path) else {
+                continue;
+            };
+            let seen = Seen {
+                modified: meta.modified().ok(),
+                len: meta.len(),
+            };
+            let changed = self
+                .inner
+                .seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(path)
+                != Some(&seen);
+            if changed {
+                self.load(path);
+                self.inner
+                    .seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(path.clone(), seen);
+            }
+        }
+        // Files that went away take their plugin with them.
+        let gone: Vec<PathBuf> = self
+            .inner
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.inner
+                .seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&path);
+            let name = self.name_for(&path);
+            self.inner
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            if self
+                .inner
+                .plugins
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name)
+                .is_some()
+            {
+                info!(plugin = %name, "plugin file removed; unloaded");
+            }
+        }
+    }
+
+    /// A file's plugin name: the table that names the file, else the file's stem.
+    fn name_for(&self, path: &Path) -> String {
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        self.inner
+            .options
+            .specs
+            .values()
+            .find(|s| s.file == file)
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or(file)
+                    .to_string()
+            })
+    }
+
+    fn load(&self, path: &Path) {
+        let name = self.name_for(path);
+        let spec = self.inner.options.specs.get(&name);
+        if spec.is_some_and(|s| !s.enabled) {
+            info!(plugin = %name, "plugin is disabled in project.toml; not loading");
+            return;
+        }
+        let existing = self.get(&name);
+        if let Some(p) = &existing
+            && let Ok(bytes) = std::fs::read(path)
+            && hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)) == p.current().hash
+        {
+            return;
+        }
+        let compiled = std::fs::read(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|bytes| {
+                self.compile(
+                    &bytes,
+                    path.file_name()
+                        .and_then(|f| f.to_str())
+                        .unwrap_or_default(),
+                    spec,
+                )
+            });
+        match compiled {
+            Ok(loaded) => {
+                let kind = loaded.kind;
+                let (hash, cached) = (loaded.hash.clone(), loaded.from_cache);
+                self.inner
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
+                match existing {
+                    Some(p) if p.current().kind == kind => {
+                        p.replace(loaded);
+                        info!(plugin = %name, kind = ?kind, hash = %&hash[..12], "plugin reloaded");
+                    }
+                    _ => {
+                        let plugin = Arc::new(Plugin::new(&name, loaded));
+                        self.inner
+                            .plugins
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(name.clone(), plugin);
+                        info!(plugin = %name, kind = ?kind, hash = %&hash[..12], from_cache = cached, "plugin loaded");
+                        if kind == Kind::Trigger {
+                            let schedule = spec.map(|s| s.schedule.clone());
+                            poll::spawn(self.clone(), name.clone(), schedule);
+                        }
+                    }
+                }
+            }
+            Err(why) => {
+                let file = path
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                match existing {
+                    Some(p) => {
+                        error!(plugin = %name, file = %file, cause = %why, "the new version did not load; the old one keeps serving");
+                        p.note_error(format!("new version refused: {why}"));
+                    }
+                    None => {
+                        error!(plugin = %name, file = %file, cause = %why, "plugin refused");
+                        self.inner
+                            .failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(
+                                name.clone(),
+                                Failed {
+                                    name,
+                                    file,
+                                    status: "failed",
+                                    last_error: why,
+                                },
+                            );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serves a plugin built into the binary (the default message store)
+    /// unless the plugins folder already provides one of that name; a file
+    /// of that name added later replaces it like any hot reload.
+    pub fn embed(&self, name: &str, bytes: &[u8], spec: &PluginSpec) -> Result<(), String> {
+        if self.get(name).is_some() {
+            return Ok(());
+        }
+        let loaded = self.compile(bytes, "(built in)", Some(spec))?;
+        info!(plugin = %name, kind = ?loaded.kind, from_cache = loaded.from_cache, "built-in plugin loaded");
+        self.inner
+            .plugins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), Arc::new(Plugin::new(name, loaded)));
+        Ok(())
+    }
+
+    fn compile(
+        &self,
+        bytes: &[u8],
+        file: &str,
+        spec: Option<&PluginSpec>,
+    ) -> Result<Loaded, String> {
+        let rt = &self.inner.runtime;
+        let (component, hash, from_cache) = rt
+            .component(bytes)
+            .map_err(|e| format!("not a valid component: {e:#}"))?;
+        let kinds: Vec<Kind> = component
+            .component_type()
+            .exports(&rt.engine)
+            .filter_map(|(name, _)| Kind::from_export(name))
+            .collect();
+        let kind = match kinds.as_slice() {
+            [one] => *one,
+            [] => return Err("it exports none of the plugin interfaces (trigger-source, notifier, log-sink, message-store) of openfn:microservice@0.1".into()),
+            _ => return Err("it exports more than one plugin interface; a plugin is one kind".into()),
+        };
+        let grants = Grants::resolve(
+            spec,
+            &self.inner.options.project_dir,
+            &self.inner.options.data_dir,
+        )?;
+        grants.check_imports(&component, &rt.engine)?;
+        let instance_pre = rt
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("cannot be linked: {e:#}"))?;
+        let link = |e: wasmtime::Error| format!("does not match the {kind:?} world: {e:#}");
+        let pre = match kind {
+            Kind::Trigger => {
+                Pre::Trigger(bindings::trigger::TriggerPre::new(instance_pre).map_err(link)?)
+            }
+            Kind::Notification => Pre::Notification(
+                bindings::notification::NotificationPre::new(instance_pre).map_err(link)?,
+            ),
+            Kind::Logging => {
+                Pre::Logging(bindings::logging::LoggingPre::new(instance_pre).map_err(link)?)
+            }
+            Kind::Persistence => Pre::Persistence(
+                bindings::persistence::PersistencePre::new(instance_pre).map_err(link)?,
+            ),
+        };
+        Ok(Loaded {
+            kind,
+            file: file.to_string(),
+            hash,
+            pre,
+            grants,
+            loaded_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            from_cache,
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! Notification plugins: told about every run when it finishes.
+//!
+//! Runs hand their summaries to a bounded queue; one task drains it and calls
+//! every available notification plugin, each with a fresh instance, in
+//! parallel. A slow or broken plugin delays only its own notifications and
+//! never a run. When the queue is full, summaries are dropped and counted
+//! rather than holding up the dispatcher.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::PluginHost;
+use super::bindings::types::{RunEvent, RunStatus};
+use super::plugin::{CallFailure, Kind, Plugin, Pre};
+use super::runtime::ticks;
+use crate::dispatch::RunFinished;
+
+/// Drains `finished` until the dispatcher is gone.
+pub fn spawn(host: PluginHost, mut finished: mpsc::Receiver<RunFinished>) {
+    // Not tracked with the schedulers: runs finishing during a shutdown's
+    // grace period are still reported, and the queue closes with the dispatcher.
+    tokio::spawn(async move {
+        while let Some(run) = finished.recv().await {
+            let event = event_of(&run);
+            let plugins = host.of_kind(Kind::Notification);
+            let mut calls = tokio::task::JoinSet::new();
+            for plugin in plugins.into_iter().filter(|p| p.available()) {
+                let (host, event) = (host.clone(), event.clone());
+                calls.spawn(async move {
+                    if let Err(f) = notify_one(&host, &plugin, &event).await {
+                        warn!(plugin = &*plugin.name, run_id = %event.run_id, cause = %f.message, "notification failed");
+                    }
+                });
+            }
+            while calls.join_next().await.is_some() {}
+        }
+        debug!("notification queue closed");
+    });
+}
+
+/// One notification, on a fresh instance.
+pub async fn notify_one(
+    host: &PluginHost,
+    plugin: &Arc<Plugin>,
+    event: &RunEvent,
+) -> Result<(), CallFailure> {
+    let loaded = plugin.current();
+    let Pre::Notification(pre) = &loaded.pre else {
+        return Err(CallFailure::not_kind(Kind::Notification));
+    };
+    let timeout = loaded.grants.timeout;
+    plugin
+        .guard(timeout, async {
+            let mut store = loaded.grants.store(&host.runtime().engine, &plugin.name)?;
+            let instance = pre.instantiate_async(&mut store).await?;
+            store.set_epoch_deadline(ticks(timeout));
+            Ok(instance
+                .openfn_microservice_notifier()
+                .call_notify(&mut store, event)
+                .await?)
+        })
+        .await
+}
+
+pub fn event_of(run: &RunFinished) -> RunEvent {
+    RunEvent {
+        run_id: run.run_id.clone(),
+        job: run.job.clone(),
+        trigger: run.trigger.clone(),
+        status: if run.success {
+            RunStatus::Success
+        } else {
+            RunStatus::Failure
+        },
+        exit_code: run.exit_code,
+        started_at_ms: run.started_at_ms,
+        finished_at_ms: run.finished_at_ms,
+        duration_ms: run.duration_ms,
+        error: run.error.clone(),
+    }
+}

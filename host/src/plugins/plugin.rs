@@ -1,0 +1,292 @@
+//! One plugin: the version currently serving, and its health.
+//!
+//! A plugin is a name (its `[plugins.<name>]` table, or its file's stem)
+//! over successive versions of its file; hot reload swaps the version and
+//! keeps the name and the counters. Every call goes through [`Plugin::guard`],
+//! which applies the deadline, turns traps and timeouts into a failed call,
+//! and disables a plugin that keeps failing, for a backoff that doubles each
+//! time (a restart budget).
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing::warn;
+
+use super::bindings::logging::LoggingPre;
+use super::bindings::notification::NotificationPre;
+use super::bindings::persistence::PersistencePre;
+use super::bindings::trigger::TriggerPre;
+use super::bindings::types::PluginError;
+use super::grants::Grants;
+use super::state::PluginState;
+
+/// Failures in a row before a plugin is disabled for a while.
+const FAILURE_BUDGET: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Extra time the host allows over the guest's deadline, for host calls
+/// (HTTP, disk) that an epoch cannot interrupt.
+const HOST_SLACK: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Trigger,
+    Notification,
+    Logging,
+    Persistence,
+}
+
+impl Kind {
+    /// The kind a component is, from the one plugin interface it exports.
+    pub fn from_export(name: &str) -> Option<Kind> {
+        let unversioned = name.split('@').next().unwrap_or(name);
+        match unversioned {
+            "openfn:microservice/trigger-source" => Some(Kind::Trigger),
+            "openfn:microservice/notifier" => Some(Kind::Notification),
+            "openfn:microservice/log-sink" => Some(Kind::Logging),
+            "openfn:microservice/message-store" => Some(Kind::Persistence),
+            _ => None,
+        }
+    }
+}
+
+/// Pre-linked instances, one type per world.
+pub enum Pre {
+    Trigger(TriggerPre<PluginState>),
+    Notification(NotificationPre<PluginState>),
+    Logging(LoggingPre<PluginState>),
+    Persistence(PersistencePre<PluginState>),
+}
+
+/// One loaded version of a plugin file.
+pub struct Loaded {
+    pub kind: Kind,
+    pub file: String,
+    pub hash: String,
+    pub pre: Pre,
+    pub grants: Grants,
+    pub loaded_at: String,
+    pub from_cache: bool,
+}
+
+pub struct Plugin {
+    pub name: Arc<str>,
+    current: RwLock<Arc<Loaded>>,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    calls: u64,
+    failures: u64,
+    in_a_row: u32,
+    last_error: Option<String>,
+    disabled_until: Option<Instant>,
+    backoff: Duration,
+    reloads: u64,
+}
+
+/// Why a call did not succeed, and what the guest asked for, if anything.
+#[derive(Debug, Clone)]
+pub struct CallFailure {
+    pub message: String,
+    /// The guest answered `retry-after(ms)`.
+    pub retry_after_ms: Option<u64>,
+    /// The guest answered `reject`: the input is at fault, not the plugin.
+    pub rejected: bool,
+    /// The call trapped or timed out: its instance must not be used again.
+    pub trapped: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub name: String,
+    pub kind: Kind,
+    pub file: String,
+    pub hash: String,
+    pub status: &'static str,
+    pub calls: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    pub loaded_at: String,
+    pub reloads: u64,
+    pub from_cache: bool,
+}
+
+impl Plugin {
+    pub fn new(name: &str, loaded: Loaded) -> Plugin {
+        Plugin {
+            name: name.into(),
+            current: RwLock::new(Arc::new(loaded)),
+            health: Mutex::default(),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Serves `loaded` from now on; counters carry over, a disablement does not.
+    pub fn replace(&self, loaded: Loaded) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        let mut h = self.health();
+        h.reloads += 1;
+        h.in_a_row = 0;
+        h.disabled_until = None;
+        h.backoff = Duration::ZERO;
+    }
+
+    /// Notes a load failure of a newer version; the current one keeps serving.
+    pub fn note_error(&self, message: String) {
+        self.health().last_error = Some(message);
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// False while the plugin sits out a backoff.
+    pub fn available(&self) -> bool {
+        self.health()
+            .disabled_until
+            .is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// Runs one call under the plugin's deadline and records how it went.
+    pub async fn guard<T>(
+        &self,
+        timeout: Duration,
+        call: impl Future<Output = anyhow::Result<Result<T, PluginError>>>,
+    ) -> Result<T, CallFailure> {
+        let outcome = match tokio::time::timeout(timeout + HOST_SLACK, call).await {
+            Err(_) => Err(CallFailure::trapped(format!(
+                "no answer within {}",
+                humantime::format_duration(timeout)
+            ))),
+            Ok(Err(e)) => Err(CallFailure::trapped(describe_trap(&e, timeout))),
+            Ok(Ok(Err(guest))) => Err(CallFailure::from_guest(guest)),
+            Ok(Ok(Ok(value))) => Ok(value),
+        };
+        self.record(outcome.as_ref().err());
+        outcome
+    }
+
+    fn record(&self, failure: Option<&CallFailure>) {
+        let mut h = self.health();
+        h.calls += 1;
+        let Some(f) = failure else {
+            h.in_a_row = 0;
+            h.backoff = Duration::ZERO;
+            h.disabled_until = None;
+            return;
+        };
+        h.failures += 1;
+        h.last_error = Some(f.message.clone());
+        if f.rejected {
+            return;
+        }
+        h.in_a_row += 1;
+        if h.in_a_row >= FAILURE_BUDGET {
+            h.backoff = if h.backoff.is_zero() {
+                FIRST_BACKOFF
+            } else {
+                (h.backoff * 2).min(MAX_BACKOFF)
+            };
+            h.disabled_until = Some(Instant::now() + h.backoff);
+            h.in_a_row = 0;
+            warn!(plugin = &*self.name, backoff = %humantime::format_duration(h.backoff), last_error = %f.message, "plugin keeps failing; disabled for a while");
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let loaded = self.current();
+        let h = self.health();
+        let disabled = h.disabled_until.is_some_and(|until| Instant::now() < until);
+        Status {
+            name: self.name.to_string(),
+            kind: loaded.kind,
+            file: loaded.file.clone(),
+            hash: loaded.hash.clone(),
+            status: if disabled { "disabled" } else { "active" },
+            calls: h.calls,
+            failures: h.failures,
+            last_error: h.last_error.clone(),
+            loaded_at: loaded.loaded_at.clone(),
+            reloads: h.reloads,
+            from_cache: loaded.from_cache,
+        }
+    }
+}
+
+impl CallFailure {
+    fn plain(message: String) -> Self {
+        CallFailure {
+            message,
+            retry_after_ms: None,
+            rejected: false,
+            trapped: false,
+        }
+    }
+
+    fn trapped(message: String) -> Self {
+        CallFailure {
+            trapped: true,
+            ..CallFailure::plain(message)
+        }
+    }
+
+    pub fn unavailable(message: String) -> Self {
+        CallFailure::plain(message)
+    }
+
+    /// Asked a plugin of one kind to do another kind's work (a reload changed its kind).
+    pub fn not_kind(kind: Kind) -> Self {
+        CallFailure::plain(format!("the plugin is no longer a {kind:?} plugin"))
+    }
+
+    fn from_guest(e: PluginError) -> Self {
+        match e {
+            PluginError::RetryAfter(ms) => CallFailure {
+                retry_after_ms: Some(ms),
+                ..CallFailure::plain(format!("asked to retry after {ms} ms"))
+            },
+            PluginError::Reject(m) => CallFailure {
+                rejected: true,
+                ..CallFailure::plain(format!("rejected: {m}"))
+            },
+            PluginError::Unavailable(m) => CallFailure::plain(format!("unavailable: {m}")),
+            PluginError::Other(m) => CallFailure::plain(m),
+        }
+    }
+}
+
+/// A host-side error as an operator wants to read it: the trap or the root
+/// cause, on one line (wasmtime's message leads with a wasm backtrace).
+fn describe_trap(e: &anyhow::Error, timeout: Duration) -> String {
+    let trap = e.chain().find_map(|c| c.downcast_ref::<wasmtime::Trap>());
+    let root = e.root_cause().to_string();
+    let text = match trap {
+        Some(wasmtime::Trap::Interrupt) => {
+            return format!(
+                "deadline of {} exceeded (trap: interrupted)",
+                humantime::format_duration(timeout)
+            );
+        }
+        _ if root.contains("forcing trap when growing memory") => {
+            format!("memory limit reached (trap): {root}")
+        }
+        Some(trap) => format!("trapped: {trap}"),
+        None => format!("{e:#}"),
+    };
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(500)
+        .collect()
+}

@@ -1,0 +1,153 @@
+//! How receipts are delivered: the `[inbox]` table and retry policies
+//! (`[retry]` for the project, `retry = {...}` per job).
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use toml::Table;
+
+use super::ProjectError;
+use super::fields::*;
+use super::model::InboxConfig;
+
+/// When and how often a failed run of a receipt is tried again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; 1 means no retries.
+    pub max_attempts: u32,
+    /// Delay before the second attempt; it doubles each time after.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Retry runs that failed (non-zero exit code).
+    pub on_failure: bool,
+    /// Retry runs that were killed at their timeout.
+    pub on_timeout: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            on_failure: true,
+            on_timeout: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with jitter (between half and all of the step),
+    /// capped. The jitter is derived from `seed` (the message id), so it is
+    /// spread across messages yet repeatable for one.
+    pub fn delay(&self, attempt: u32, seed: &str) -> Duration {
+        let step = self
+            .backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let step = step.min(self.max_backoff);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (seed, attempt).hash(&mut h);
+        let fraction = 0.5 + (h.finish() % 1000) as f64 / 2000.0;
+        step.mul_f64(fraction)
+    }
+}
+
+const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "max_backoff", "on"];
+
+/// Reads a retry table over `base` (the project default, or built-in defaults).
+pub(super) fn retry(
+    cx: &Ctx,
+    table: &str,
+    t: Option<&Table>,
+    base: &RetryPolicy,
+) -> Result<RetryPolicy, ProjectError> {
+    let Some(t) = t else { return Ok(base.clone()) };
+    check_keys(cx, table, t, RETRY_KEYS)?;
+    let mut policy = base.clone();
+    if let Some(n) = positive(cx, table, t, "max_attempts")? {
+        policy.max_attempts = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(d) = duration(cx, table, t, "backoff")? {
+        policy.backoff = d;
+    }
+    if let Some(d) = duration(cx, table, t, "max_backoff")? {
+        policy.max_backoff = d;
+    }
+    if let Some(on) = t.get("on") {
+        let bad = || {
+            cx.err(
+                table,
+                Some("on"),
+                "must be a list of \"failure\" and/or \"timeout\" (compile errors never retry)",
+            )
+        };
+        let list = on.as_array().ok_or_else(bad)?;
+        policy.on_failure = false;
+        policy.on_timeout = false;
+        for item in list {
+            match item.as_str() {
+                Some("failure") => policy.on_failure = true,
+                Some("timeout") => policy.on_timeout = true,
+                _ => return Err(bad()),
+            }
+        }
+    }
+    Ok(policy)
+}
+
+pub(super) fn inbox(cx: &Ctx, t: Option<&Table>) -> Result<InboxConfig, ProjectError> {
+    let empty = Table::new();
+    let t = t.unwrap_or(&empty);
+    check_keys(
+        cx,
+        "inbox",
+        t,
+        &[
+            "max_body_bytes",
+            "durable",
+            "store",
+            "retention",
+            "idempotency_field",
+        ],
+    )?;
+    let durable = match t.get("durable") {
+        None => true,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(_) => return Err(cx.err("inbox", Some("durable"), "must be true or false")),
+    };
+    Ok(InboxConfig {
+        max_body_bytes: positive(cx, "inbox", t, "max_body_bytes")?.unwrap_or(10 * 1024 * 1024),
+        durable,
+        store: string(cx, "inbox", t, "store")?
+            .unwrap_or("journal")
+            .to_string(),
+        retention: duration(cx, "inbox", t, "retention")?.unwrap_or(Duration::from_secs(24 * 3600)),
+        idempotency_field: string(cx, "inbox", t, "idempotency_field")?.map(str::to_string),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let p = RetryPolicy {
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let d1 = p.delay(1, "m");
+        let d3 = p.delay(3, "m");
+        assert!(
+            d1 >= Duration::from_millis(500) && d1 <= Duration::from_secs(1),
+            "{d1:?}"
+        );
+        assert!(
+            d3 >= Duration::from_secs(2) && d3 <= Duration::from_secs(4),
+            "{d3:?}"
+        );
+        assert!(p.delay(30, "m") <= Duration::from_secs(10));
+        assert_eq!(p.delay(2, "a"), p.delay(2, "a"));
+    }
+}

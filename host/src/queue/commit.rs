@@ -1,0 +1,65 @@
+//! Group commit: receipts arriving together share one `enqueue` (one sync).
+//!
+//! Each request hands its message to one task and waits for the id. That
+//! task takes everything waiting (up to [`BATCH`]) in one call, so while one
+//! sync is in flight the next batch gathers: durability costs one sync per
+//! batch, not per request.
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use super::Queue;
+use crate::clock::now_ms;
+use crate::plugins::CallFailure;
+use crate::plugins::persistence::NewMessage;
+
+pub const QUEUE: usize = 4096;
+const BATCH: usize = 512;
+
+pub struct Pending {
+    message: NewMessage,
+    reply: oneshot::Sender<Result<String, CallFailure>>,
+}
+
+pub async fn submit(queue: &Queue, message: NewMessage) -> Result<String, CallFailure> {
+    let (reply, answer) = oneshot::channel();
+    queue
+        .inner
+        .commits
+        .send(Pending { message, reply })
+        .await
+        .map_err(|_| CallFailure::unavailable("the message store is shutting down".into()))?;
+    answer.await.map_err(|_| {
+        CallFailure::unavailable("the message store stopped before answering".into())
+    })?
+}
+
+pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while pending.recv_many(&mut batch, BATCH).await > 0 {
+        let messages: Vec<NewMessage> = batch.iter().map(|p| p.message.clone()).collect();
+        debug!(size = messages.len(), "group commit");
+        match queue.inner.store.enqueue(&messages, now_ms()).await {
+            Ok(ids) if ids.len() == batch.len() => {
+                for (p, id) in batch.drain(..).zip(ids) {
+                    let _ = p.reply.send(Ok(id));
+                }
+            }
+            Ok(ids) => {
+                let why = format!(
+                    "the store returned {} ids for {} messages",
+                    ids.len(),
+                    batch.len()
+                );
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(CallFailure::unavailable(why.clone())));
+                }
+            }
+            Err(f) => {
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(f.clone()));
+                }
+            }
+        }
+    }
+}

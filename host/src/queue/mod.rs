@@ -1,0 +1,291 @@
+//! The durable receipt queue: at-least-once delivery through the message store.
+//!
+//! A receipt is written to the persistence plugin before `/inbox` answers
+//! 202, and it is only acknowledged there once its runs have finished, so a
+//! process killed at any moment loses nothing it accepted: the next start
+//! delivers whatever was not acknowledged. Writes from concurrent requests
+//! are grouped into one `enqueue` call (one sync) by [`commit`]; delivery,
+//! retries with backoff and the dead-letter list are in [`pump`]. This module
+//! never answers for a receipt the store did not keep.
+
+mod commit;
+mod pump;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::clock::now_ms;
+use crate::dispatch::{Dispatcher, RunReport};
+use crate::plugins::CallFailure;
+use crate::plugins::persistence::{MessageStore, NewMessage, Status, Stored};
+
+/// Metadata keys the queue puts on stored messages.
+const KEY_IDEMPOTENCY: &str = "idempotency-key";
+const KEY_WAITER: &str = "waiter";
+/// Receipts being delivered at once (their runs still queue for engine slots).
+const IN_FLIGHT: usize = 64;
+
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: MessageStore,
+    dispatcher: Dispatcher,
+    commits: mpsc::Sender<commit::Pending>,
+    /// Rings when something was enqueued, so delivery starts at once.
+    wake: Notify,
+    /// Sync-mode requests waiting for their receipt's first attempt.
+    waiters: Mutex<HashMap<String, oneshot::Sender<Vec<RunReport>>>>,
+    /// Idempotency key → message id, for keys still in the store.
+    keys: Mutex<HashMap<String, String>>,
+    /// Jobs of a message that need no further attempt (succeeded, or failed
+    /// for good), so a retry re-runs only the ones that may still succeed.
+    settled: Mutex<HashMap<String, Settled>>,
+    in_flight: Arc<Semaphore>,
+    /// How long a lease lasts: longer than any run can take.
+    lease_ms: u64,
+}
+
+#[derive(Default)]
+struct Settled {
+    jobs: HashSet<String>,
+    failed_for_good: Vec<String>,
+}
+
+/// What `submit` did with a receipt.
+pub enum Submitted {
+    /// Stored under this id.
+    New(String),
+    /// Its idempotency key was already seen: this id holds the first one.
+    Duplicate(String),
+}
+
+/// `GET /api/messages` rows.
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    pub id: String,
+    pub status: &'static str,
+    pub attempts: u32,
+    pub source: String,
+    pub enqueued_at_ms: u64,
+    pub not_before_ms: u64,
+    pub last_error: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("no message with id `{0}`")]
+    NotFound(String),
+    #[error("message `{0}` is {1}; only done or dead messages can be retried")]
+    NotFinished(String, &'static str),
+    #[error("the message store failed: {0}")]
+    Store(String),
+}
+
+impl Queue {
+    /// Opens the store (recovering what a previous process left) and starts
+    /// committing and delivering.
+    pub async fn start(
+        store: MessageStore,
+        dispatcher: Dispatcher,
+        lease: Duration,
+        retention: Duration,
+        stop: CancellationToken,
+        tracker: TaskTracker,
+    ) -> anyhow::Result<Queue> {
+        let opened = store.opened_stats().await.map_err(|f| {
+            anyhow::anyhow!(
+                "the message store `{}` could not be opened: {}",
+                store.name(),
+                f.message
+            )
+        })?;
+        info!(
+            store = store.name(),
+            pending = opened.pending,
+            dead = opened.dead,
+            done = opened.done,
+            skipped_records = opened.skipped_records,
+            "message store opened; undelivered receipts will run again"
+        );
+        let (commits, pending) = mpsc::channel(commit::QUEUE);
+        let queue = Queue {
+            inner: Arc::new(Inner {
+                store,
+                dispatcher,
+                commits,
+                wake: Notify::new(),
+                waiters: Mutex::default(),
+                keys: Mutex::default(),
+                settled: Mutex::default(),
+                in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+                lease_ms: lease.as_millis() as u64,
+            }),
+        };
+        queue.rebuild_keys().await;
+        // Not tracked: requests still in flight during a shutdown need their commits.
+        tokio::spawn(commit::run(queue.clone(), pending));
+        tracker.spawn(pump::run(queue.clone(), stop.clone(), tracker.clone()));
+        tracker.spawn(pump::compact(queue.clone(), retention, stop));
+        Ok(queue)
+    }
+
+    /// Stores a receipt (grouped with concurrent ones into one synced write).
+    /// With `wait`, also returns a receiver for the reports of its first attempt.
+    pub async fn submit(
+        &self,
+        body: String,
+        source: &str,
+        idempotency_key: Option<String>,
+        wait: bool,
+    ) -> Result<(Submitted, Option<oneshot::Receiver<Vec<RunReport>>>), CallFailure> {
+        if let Some(key) = &idempotency_key
+            && let Some(id) = self
+                .inner
+                .keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key)
+        {
+            return Ok((Submitted::Duplicate(id.clone()), None));
+        }
+        let mut metadata = Vec::new();
+        if let Some(key) = &idempotency_key {
+            metadata.push((KEY_IDEMPOTENCY.to_string(), key.clone()));
+        }
+        let receiver = wait.then(|| {
+            let token = uuid::Uuid::now_v7().to_string();
+            let (tx, rx) = oneshot::channel();
+            self.inner
+                .waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(token.clone(), tx);
+            metadata.push((KEY_WAITER.to_string(), token));
+            rx
+        });
+        let message = NewMessage {
+            body,
+            source: source.to_string(),
+            metadata,
+        };
+        let id = commit::submit(self, message).await?;
+        if let Some(key) = idempotency_key {
+            self.inner
+                .keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, id.clone());
+        }
+        self.inner.wake.notify_one();
+        Ok((Submitted::New(id), receiver))
+    }
+
+    pub async fn list(&self, status: Status, limit: u32) -> Result<Vec<MessageView>, CallFailure> {
+        Ok(self
+            .inner
+            .store
+            .list(status, limit)
+            .await?
+            .into_iter()
+            .map(view)
+            .collect())
+    }
+
+    /// Makes a done or dead message pending again.
+    pub async fn retry(&self, id: &str) -> Result<(), RetryError> {
+        let store = &self.inner.store;
+        let message = store
+            .get(id)
+            .await
+            .map_err(|f| RetryError::Store(f.message))?;
+        let Some(message) = message else {
+            return Err(RetryError::NotFound(id.to_string()));
+        };
+        if matches!(message.status, Status::Pending | Status::Leased) {
+            return Err(RetryError::NotFinished(
+                id.to_string(),
+                status_name(message.status),
+            ));
+        }
+        self.inner
+            .settled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        store
+            .requeue(id, now_ms())
+            .await
+            .map_err(|f| RetryError::Store(f.message))?;
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Learns the idempotency keys of messages the store still holds.
+    async fn rebuild_keys(&self) {
+        let mut keys = HashMap::new();
+        for status in [Status::Pending, Status::Leased, Status::Done, Status::Dead] {
+            match self.inner.store.list(status, u32::MAX).await {
+                Ok(messages) => {
+                    for m in messages {
+                        if let Some((_, key)) = m
+                            .message
+                            .metadata
+                            .iter()
+                            .find(|(k, _)| k == KEY_IDEMPOTENCY)
+                        {
+                            keys.insert(key.clone(), m.id.clone());
+                        }
+                    }
+                }
+                Err(f) => {
+                    warn!(cause = %f.message, "could not list stored messages for idempotency keys")
+                }
+            }
+        }
+        *self.inner.keys.lock().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+}
+
+pub fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Pending => "pending",
+        Status::Leased => "leased",
+        Status::Done => "done",
+        Status::Dead => "dead",
+    }
+}
+
+pub fn parse_status(text: &str) -> Option<Status> {
+    match text {
+        "pending" => Some(Status::Pending),
+        "leased" => Some(Status::Leased),
+        "done" => Some(Status::Done),
+        "dead" => Some(Status::Dead),
+        _ => None,
+    }
+}
+
+fn view(m: Stored) -> MessageView {
+    MessageView {
+        status: status_name(m.status),
+        attempts: m.attempts,
+        source: m.message.source.clone(),
+        enqueued_at_ms: m.enqueued_at_ms,
+        not_before_ms: m.not_before_ms,
+        last_error: m.last_error.clone(),
+        body: serde_json::from_str(&m.message.body).unwrap_or(Value::String(m.message.body)),
+        id: m.id,
+    }
+}

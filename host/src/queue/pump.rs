@@ -1,0 +1,218 @@
+//! Delivery: lease stored receipts, run their jobs, then acknowledge, retry
+//! later, or move them to the dead-letter list.
+//!
+//! A receipt is acknowledged only after its runs finished, so a crash in
+//! between delivers it again (at least once). Jobs that failed with a
+//! retryable failure are tried again after their policy's backoff; jobs
+//! already settled are not re-run. When no attempt is left for a failed job,
+//! the receipt goes to the dead-letter list (its failure flows fired once,
+//! on that last attempt, in the dispatcher).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::{KEY_WAITER, Queue};
+use crate::clock::now_ms;
+use crate::dispatch::RunReport;
+use crate::plugins::persistence::Stored;
+
+/// How often the store is asked for due retries when nothing rang.
+const POLL: Duration = Duration::from_millis(500);
+const COMPACT_EVERY: Duration = Duration::from_secs(600);
+
+pub async fn run(queue: Queue, stop: CancellationToken, tracker: TaskTracker) {
+    let inner = &queue.inner;
+    loop {
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = stop.cancelled() => return,
+        }
+        loop {
+            let free = inner.in_flight.available_permits();
+            if free == 0 || stop.is_cancelled() {
+                break;
+            }
+            let leased = match inner
+                .store
+                .lease(free as u32, inner.lease_ms, now_ms())
+                .await
+            {
+                Ok(leased) => leased,
+                Err(f) => {
+                    warn!(cause = %f.message, "could not lease receipts from the message store");
+                    break;
+                }
+            };
+            if leased.is_empty() {
+                break;
+            }
+            for message in leased {
+                let Ok(permit) = inner.in_flight.clone().try_acquire_owned() else {
+                    break;
+                };
+                let q = queue.clone();
+                let span =
+                    info_span!("delivery", message_id = %message.id, attempt = message.attempts);
+                tracker.spawn(
+                    async move {
+                        deliver(&q, message).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+    }
+}
+
+async fn deliver(queue: &Queue, message: Stored) {
+    let inner = &queue.inner;
+    let store = &inner.store;
+    let id = message.id.clone();
+    let attempt = message.attempts.max(1);
+    let body: Value = match serde_json::from_str(&message.message.body) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = store
+                .dead_letter(&id, &format!("the stored body is not JSON: {e}"), now_ms())
+                .await;
+            return;
+        }
+    };
+    let settled_jobs = inner
+        .settled
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .map(|s| s.jobs.clone())
+        .unwrap_or_default();
+    let jobs: Vec<_> = inner
+        .dispatcher
+        .matching_jobs(&body)
+        .into_iter()
+        .filter(|j| !settled_jobs.contains(&j.name))
+        .collect();
+    let mut reports = Vec::with_capacity(jobs.len());
+    for handle in inner.dispatcher.receive(&body, &jobs, Some(attempt)) {
+        match handle.await {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                error!(cause = %e, "a run's task failed; the receipt will be delivered again")
+            }
+        }
+    }
+    if reports.len() < jobs.len() {
+        // A run panicked or was cancelled: leave the lease to run out.
+        return;
+    }
+    if let Some((_, token)) = message
+        .message
+        .metadata
+        .iter()
+        .find(|(k, _)| k == KEY_WAITER)
+        && let Some(waiter) = inner
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token)
+    {
+        let _ = waiter.send(reports.clone());
+    }
+    settle(queue, &id, attempt, &reports).await;
+}
+
+/// Acknowledges, schedules a retry, or dead-letters after an attempt.
+async fn settle(queue: &Queue, id: &str, attempt: u32, reports: &[RunReport]) {
+    let inner = &queue.inner;
+    let retry: Vec<&RunReport> = reports.iter().filter(|r| r.will_retry).collect();
+    let failed_for_good = {
+        let mut settled = inner.settled.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = settled.entry(id.to_string()).or_default();
+        for r in reports.iter().filter(|r| !r.will_retry) {
+            entry.jobs.insert(r.job.clone());
+            if !r.success {
+                let why = r
+                    .failure
+                    .as_ref()
+                    .map(|f| f.reason.as_str())
+                    .unwrap_or("failed");
+                entry.failed_for_good.push(format!("{}: {why}", r.job));
+            }
+        }
+        entry.failed_for_good.clone()
+    };
+    let now = now_ms();
+    let outcome = if !retry.is_empty() {
+        let project = inner.dispatcher.project();
+        let delay = retry
+            .iter()
+            .filter_map(|r| project.jobs.get(&r.job))
+            .map(|job| job.retry.delay(attempt, id))
+            .max()
+            .unwrap_or_default();
+        let why: Vec<String> = retry
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.job,
+                    r.failure
+                        .as_ref()
+                        .map(|f| f.reason.as_str())
+                        .unwrap_or("failed")
+                )
+            })
+            .collect();
+        info!(
+            attempt,
+            retry_in_ms = delay.as_millis() as u64,
+            "receipt will be retried"
+        );
+        inner
+            .store
+            .nack(id, delay.as_millis() as u64, &why.join("; "), now)
+            .await
+    } else {
+        inner
+            .settled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        if failed_for_good.is_empty() {
+            inner.store.ack(id, now).await
+        } else {
+            warn!(attempt, "receipt moved to the dead-letter list");
+            inner
+                .store
+                .dead_letter(id, &failed_for_good.join("; "), now)
+                .await
+        }
+    };
+    if let Err(f) = outcome {
+        warn!(cause = %f.message, "could not settle the receipt; it will be delivered again when its lease runs out");
+    }
+}
+
+/// Forgets acknowledged receipts older than `retention`, now and then.
+pub async fn compact(queue: Queue, retention: Duration, stop: CancellationToken) {
+    loop {
+        let before = now_ms().saturating_sub(retention.as_millis() as u64);
+        match queue.inner.store.compact(before).await {
+            Ok(0) => {}
+            Ok(n) => {
+                info!(removed = n, "message store compacted");
+                queue.rebuild_keys().await;
+            }
+            Err(f) => warn!(cause = %f.message, "message store compaction failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(COMPACT_EVERY) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! journal: a persistence plugin keeping the service's messages in an
+//! append-only, crash-safe journal file, `<dir>/messages.journal`.
+//!
+//! Config:
+//! - `dir`: default `/journal` (a guest path the operator grants, writable).
+//!
+//! The format is in `record.rs`, the store and its durability rules in
+//! `store.rs`. One instance owns the directory: two instances on the same
+//! directory would corrupt it (WASI has no file locks to prevent that).
+
+mod record;
+mod store;
+
+#[cfg(not(any(target_arch = "wasm32", test)))]
+compile_error!(
+    "this crate is a WebAssembly component: build it with `--target wasm32-wasip2` \
+     (plugins/.cargo/config.toml names that target only when cargo runs inside plugins/)"
+);
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "persistence",
+});
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use exports::openfn::microservice::message_store::{
+    Guest, MessageStatus, StoreStats, StoredMessage,
+};
+use openfn::microservice::host;
+use openfn::microservice::types::{Level, Message, PluginError};
+use record::Status;
+use store::{Entry, Error, Msg, Store};
+
+struct Journal;
+
+static STORE: Mutex<Option<Store>> = Mutex::new(None);
+
+/// A setting, with the JSON quoting removed if the host sent a JSON string.
+fn config(key: &str) -> Option<String> {
+    let raw = host::get_config(key)?;
+    let trimmed = raw.trim();
+    if trimmed.starts_with('"')
+        && let Ok(s) = serde_json::from_str::<String>(trimmed)
+    {
+        return Some(s);
+    }
+    Some(raw)
+}
+
+fn plugin_error(e: Error) -> PluginError {
+    match e {
+        Error::Reject(m) => PluginError::Reject(m),
+        Error::Unavailable(m) => PluginError::Unavailable(m),
+        Error::Other(m) => PluginError::Other(m),
+    }
+}
+
+fn open_store() -> Result<Store, PluginError> {
+    let dir = PathBuf::from(config("dir").unwrap_or_else(|| "/journal".to_string()));
+    let nonce = wasi::random::random::get_random_u64();
+    let (store, report) = Store::open(&dir, nonce).map_err(plugin_error)?;
+    if report.skipped > 0 {
+        host::log(
+            Level::Warn,
+            &format!(
+                "{}: {} torn or corrupt record(s) at the end dropped ({} bytes cut)",
+                store.path().display(),
+                report.skipped,
+                report.cut_bytes
+            ),
+        );
+    }
+    if report.orphans > 0 {
+        host::log(
+            Level::Warn,
+            &format!(
+                "{}: {} record(s) name unknown messages, ignored",
+                store.path().display(),
+                report.orphans
+            ),
+        );
+    }
+    let s = store.stats();
+    host::log(
+        Level::Info,
+        &format!(
+            "{} {}: {} records; {} pending, {} done, {} dead",
+            if report.created { "created" } else { "opened" },
+            store.path().display(),
+            report.records,
+            s.pending,
+            s.done,
+            s.dead
+        ),
+    );
+    Ok(store)
+}
+
+/// Runs `f` on the store, opening it first if `open` was not called.
+fn with_store<T>(f: impl FnOnce(&mut Store) -> Result<T, Error>) -> Result<T, PluginError> {
+    let mut guard = STORE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if guard.is_none() {
+        *guard = Some(open_store()?);
+    }
+    f(guard.as_mut().expect("opened above")).map_err(plugin_error)
+}
+
+fn to_status(s: MessageStatus) -> Status {
+    match s {
+        MessageStatus::Pending => Status::Pending,
+        MessageStatus::Leased => Status::Leased,
+        MessageStatus::Done => Status::Done,
+        MessageStatus::Dead => Status::Dead,
+    }
+}
+
+fn from_status(s: Status) -> MessageStatus {
+    match s {
+        Status::Pending => MessageStatus::Pending,
+        Status::Leased => MessageStatus::Leased,
+        Status::Done => MessageStatus::Done,
+        Status::Dead => MessageStatus::Dead,
+    }
+}
+
+fn stored(e: Entry) -> StoredMessage {
+    StoredMessage {
+        id: e.id,
+        message: Message {
+            body: e.msg.body,
+            source: e.msg.source,
+            metadata: e.msg.metadata,
+        },
+        status: from_status(e.status),
+        attempts: e.attempts,
+        enqueued_at_ms: e.enqueued_at,
+        not_before_ms: e.not_before,
+        last_error: e.last_error,
+    }
+}
+
+fn stats(s: store::Stats) -> StoreStats {
+    StoreStats {
+        pending: s.pending,
+        leased: s.leased,
+        done: s.done,
+        dead: s.dead,
+        skipped_records: s.skipped,
+    }
+}
+
+impl Guest for Journal {
+    fn open() -> Result<StoreStats, PluginError> {
+        let mut guard = STORE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Reopening replays the file again; drop the old handle first.
+        *guard = None;
+        let store = open_store()?;
+        let s = stats(store.stats());
+        *guard = Some(store);
+        Ok(s)
+    }
+
+    fn enqueue(messages: Vec<Message>, now_ms: u64) -> Result<Vec<String>, PluginError> {
+        let msgs = messages
+            .into_iter()
+            .map(|m| Msg {
+                body: m.body,
+                source: m.source,
+                metadata: m.metadata,
+            })
+            .collect();
+        with_store(|s| s.enqueue(msgs, now_ms))
+    }
+
+    fn lease(max: u32, lease_ms: u64, now_ms: u64) -> Result<Vec<StoredMessage>, PluginError> {
+        with_store(|s| s.lease(max, lease_ms, now_ms)).map(|v| v.into_iter().map(stored).collect())
+    }
+
+    fn ack(id: String, now_ms: u64) -> Result<(), PluginError> {
+        with_store(|s| s.ack(&id, now_ms))
+    }
+
+    fn nack(
+        id: String,
+        retry_after_ms: u64,
+        error: String,
+        now_ms: u64,
+    ) -> Result<(), PluginError> {
+        with_store(|s| s.nack(&id, retry_after_ms, &error, now_ms))
+    }
+
+    fn dead_letter(id: String, reason: String, now_ms: u64) -> Result<(), PluginError> {
+        with_store(|s| s.dead_letter(&id, &reason, now_ms))
+    }
+
+    fn requeue(id: String, now_ms: u64) -> Result<(), PluginError> {
+        with_store(|s| s.requeue(&id, now_ms))
+    }
+
+    fn list_messages(status: MessageStatus, limit: u32) -> Result<Vec<StoredMessage>, PluginError> {
+        with_store(|s| Ok(s.list(to_status(status), limit)))
+            .map(|v| v.into_iter().map(stored).collect())
+    }
+
+    fn get(id: String) -> Result<Option<StoredMessage>, PluginError> {
+        with_store(|s| Ok(s.get(&id))).map(|e| e.map(stored))
+    }
+
+    fn stats() -> Result<StoreStats, PluginError> {
+        with_store(|s| Ok(s.stats())).map(stats)
+    }
+
+    fn compact(before_ms: u64) -> Result<u64, PluginError> {
+        with_store(|s| s.compact(before_ms))
+    }
+}
+
+export!(Journal);

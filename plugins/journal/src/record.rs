@@ -1,0 +1,380 @@
+//! The journal's on-disk format.
+//!
+//! A journal file is the 8-byte magic `MAGIC` followed by records, each
+//!
+//! ```text
+//! [u32 LE payload length][u32 LE CRC-32 (IEEE) of the payload][payload]
+//! ```
+//!
+//! where the payload is one [`Op`] as compact JSON. Records are only ever
+//! appended; `compact` writes a new file of `put` records and renames it over
+//! the old one.
+
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: &[u8; 8] = b"OFNJRNL1";
+pub const HEADER_LEN: usize = 8;
+/// A payload longer than this is taken as a garbled length.
+pub const MAX_PAYLOAD: usize = 1 << 28;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Leased,
+    Done,
+    Dead,
+}
+
+impl Status {
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Leased => "leased",
+            Status::Done => "done",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+fn pending() -> Status {
+    Status::Pending
+}
+
+fn is_pending(s: &Status) -> bool {
+    *s == Status::Pending
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One operation on the store, as journaled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Op {
+    /// A message with its whole state: written by `enqueue` (pending, no
+    /// attempts) and by `compact` (whatever state it had).
+    Put {
+        id: String,
+        body: String,
+        source: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        meta: Vec<(String, String)>,
+        /// Enqueued at (Unix ms).
+        t: u64,
+        #[serde(default = "pending", skip_serializing_if = "is_pending")]
+        st: Status,
+        #[serde(default, skip_serializing_if = "is_zero_u32")]
+        n: u32,
+        #[serde(default, skip_serializing_if = "is_zero_u64")]
+        nb: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        err: Option<String>,
+        /// Finished (done or dead) at.
+        #[serde(default, skip_serializing_if = "is_zero_u64")]
+        fin: u64,
+    },
+    /// Leased until `until`; counts an attempt.
+    Lease {
+        id: String,
+        t: u64,
+        until: u64,
+    },
+    Ack {
+        id: String,
+        t: u64,
+    },
+    /// Pending again, not before `nb`.
+    Nack {
+        id: String,
+        t: u64,
+        nb: u64,
+        err: String,
+    },
+    Dead {
+        id: String,
+        t: u64,
+        err: String,
+    },
+    /// Pending again with attempts reset.
+    Requeue {
+        id: String,
+        t: u64,
+    },
+}
+
+impl Op {
+    pub fn id(&self) -> &str {
+        match self {
+            Op::Put { id, .. }
+            | Op::Lease { id, .. }
+            | Op::Ack { id, .. }
+            | Op::Nack { id, .. }
+            | Op::Dead { id, .. }
+            | Op::Requeue { id, .. } => id,
+        }
+    }
+}
+
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// CRC-32 (IEEE 802.3, the one of zip and PNG).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// Appends `op` as one framed record to `out`.
+pub fn encode(op: &Op, out: &mut Vec<u8>) {
+    let payload = serde_json::to_vec(op).expect("an Op always serializes");
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// Reads the record at `buf[offset..]`: the op and the offset after it, or
+/// `None` if it is torn (short header or payload), garbled (length out of
+/// range, CRC mismatch) or undecodable.
+pub fn decode(buf: &[u8], offset: usize) -> Option<(Op, usize)> {
+    let rest = buf.get(offset..)?;
+    if rest.len() < HEADER_LEN {
+        return None;
+    }
+    let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
+    if len > MAX_PAYLOAD || rest.len() - HEADER_LEN < len {
+        return None;
+    }
+    let payload = &rest[HEADER_LEN..HEADER_LEN + len];
+    if crc32(payload) != crc {
+        return None;
+    }
+    let op = serde_json::from_slice(payload).ok()?;
+    Some((op, offset + HEADER_LEN + len))
+}
+
+/// The outcome of reading a journal's records (after the magic).
+#[derive(Debug, Default, PartialEq)]
+pub struct Scan {
+    pub ops: Vec<Op>,
+    /// Where the last good record ends: the file is cut there.
+    pub good_len: usize,
+    /// The bad record at `good_len`, if any, plus the intact records that
+    /// follow it and are dropped with it.
+    pub skipped: u64,
+}
+
+/// Reads records from `start` until the end or the first bad one.
+pub fn scan(buf: &[u8], start: usize) -> Scan {
+    let mut ops = Vec::new();
+    let mut offset = start;
+    while offset < buf.len() {
+        match decode(buf, offset) {
+            Some((op, next)) => {
+                ops.push(op);
+                offset = next;
+            }
+            None => break,
+        }
+    }
+    let good_len = offset;
+    let mut skipped = 0;
+    if offset < buf.len() {
+        skipped = 1;
+        // Count the intact records behind the bad one, if its length field
+        // still frames them: they go too, the journal being append-only.
+        if buf.len() - offset >= HEADER_LEN {
+            let len = u32::from_le_bytes(buf[offset..offset + 4].try_into().unwrap()) as usize;
+            let mut next = offset + HEADER_LEN + len;
+            while len <= MAX_PAYLOAD && next < buf.len() {
+                match decode(buf, next) {
+                    Some((_, after)) => {
+                        skipped += 1;
+                        next = after;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    Scan {
+        ops,
+        good_len,
+        skipped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(id: &str, t: u64) -> Op {
+        Op::Ack {
+            id: id.to_string(),
+            t,
+        }
+    }
+
+    #[test]
+    fn crc32_matches_the_reference_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let ops = vec![
+            Op::Put {
+                id: "a".into(),
+                body: "{\"x\":1}".into(),
+                source: "inbox".into(),
+                meta: vec![("k".into(), "v".into())],
+                t: 5,
+                st: Status::Pending,
+                n: 0,
+                nb: 0,
+                err: None,
+                fin: 0,
+            },
+            Op::Lease {
+                id: "a".into(),
+                t: 6,
+                until: 100,
+            },
+            Op::Nack {
+                id: "a".into(),
+                t: 7,
+                nb: 70,
+                err: "no".into(),
+            },
+            Op::Dead {
+                id: "a".into(),
+                t: 8,
+                err: "gone".into(),
+            },
+            Op::Requeue {
+                id: "a".into(),
+                t: 9,
+            },
+            ack("a", 10),
+        ];
+        let mut buf = MAGIC.to_vec();
+        for op in &ops {
+            encode(op, &mut buf);
+        }
+        let scan = scan(&buf, MAGIC.len());
+        assert_eq!(scan.ops, ops);
+        assert_eq!(scan.good_len, buf.len());
+        assert_eq!(scan.skipped, 0);
+    }
+
+    #[test]
+    fn put_defaults_keep_records_small() {
+        let mut buf = Vec::new();
+        encode(
+            &Op::Put {
+                id: "i".into(),
+                body: "1".into(),
+                source: "s".into(),
+                meta: vec![],
+                t: 1,
+                st: Status::Pending,
+                n: 0,
+                nb: 0,
+                err: None,
+                fin: 0,
+            },
+            &mut buf,
+        );
+        assert_eq!(
+            &buf[8..],
+            br#"{"op":"put","id":"i","body":"1","source":"s","t":1}"#
+        );
+    }
+
+    #[test]
+    fn every_torn_tail_is_cut_at_the_last_good_record() {
+        let mut buf = Vec::new();
+        encode(&ack("a", 1), &mut buf);
+        let first = buf.len();
+        encode(&ack("b", 2), &mut buf);
+        for cut in first + 1..buf.len() {
+            let scan = scan(&buf[..cut], 0);
+            assert_eq!(scan.ops, vec![ack("a", 1)], "cut at {cut}");
+            assert_eq!(scan.good_len, first);
+            assert_eq!(scan.skipped, 1);
+        }
+    }
+
+    #[test]
+    fn a_bad_crc_drops_the_record_and_the_ones_behind_it() {
+        let mut buf = Vec::new();
+        encode(&ack("a", 1), &mut buf);
+        let first = buf.len();
+        encode(&ack("b", 2), &mut buf);
+        encode(&ack("c", 3), &mut buf);
+        encode(&ack("d", 4), &mut buf);
+        buf[first + HEADER_LEN + 3] ^= 0x20;
+        let scan = scan(&buf, 0);
+        assert_eq!(scan.ops, vec![ack("a", 1)]);
+        assert_eq!(scan.good_len, first);
+        assert_eq!(scan.skipped, 3);
+    }
+
+    #[test]
+    fn garbage_and_zeros_are_bad_records() {
+        let mut buf = Vec::new();
+        encode(&ack("a", 1), &mut buf);
+        let first = buf.len();
+        // A preallocated, never written tail: a zero length has CRC 0, but
+        // an empty payload does not decode.
+        let mut zeros = buf.clone();
+        zeros.extend_from_slice(&[0u8; 4096]);
+        let s = scan(&zeros, 0);
+        assert_eq!((s.good_len, s.skipped), (first, 1));
+        // A huge length.
+        let mut huge = buf.clone();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        huge.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
+        let s = scan(&huge, 0);
+        assert_eq!((s.good_len, s.skipped), (first, 1));
+        // A valid frame around a payload that is not an op.
+        let mut alien = buf.clone();
+        let payload = br#"{"op":"explode"}"#;
+        alien.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        alien.extend_from_slice(&crc32(payload).to_le_bytes());
+        alien.extend_from_slice(payload);
+        let s = scan(&alien, 0);
+        assert_eq!((s.ops.len(), s.good_len, s.skipped), (1, first, 1));
+    }
+}

@@ -1,0 +1,256 @@
+//! Hostile plugins (test plugins built from source), each in its own
+//! notification slot of one service: a call that spins forever is cut off
+//! at its deadline, one that hoards memory hits its cap, one that tries to
+//! read outside its granted folder sees nothing, one that calls a host it
+//! was not granted is refused (and one importing wasi:http with no
+//! allowed_hosts is refused at load), and one that panics is counted and,
+//! after five failures in a row, disabled for a while. Meanwhile the service
+//! keeps answering.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{Launch, wait_for_runs};
+use crate::plugins_support::{Listener, count, last_error, plugin, plugins, wait_plugin, wasm};
+
+const PROJECT: &str = include_str!("../projects/plugins-hostile/project.toml");
+/// Runs, hence notifications; five failures in a row disable a plugin.
+const RUNS: usize = 5;
+/// The slowest answer tolerated from the service while plugins misbehave
+/// (a call's deadline is 1 s; the machine is small and busy).
+const MAX_LATENCY: Duration = Duration::from_secs(3);
+
+#[test]
+fn hostile_plugins_fail_alone_and_the_service_keeps_serving() {
+    let target = Listener::start();
+    let sneaky = wasm("sneaky_http.wasm");
+    let svc = Launch::new(&PROJECT.replace("{hook}", &target.origin()))
+        .file_bytes("plugins/spin-forever.wasm", &wasm("spin_forever.wasm"))
+        .file_bytes("plugins/memory-bomb.wasm", &wasm("memory_bomb.wasm"))
+        .file_bytes("plugins/escape-dir.wasm", &wasm("escape_dir.wasm"))
+        .file_bytes("plugins/sneaky-http.wasm", &sneaky)
+        .file_bytes("plugins/sneaky-open.wasm", &sneaky)
+        .file_bytes("plugins/panicker.wasm", &wasm("panicker.wasm"))
+        .start();
+
+    // Everything but sneaky-open loads; panicker has no table and takes its
+    // file's stem as its name.
+    for name in [
+        "spin-forever",
+        "memory-bomb",
+        "escape-dir",
+        "sneaky-http",
+        "panicker",
+    ] {
+        let entry = wait_plugin(&svc, name, "loaded", Duration::from_secs(10), |p| {
+            p["status"] == "active"
+        });
+        assert_eq!(entry["kind"], "notification", "{entry}");
+    }
+    assert_eq!(plugin(&svc, "panicker").unwrap()["file"], "panicker.wasm");
+    let open = wait_plugin(
+        &svc,
+        "sneaky-open",
+        "listed",
+        Duration::from_secs(10),
+        |_| true,
+    );
+    assert_eq!(
+        open["status"], "failed",
+        "imports wasi:http with no allowed_hosts: {open}"
+    );
+    assert_eq!(open["file"], "sneaky-open.wasm", "{open}");
+    assert!(
+        last_error(&open).contains("allowed_hosts"),
+        "the refusal should point at allowed_hosts: {open}"
+    );
+
+    // The granted folder (created at load) holds a file the plugin may read.
+    let granted = svc.data_dir().join("granted");
+    assert!(granted.is_dir(), "{} was not created", granted.display());
+    std::fs::write(granted.join("granted.txt"), "readable").unwrap();
+
+    for _ in 0..RUNS {
+        let reply = svc.post_json("/inbox", r#"{"kind":"work"}"#);
+        assert_eq!(reply.status, 202, "{reply:?}");
+    }
+
+    // While the notifications go on (each waits for spin-forever's
+    // deadline), the service answers, and panicker gets disabled.
+    let started = Instant::now();
+    let mut slowest = (Duration::ZERO, String::new());
+    let mut probes = 0;
+    let mut panicker_disabled = false;
+    let mut panicker_done_at: Option<Instant> = None;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the {RUNS} notifications did not finish within 120 s; /api/plugins: {:?}\n{}",
+            plugins(&svc),
+            svc.log_tail()
+        );
+        let timed =
+            |what: &str, f: &dyn Fn() -> u16, want: u16, slowest: &mut (Duration, String)| {
+                let t = Instant::now();
+                let status = f();
+                let took = t.elapsed();
+                assert_eq!(status, want, "{what} answered {status}\n{}", svc.log_tail());
+                if took > slowest.0 {
+                    *slowest = (took, what.to_string());
+                }
+            };
+        timed(
+            "GET /healthz",
+            &|| svc.get("/healthz").status,
+            200,
+            &mut slowest,
+        );
+        timed(
+            "POST /inbox",
+            &|| svc.post_json("/inbox", r#"{"kind":"probe"}"#).status,
+            202,
+            &mut slowest,
+        );
+        let t = Instant::now();
+        let list = plugins(&svc);
+        let took = t.elapsed();
+        if took > slowest.0 {
+            slowest = (took, "GET /api/plugins".to_string());
+        }
+        probes += 1;
+
+        let find = |name: &str| {
+            list.iter()
+                .find(|p| p["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{name} is missing from /api/plugins: {list:?}"))
+        };
+        let panicker = find("panicker");
+        if panicker["status"] == "disabled" {
+            panicker_disabled = true;
+        }
+        if panicker_done_at.is_none() && count(&panicker, "calls") >= RUNS as u64 {
+            panicker_done_at = Some(Instant::now());
+        }
+        let all_called = ["spin-forever", "memory-bomb", "escape-dir", "sneaky-http"]
+            .iter()
+            .all(|n| count(&find(n), "calls") >= RUNS as u64);
+        // Once every call is done, wait for the disablement to show (or the
+        // backoff to have had time to pass).
+        let settled = panicker_done_at
+            .is_some_and(|at| panicker_disabled || at.elapsed() > Duration::from_secs(3));
+        if all_called && settled {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "slowest answer: {} in {:?} ({probes} probes)",
+        slowest.1, slowest.0
+    );
+    // Every case is checked, and all that went wrong is reported at once.
+    let mut problems: Vec<String> = Vec::new();
+    let mut check = |ok: bool, problem: String| {
+        if !ok {
+            problems.push(problem);
+        }
+    };
+    check(
+        slowest.0 < MAX_LATENCY,
+        format!(
+            "the service answered slowly while plugins misbehaved: {} took {:?} ({probes} probes)",
+            slowest.1, slowest.0
+        ),
+    );
+
+    // The runs themselves were not affected.
+    wait_for_runs(&svc, "work", "success", RUNS);
+
+    let spin = plugin(&svc, "spin-forever").unwrap();
+    check(
+        count(&spin, "failures") == count(&spin, "calls"),
+        format!("every spin-forever call should fail: {spin}"),
+    );
+    check(
+        last_error(&spin).contains("deadline"),
+        format!("spin-forever's last_error should mention the deadline: {spin}"),
+    );
+
+    let bomb = plugin(&svc, "memory-bomb").unwrap();
+    check(
+        count(&bomb, "failures") == count(&bomb, "calls"),
+        format!("every memory-bomb call should fail: {bomb}"),
+    );
+    check(
+        last_error(&bomb).to_lowercase().contains("memory"),
+        format!("memory-bomb's last_error should mention memory: {bomb}"),
+    );
+
+    // escape-dir answers Ok only when nothing outside /data was readable and
+    // the granted file was.
+    let escape = plugin(&svc, "escape-dir").unwrap();
+    check(
+        count(&escape, "calls") >= RUNS as u64 && count(&escape, "failures") == 0,
+        format!(
+            "escape-dir got out or could not read its own folder: {}; {escape}",
+            last_error(&escape)
+        ),
+    );
+
+    let http = plugin(&svc, "sneaky-http").unwrap();
+    check(
+        count(&http, "failures") == count(&http, "calls"),
+        format!("every sneaky-http call should fail: {http}"),
+    );
+    let why = last_error(&http).to_lowercase();
+    check(
+        why.contains("denied") || why.contains("refused") || why.contains("allowed"),
+        format!("sneaky-http's last_error should say the request was refused: {http}"),
+    );
+    check(
+        target.connections() == 0,
+        format!(
+            "a plugin reached a host not in its allowed_hosts: {} connection(s), requests {:?}",
+            target.connections(),
+            target.requests()
+        ),
+    );
+
+    let panicker = plugin(&svc, "panicker").unwrap();
+    let panicker_log: Vec<String> = svc
+        .logs()
+        .lines()
+        .filter(|l| l.contains("panicker"))
+        .map(str::to_string)
+        .collect();
+    check(
+        count(&panicker, "failures") >= RUNS as u64,
+        format!("panicker's failures should be counted: {panicker}"),
+    );
+    check(
+        panicker_disabled,
+        format!(
+            "panicker failed {RUNS} times in a row but was never shown as disabled: {panicker}"
+        ),
+    );
+    let why = last_error(&panicker).to_lowercase();
+    check(
+        ["panic", "unreachable", "trap"]
+            .iter()
+            .any(|w| why.contains(w)),
+        format!(
+            "panicker's last_error should say it trapped (panic/unreachable/trap): {panicker}\nits log lines:\n{}",
+            panicker_log.join("\n")
+        ),
+    );
+
+    check(
+        svc.get("/healthz").status == 200,
+        "/healthz does not answer 200 at the end".to_string(),
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n- {}",
+        problems.len(),
+        problems.join("\n- ")
+    );
+}

@@ -10,6 +10,8 @@
 //! - [`settings`]: the process environment (`PORT`, `PROJECT_DIR`, ...).
 //! - [`project`]: `project.toml`, parsed and validated before anything serves.
 //! - [`http`]: the hyper server, `/inbox` and the JSON API.
+//! - [`queue`]: receipts kept in the message store before the 202, then
+//!   delivered, retried or dead-lettered.
 //! - [`criteria`]: deep-containment matching of receipts against criteria.
 //! - [`dispatch`]: turns a receipt, a cron tick or a finished run into runs,
 //!   builds their initial state and fires flows.
@@ -18,6 +20,9 @@
 //! - [`packages`]: installs core and the adaptors with npm.
 //! - [`redact`]: keeps credentials out of logs and stored states.
 //! - [`store`]: job states and run records on disk (SQLite).
+//! - [`plugins`]: WebAssembly plugins (triggers, notifications, logging,
+//!   persistence): loading, grants, limits, hot reload.
+//! - [`clock`]: the two forms of "now" the service uses.
 //! - [`service`]: wires it all together and shuts it down cleanly.
 
 pub mod cli;

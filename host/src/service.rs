@@ -107,10 +107,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     info!(style = ?settings.endpoint_style, "listening on http://{addr}");
 
     crate::cron::start(&dispatcher, &stop, &schedulers);
+    plugins.open_triggers();
     let app = Arc::new(App {
         dispatcher: dispatcher.clone(),
         endpoint_style: settings.endpoint_style,
-        plugins: Some(plugins),
+        plugins: Some(plugins.clone()),
         queue,
     });
     let grace = project.engine.shutdown_grace;
@@ -161,7 +162,15 @@ fn start_plugins(
         plugins_dir: settings.plugins_dir.clone(),
         project_dir: settings.project_dir.clone(),
         data_dir: settings.data_dir.clone(),
-        specs: project.plugins.clone(),
+        specs: {
+            let mut specs = project.plugins.clone();
+            // A journal.wasm dropped in the folder (a newer journal) gets the
+            // built-in journal's grants unless the project configures it.
+            specs
+                .entry("journal".into())
+                .or_insert_with(default_journal);
+            specs
+        },
     };
     PluginHost::start(options, sink, stop.clone(), tracker.clone())
 }

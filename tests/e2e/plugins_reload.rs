@@ -179,3 +179,38 @@ fn swapping_a_plugin_under_load_keeps_the_inbox_answering() {
     assert_eq!(last["status"], "active", "{last}");
     assert_eq!(count(&last, "reloads"), 2, "{last}");
 }
+
+/// A restart on the same data directory loads unchanged plugins from the
+/// compile cache instead of compiling them again.
+#[test]
+fn restarts_load_plugins_from_the_compile_cache() {
+    let data = crate::harness::temp_dir("e2e-plugin-cache-");
+    let launch = || {
+        crate::harness::Launch::new(PROJECT)
+            .file_bytes("plugins/recorder.wasm", &wasm("recorder.wasm"))
+            .data_dir(data.path())
+            .start()
+    };
+    let mut first = launch();
+    let entry = wait_plugin(&first, "recorder", "recorder active", RELOAD_TIMEOUT, |p| {
+        p["status"] == "active"
+    });
+    assert_eq!(
+        entry["from_cache"], false,
+        "the first start compiles: {entry}"
+    );
+    assert!(first.stop().success());
+    let second = launch();
+    let entry = wait_plugin(
+        &second,
+        "recorder",
+        "recorder active",
+        RELOAD_TIMEOUT,
+        |p| p["status"] == "active",
+    );
+    assert_eq!(
+        entry["from_cache"], true,
+        "the restart must reuse the compiled plugin: {entry}"
+    );
+    assert_eq!(count(&entry, "failures"), 0, "{entry}");
+}

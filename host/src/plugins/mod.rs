@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+pub use self::bindings::types::{RunEvent, RunStatus};
 use self::grants::Grants;
 pub use self::plugin::{CallFailure, Kind, Plugin, Status};
 use self::plugin::{Loaded, Pre};
@@ -71,6 +72,9 @@ struct Inner {
     /// What each file looked like when last read, to skip unchanged ones.
     seen: Mutex<HashMap<PathBuf, Seen>>,
     messages: MessageSink,
+    /// Trigger plugins wait for this before their first poll, so nothing
+    /// is polled before the inbox (and its durable queue) is ready.
+    ready: tokio::sync::watch::Sender<bool>,
     stop: CancellationToken,
     tracker: TaskTracker,
 }
@@ -115,6 +119,7 @@ impl PluginHost {
                 failed: Mutex::default(),
                 seen: Mutex::default(),
                 messages,
+                ready: tokio::sync::watch::Sender::new(false),
                 stop,
                 tracker,
             }),
@@ -150,6 +155,11 @@ impl PluginHost {
             }
         });
         Ok(host)
+    }
+
+    /// Lets trigger plugins start polling.
+    pub fn open_triggers(&self) {
+        self.inner.ready.send_replace(true);
     }
 
     pub fn runtime(&self) -> &Runtime {

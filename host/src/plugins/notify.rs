@@ -81,3 +81,37 @@ pub fn event_of(run: &RunFinished) -> RunEvent {
         error: run.error.clone(),
     }
 }
+
+/// One instance kept for many notifications. The host calls each
+/// notification on a fresh instance; this exists to measure what reuse
+/// would save (`bench/`), and re-arms the deadline per call as the host does.
+pub struct Reused {
+    store: wasmtime::Store<super::state::PluginState>,
+    instance: super::bindings::notification::Notification,
+    timeout: std::time::Duration,
+}
+
+impl Reused {
+    pub async fn new(host: &PluginHost, plugin: &Plugin) -> anyhow::Result<Reused> {
+        let loaded = plugin.current();
+        let Pre::Notification(pre) = &loaded.pre else {
+            anyhow::bail!("`{}` is not a notification plugin", plugin.name);
+        };
+        let mut store = loaded.grants.store(&host.runtime().engine, &plugin.name)?;
+        let instance = pre.instantiate_async(&mut store).await?;
+        Ok(Reused {
+            store,
+            instance,
+            timeout: loaded.grants.timeout,
+        })
+    }
+
+    pub async fn notify(&mut self, event: &RunEvent) -> anyhow::Result<()> {
+        self.store.set_epoch_deadline(ticks(self.timeout));
+        self.instance
+            .openfn_microservice_notifier()
+            .call_notify(&mut self.store, event)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}

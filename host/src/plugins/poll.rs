@@ -31,6 +31,11 @@ pub fn spawn(host: PluginHost, name: String, schedule: Option<PollSchedule>) {
 
 async fn run(host: PluginHost, name: String, schedule: PollSchedule) {
     let (mut sequence, mut last_success_ms) = (0u64, None);
+    let mut ready = host.inner.ready.subscribe();
+    tokio::select! {
+        _ = ready.wait_for(|open| *open) => {}
+        _ = host.inner.stop.cancelled() => return,
+    }
     info!(plugin = %name, "polling started");
     loop {
         let wait = match &schedule {

@@ -23,9 +23,12 @@ plugins: setup
 run: plugins
 	HOST_URL=$${HOST_URL:-127.0.0.1} cargo run --bin microservice -- serve
 
-# The end-to-end tests build the plugins and test plugins from source themselves.
+# The end-to-end tests build the plugins and test plugins from source
+# themselves. The engine's suite runs again in the `cli` mode (the default is
+# `worker`).
 test: setup
 	cargo test --workspace
+	ENGINE_MODE=cli cargo test --test e2e -- inbox:: flows:: engine:: sync:: credentials:: cron:: shutdown::
 
 lint:
 	cargo fmt --all -- --check

@@ -2,7 +2,8 @@
 """Receipt -> run-finished latency through the service, against a bare
 `core execute` of the same job and state, side by side in one run.
 
-The service runs in sync mode, so one POST /inbox returns when the run has
+The service runs in sync mode with the `cli` engine (one `core execute` per
+run, as the original did), so one POST /inbox returns when the run has
 finished; the baseline is the exact `node core execute` command the engine
 would run. The two alternate, so machine noise hits both alike. Prints the
 medians and their ratio.
@@ -40,13 +41,13 @@ criteria = {{ number = 2 }}
 """
 
 
-def start_service(binary, work, packages):
-    project = work / "project"
+def start_service(binary, work, packages, mode="cli", name="project"):
+    project = work / name
     project.mkdir()
     (project / "project.toml").write_text(PROJECT)
-    env = dict(os.environ, PROJECT_DIR=str(project), DATA_DIR=str(work / "data"),
+    env = dict(os.environ, PROJECT_DIR=str(project), DATA_DIR=str(work / (name + "-data")),
                PACKAGES_DIR=str(packages), PORT="0", HOST_URL="127.0.0.1",
-               ENDPOINT_STYLE="sync", LOG_LEVEL="warn,microservice::service=info")
+               ENDPOINT_STYLE="sync", ENGINE_MODE=mode, LOG_LEVEL="warn,microservice::service=info")
     proc = subprocess.Popen([binary, "serve"], env=env, stderr=subprocess.PIPE, text=True)
     found = {}
 

@@ -16,13 +16,14 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::dispatch::Dispatcher;
-use crate::engine::Engine;
+use crate::engine::worker::PoolConfig;
+use crate::engine::{CliEngine, Engine, WorkerPool};
 use crate::http::{self, App};
 use crate::packages::Packages;
 use crate::plugins::persistence::MessageStore;
 use crate::plugins::{self, MessageSink, PluginHost};
 use crate::project::Project;
-use crate::project::{DirBase, DirGrant, PluginSpec, PollSchedule};
+use crate::project::{DirBase, DirGrant, EngineMode, PluginSpec, PollSchedule};
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::store::Store;
@@ -63,12 +64,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     prepare_data_dir(&settings)?;
     install_packages(&settings, &project).await?;
     let store = Store::open(&settings.data_dir.join("microservice.db"))?;
-    let engine = Engine::new(
-        &project.engine.node,
-        Packages::new(&settings.packages_dir),
-        &project.engine.core,
-        settings.tmp_dir(),
-    );
+    let engine = engine(&settings, &project)?;
     let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
     let dispatcher = Dispatcher::new(project.clone(), engine, store, Some(finished_tx));
     let stop = CancellationToken::new();
@@ -127,6 +123,35 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The configured engine mode (`ENGINE_MODE` wins over `[engine] mode`).
+fn engine(settings: &Settings, project: &Project) -> anyhow::Result<Engine> {
+    let e = &project.engine;
+    let packages = Packages::new(&settings.packages_dir);
+    let mode = settings.engine_mode.unwrap_or(e.mode);
+    info!(mode = ?mode, concurrency = e.concurrency, "engine");
+    Ok(match mode {
+        EngineMode::Cli => Engine::Cli(CliEngine::new(
+            &e.node,
+            packages,
+            &e.core,
+            settings.tmp_dir(),
+        )),
+        EngineMode::Worker => {
+            let config = PoolConfig {
+                node: e.node.clone(),
+                warm: e.concurrency,
+                memory_mb: e.worker_memory_mb,
+                recycle_after: e.recycle_after,
+            };
+            let dir = settings.data_dir.join("worker");
+            let pool = WorkerPool::new(config, packages, &e.core, &dir).with_context(|| {
+                format!("could not write the worker script into {}", dir.display())
+            })?;
+            Engine::Worker(pool)
+        }
+    })
 }
 
 /// Loads the plugins folder; trigger plugins' messages take the inbox's

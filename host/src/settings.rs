@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::project::EngineMode;
+
 /// How `/inbox` answers: at once (`async`) or after the matched runs (`sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointStyle {
@@ -29,6 +31,9 @@ pub struct Settings {
     pub packages_dir: PathBuf,
     /// Folder of `.wasm` plugins, watched for changes.
     pub plugins_dir: PathBuf,
+    /// `ENGINE_MODE`, overriding `[engine] mode` (e.g. to run a test suite
+    /// against both modes).
+    pub engine_mode: Option<EngineMode>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +82,16 @@ impl Settings {
         let plugins_dir = get("PLUGINS_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| project_dir.join("plugins"));
+        let engine_mode = match get("ENGINE_MODE") {
+            None => None,
+            Some(m) => Some(EngineMode::parse(m.trim()).ok_or_else(|| SettingsError {
+                name: "ENGINE_MODE",
+                value: m.clone(),
+                why: "expected `worker` or `cli`".into(),
+            })?),
+        };
         Ok(Settings {
+            engine_mode,
             plugins_dir,
             port,
             host,

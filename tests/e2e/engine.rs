@@ -46,6 +46,14 @@ fn descendants(root: u32) -> Vec<u32> {
 #[test]
 fn run_exceeding_its_timeout_is_killed() {
     let svc = Service::start(include_str!("../projects/timeout/project.toml"), &[]);
+    // In worker mode, warm workers are the service's children before any
+    // run: wait until they are all up, and note them.
+    if !svc.logs().contains("mode=Cli") {
+        svc.wait_until("the engine workers", Duration::from_secs(60), || {
+            svc.logs().contains("engine workers ready").then_some(())
+        });
+    }
+    let before_run = descendants(svc.pid());
     let posted = Instant::now();
 
     let reply = svc.post_json("/inbox", r#"{"kind":"hang"}"#);
@@ -76,17 +84,19 @@ fn run_exceeding_its_timeout_is_killed() {
         "reason should say the run timed out: {run}"
     );
 
+    // Every process that appeared for the run is gone, and so is the one
+    // that ran it (in worker mode, a warm worker that was there before).
     let survivors = wait_for(Duration::from_secs(10), || {
-        let alive: Vec<u32> = run_pids
+        let new_alive = run_pids
             .iter()
-            .copied()
-            .filter(|&p| !process_is_gone(p))
-            .collect();
-        alive.is_empty().then_some(())
+            .filter(|p| !before_run.contains(p))
+            .any(|&p| !process_is_gone(p));
+        let some_gone = run_pids.iter().any(|&p| process_is_gone(p));
+        (!new_alive && some_gone).then_some(())
     });
     assert!(
         survivors.is_some(),
-        "processes of the timed-out run are still alive: {run_pids:?}"
+        "processes of the timed-out run are still alive: {run_pids:?} (before the run: {before_run:?})"
     );
     assert!(
         svc.job_state("hang").is_none(),

@@ -20,8 +20,8 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    AdaptorSpec, DirBase, DirGrant, EngineConfig, InboxConfig, Job, PluginSpec, PollSchedule,
-    Project, RetryPolicy, Trigger, TriggerKind,
+    AdaptorSpec, DirBase, DirGrant, EngineConfig, EngineMode, InboxConfig, Job, PluginSpec,
+    PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,
 };
 pub use paths::read_inside;
 

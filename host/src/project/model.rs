@@ -78,6 +78,29 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// The `node` executable.
     pub node: String,
+    pub mode: EngineMode,
+    /// `worker` mode: memory limit of each worker (`--max-old-space-size`), MiB.
+    pub worker_memory_mb: u32,
+    /// `worker` mode: a worker is replaced after this many runs.
+    pub recycle_after: u32,
+}
+
+/// How runs execute: a `core execute` process each (`cli`), or on warm
+/// workers through core's JavaScript interface (`worker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineMode {
+    Cli,
+    Worker,
+}
+
+impl EngineMode {
+    pub fn parse(text: &str) -> Option<EngineMode> {
+        match text {
+            "cli" => Some(EngineMode::Cli),
+            "worker" => Some(EngineMode::Worker),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -84,8 +84,27 @@ fn engine(cx: &Ctx, t: Option<&Table>) -> Result<EngineConfig, ProjectError> {
         cx,
         "engine",
         t,
-        &["core", "timeout", "concurrency", "shutdown_grace", "node"],
+        &[
+            "core",
+            "timeout",
+            "concurrency",
+            "shutdown_grace",
+            "node",
+            "mode",
+            "worker_memory_mb",
+            "recycle_after",
+        ],
     )?;
+    let mode = match string(cx, "engine", t, "mode")? {
+        None => EngineMode::Worker,
+        Some(m) => EngineMode::parse(m).ok_or_else(|| {
+            cx.err(
+                "engine",
+                Some("mode"),
+                format!("`{m}` is not an engine mode; use \"worker\" or \"cli\""),
+            )
+        })?,
+    };
     let core = string(cx, "engine", t, "core")?.unwrap_or(DEFAULT_CORE);
     let core = AdaptorSpec::parse(core).map_err(|m| cx.err("engine", Some("core"), m))?;
     Ok(EngineConfig {
@@ -97,6 +116,9 @@ fn engine(cx: &Ctx, t: Option<&Table>) -> Result<EngineConfig, ProjectError> {
         node: string(cx, "engine", t, "node")?
             .unwrap_or("node")
             .to_string(),
+        mode,
+        worker_memory_mb: positive(cx, "engine", t, "worker_memory_mb")?.unwrap_or(512) as u32,
+        recycle_after: positive(cx, "engine", t, "recycle_after")?.unwrap_or(1000) as u32,
     })
 }
 

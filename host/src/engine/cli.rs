@@ -1,4 +1,5 @@
-//! One run of a job: `@openfn/core execute` in its own process group.
+//! The `cli` engine mode: one run is one `@openfn/core execute` process, in
+//! its own process group.
 //!
 //! The run gets a private temp dir (mode 0700, under `DATA_DIR/tmp`) holding
 //! the expression, the initial state (which carries the credential) and the
@@ -17,12 +18,14 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::{Instant, sleep_until};
 
+use super::{
+    Failure, FailureKind, GroupGuard, PASSTHROUGH_ENV, RunOutcome, RunRequest, is_compile_error,
+};
 use crate::packages::Packages;
-use crate::project::{AdaptorSpec, Job};
+use crate::project::AdaptorSpec;
 
 /// Longest log line kept; longer ones are cut (a job printing a huge state
 /// must not balloon the run record).
@@ -31,26 +34,9 @@ const MAX_LINE_BYTES: usize = 16 * 1024;
 /// started still holds the pipe.
 const DRAIN: Duration = Duration::from_secs(2);
 
-/// Environment passed through to `node`; everything else (API keys among it)
-/// stays out of the job's reach.
-const PASSTHROUGH_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "TZ",
-    "NODE_OPTIONS",
-    "NODE_EXTRA_CA_CERTS",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-];
-
+/// The `cli` mode: one `core execute` process per run.
 #[derive(Clone)]
-pub struct Engine {
+pub struct CliEngine {
     node: String,
     core_cli: PathBuf,
     packages: Packages,
@@ -59,62 +45,9 @@ pub struct Engine {
     groups: Arc<Mutex<HashSet<i32>>>,
 }
 
-/// What a run needs to know.
-pub struct RunRequest<'a> {
-    pub run_id: &'a str,
-    pub job: &'a Job,
-    /// The initial state, `configuration` included.
-    pub state: &'a Value,
-    pub timeout: Duration,
-}
-
-#[derive(Debug)]
-pub struct RunOutcome {
-    /// `None` when the process was killed (timeout, shutdown) or never started.
-    pub exit_code: Option<i32>,
-    /// The final state as core wrote it (still with `configuration`).
-    pub final_state: Option<Value>,
-    /// Why the run failed; `None` means success.
-    pub failure: Option<Failure>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub kind: FailureKind,
-    pub reason: String,
-}
-
-/// What sort of failure, so a retry policy can tell what is worth retrying.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The job ran and failed (non-zero exit code).
-    Job,
-    /// Killed at its timeout.
-    Timeout,
-    /// The expression did not compile: the same code will fail again.
-    Compile,
-    /// The run could not be set up (adaptor missing, node missing, disk).
-    Setup,
-}
-
-impl Failure {
-    fn new(kind: FailureKind, reason: impl Into<String>) -> Self {
-        Failure {
-            kind,
-            reason: reason.into(),
-        }
-    }
-}
-
-/// Lines by which core's output shows that the expression did not compile:
-/// its own message, or a syntax error thrown from its parser.
-fn is_compile_error(line: &str) -> bool {
-    line.contains("Compilation failed.") || line.contains("/node_modules/acorn/")
-}
-
-impl Engine {
+impl CliEngine {
     pub fn new(node: &str, packages: Packages, core: &AdaptorSpec, tmp_root: PathBuf) -> Self {
-        Engine {
+        CliEngine {
             node: node.to_string(),
             core_cli: packages.core_cli(core),
             packages,
@@ -321,31 +254,4 @@ fn flush(buf: &mut Vec<u8>, on_line: &mut impl FnMut(String)) {
     }
     buf.clear();
     on_line(line);
-}
-
-/// Kills the run's process group when the run ends for any reason (also when
-/// its future is dropped), so nothing it started lives on.
-struct GroupGuard {
-    pgid: i32,
-    groups: Arc<Mutex<HashSet<i32>>>,
-}
-
-impl GroupGuard {
-    fn new(pgid: i32, groups: Arc<Mutex<HashSet<i32>>>) -> Self {
-        groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(pgid);
-        GroupGuard { pgid, groups }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
-        self.groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.pgid);
-    }
 }

@@ -476,21 +476,46 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub json: Value,
+    /// Response headers, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
-    fn from(
+    pub(crate) fn from(
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Reply, ureq::Error> {
         let response = result?;
         let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
         let body = response.into_body().read_to_string()?;
         let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-        Ok(Reply { status, body, json })
+        Ok(Reply {
+            status,
+            body,
+            json,
+            headers,
+        })
     }
 
     pub fn is_json(&self) -> bool {
         serde_json::from_str::<Value>(&self.body).is_ok()
+    }
+
+    /// The first value of header `name` (any case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -549,6 +574,18 @@ impl Service {
     /// POSTs `body` as `application/json`.
     pub fn post_json(&self, path: &str, body: &str) -> Reply {
         self.post(path, body, Some("application/json"))
+    }
+
+    /// POSTs `body` as `application/json` with extra request headers.
+    pub fn post_json_with(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self
+            .agent
+            .post(self.url(path))
+            .content_type("application/json");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        self.reply(Reply::from(request.send(body)), &format!("POST {path}"))
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -643,6 +680,24 @@ impl Service {
             404 => None,
             _ => panic!("GET /api/jobs/{job}/state: unexpected {reply:?}"),
         }
+    }
+
+    /// `127.0.0.1:PORT`, where the service listens.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends SIGKILL (a crash: no shutdown at all) and reaps the process.
+    pub fn kill(&mut self) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL).expect("send SIGKILL");
+        let status = wait_exit(&mut self.child, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("service still there 30 s after SIGKILL"));
+        self.output.drain();
+        self.exited = Some(status);
+        status
     }
 
     /// Sends SIGTERM and waits up to 60 s for the process to exit.

@@ -21,8 +21,11 @@ mod plugins_notify;
 mod plugins_reload;
 mod plugins_support;
 mod plugins_trigger;
+mod queue;
+mod queue_crash;
 mod shutdown;
 mod sync;
+mod worker;
 
 /// The project shared by the inbox, flow, credential and engine tests.
 pub const INBOX_PROJECT: &str = include_str!("../projects/inbox/project.toml");

@@ -187,7 +187,10 @@ impl Plugin {
         };
         h.failures += 1;
         h.last_error = Some(f.message.clone());
-        if f.rejected {
+        // A rejected input is not the plugin's fault, and a plugin asking
+        // to be called later is busy, not broken: neither counts against
+        // the failure budget.
+        if f.rejected || f.retry_after_ms.is_some() {
             return;
         }
         h.in_a_row += 1;

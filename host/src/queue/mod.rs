@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -46,14 +46,21 @@ struct Inner {
     wake: Notify,
     /// Sync-mode requests waiting for their receipt's first attempt.
     waiters: Mutex<HashMap<String, oneshot::Sender<Vec<RunReport>>>>,
-    /// Idempotency key → message id, for keys still in the store.
-    keys: Mutex<HashMap<String, String>>,
+    /// Idempotency key → message id, for keys still in the store; a key
+    /// whose first receipt is being stored holds a channel that will carry
+    /// its id, so a concurrent duplicate waits instead of storing again.
+    keys: Mutex<HashMap<String, KeyState>>,
     /// Jobs of a message that need no further attempt (succeeded, or failed
     /// for good), so a retry re-runs only the ones that may still succeed.
     settled: Mutex<HashMap<String, Settled>>,
     in_flight: Arc<Semaphore>,
     /// How long a lease lasts: longer than any run can take.
     lease_ms: u64,
+}
+
+enum KeyState {
+    Storing(watch::Receiver<Option<Result<String, CallFailure>>>),
+    Stored(String),
 }
 
 #[derive(Default)]
@@ -150,16 +157,38 @@ impl Queue {
         idempotency_key: Option<String>,
         wait: bool,
     ) -> Result<(Submitted, Option<oneshot::Receiver<Vec<RunReport>>>), CallFailure> {
-        if let Some(key) = &idempotency_key
-            && let Some(id) = self
-                .inner
-                .keys
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(key)
-        {
-            return Ok((Submitted::Duplicate(id.clone()), None));
-        }
+        // Claim the key, or learn who has it.
+        let claim = match &idempotency_key {
+            None => None,
+            Some(key) => {
+                let mut keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
+                match keys.get(key) {
+                    Some(KeyState::Stored(id)) => {
+                        return Ok((Submitted::Duplicate(id.clone()), None));
+                    }
+                    Some(KeyState::Storing(rx)) => Some(Err(rx.clone())),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        keys.insert(key.clone(), KeyState::Storing(rx));
+                        Some(Ok(tx))
+                    }
+                }
+            }
+        };
+        let claim = match claim {
+            None => None,
+            Some(Ok(tx)) => Some(tx),
+            Some(Err(mut rx)) => {
+                let first = rx.wait_for(|r| r.is_some()).await.map(|r| r.clone());
+                return match first {
+                    Ok(Some(Ok(id))) => Ok((Submitted::Duplicate(id), None)),
+                    Ok(Some(Err(f))) => Err(f),
+                    _ => Err(CallFailure::unavailable(
+                        "the first receipt with this idempotency key was not stored".into(),
+                    )),
+                };
+            }
+        };
         let mut metadata = Vec::new();
         if let Some(key) = &idempotency_key {
             metadata.push((KEY_IDEMPOTENCY.to_string(), key.clone()));
@@ -180,14 +209,17 @@ impl Queue {
             source: source.to_string(),
             metadata,
         };
-        let id = commit::submit(self, message).await?;
-        if let Some(key) = idempotency_key {
-            self.inner
-                .keys
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, id.clone());
+        let stored = commit::submit(self, message).await;
+        if let (Some(key), Some(tx)) = (idempotency_key, claim) {
+            let mut keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
+            match &stored {
+                Ok(id) => keys.insert(key, KeyState::Stored(id.clone())),
+                // Not kept: the key is free for the client's next try.
+                Err(_) => keys.remove(&key),
+            };
+            tx.send_replace(Some(stored.clone()));
         }
+        let id = stored?;
         self.inner.wake.notify_one();
         Ok((Submitted::New(id), receiver))
     }
@@ -245,7 +277,7 @@ impl Queue {
                             .iter()
                             .find(|(k, _)| k == KEY_IDEMPOTENCY)
                         {
-                            keys.insert(key.clone(), m.id.clone());
+                            keys.insert(key.clone(), KeyState::Stored(m.id.clone()));
                         }
                     }
                 }
@@ -254,7 +286,10 @@ impl Queue {
                 }
             }
         }
-        *self.inner.keys.lock().unwrap_or_else(|p| p.into_inner()) = keys;
+        // Keys being stored right now stay claimed.
+        let mut current = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
+        current.retain(|_, state| matches!(state, KeyState::Storing(_)));
+        current.extend(keys);
     }
 }
 

@@ -21,6 +21,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::runtime::{MAX_PLUGIN_MEMORY, ticks};
 use super::state::{LogStream, OriginGate, PluginState};
+use crate::project::plugins::{DEFAULT_MEMORY, DEFAULT_TIMEOUT};
 use crate::project::{DirBase, PluginSpec};
 
 /// Folders of `DATA_DIR` and `PROJECT_DIR` no plugin may be granted.
@@ -32,8 +33,6 @@ const RESERVED: &[&str] = &[
     ".microservice",
 ];
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-const DEFAULT_MEMORY: usize = 64 * 1024 * 1024;
 
 /// A plugin's resolved grants and limits.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ mod delivery;
 mod fields;
 mod model;
 mod paths;
-mod plugins;
+pub mod plugins;
 mod validate;
 
 #[cfg(test)]

@@ -26,8 +26,10 @@ const KEYS: &[&str] = &[
     "cron",
     "enabled",
 ];
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-const DEFAULT_MEMORY: usize = 64 * 1024 * 1024;
+/// Per-call deadline of a plugin that does not set `timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Memory cap of a plugin that does not set `memory`.
+pub const DEFAULT_MEMORY: usize = 64 * 1024 * 1024;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
 pub(super) fn parse(

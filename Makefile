@@ -5,7 +5,7 @@ help:
 	@echo "make run     serve ./project on http://127.0.0.1:4001 (installs core and adaptors on first start)"
 	@echo "make test    install what the tests need, then run every test"
 	@echo "make lint    cargo fmt --check and cargo clippy"
-	@echo "make bench   release build, then the benchmarks (figures in the README)"
+	@echo "make bench   release builds, then every benchmark (figures in the README)"
 
 # What a fresh Debian machine with rustup, node and npm lacks: the wasm
 # target for plugins. (npm packages are installed by the service itself.)
@@ -39,5 +39,6 @@ lint:
 release:
 	cargo build --release --bin microservice
 
-bench: release
-	python3 bench/latency.py
+bench:
+	bench/run-all.sh
+	python3 bench/engine.py

@@ -1,0 +1,449 @@
+//! Plugin-call and plugin start-up costs, side by side in one run.
+//!
+//! ```sh
+//! cd tests/plugins && cargo build --release && cd ../..      # noop-notify, recorder
+//! (cd plugins && cargo build --release)                      # the four first-party plugins
+//! cargo run --release --example plugin_bench -- [NOTIFY_WASM] [options]
+//! ```
+//!
+//! 1. Notification calls. One notification plugin (default: the
+//!    `noop-notify` test plugin, whose `notify` returns `Ok` at once, so the
+//!    figure is the host's cost; `recorder` works too: a plugin whose file
+//!    name contains "recorder", or any with `--grant-out`, is granted a
+//!    writable `/out`, others nothing) is loaded by a real `PluginHost`, then called in
+//!    alternating blocks: `notify::notify_one` (what the service does: a
+//!    fresh store and instance per call, under `Plugin::guard`) and
+//!    `notify::Reused::notify` (one instance kept, the deadline re-armed per
+//!    call). Every call is timed on its own; the medians and means of all
+//!    calls of each variant are printed, with their ratio.
+//!    Goals: fresh <= 20 µs, reused <= 5 µs (median).
+//!
+//! 2. Start-up with the four first-party plugins (journal, jsonl-logger,
+//!    file-drop, webhook-notify, with the grants `project/project.toml`
+//!    gives them), timed around `PluginHost::start` (the span its
+//!    `plugins loaded` log line reports as `elapsed_ms`; run with
+//!    `LOG_LEVEL=info` to see those lines): cold (a fresh DATA_DIR, so an
+//!    empty `plugin-cache`: every plugin is compiled) and then warm (a second
+//!    start on the same DATA_DIR: every plugin comes from the cache), in
+//!    alternating pairs. Goal: warm <= 150 ms (median).
+//!
+//! Options: `--calls N` (timed calls per variant, default 5000), `--warmup N`
+//! (untimed calls per variant first, default 500), `--blocks N` (alternating
+//! blocks the calls are split into, default 10), `--startup-rounds N` (cold +
+//! warm pairs, default 3; 0 skips part 2), `--first-party DIR` (where the
+//! first-party `.wasm` files are; default `plugins/target/wasm32-wasip2/release`),
+//! `--grant-out` (grant the notification plugin a writable `/out`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use microservice::plugins::notify::{self, Reused};
+use microservice::plugins::{Kind, MessageSink, Options, PluginHost, Report, RunEvent, RunStatus};
+use microservice::project::{DirBase, DirGrant, PluginSpec, PollSchedule, Project};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const FIRST_PARTY: [&str; 4] = [
+    "journal.wasm",
+    "jsonl_logger.wasm",
+    "file_drop.wasm",
+    "webhook_notify.wasm",
+];
+/// The four first-party plugins' tables, as `project/project.toml` and the
+/// built-in journal (`service.rs`) configure them. The webhook points at a
+/// port nobody listens on; it is only loaded, never called.
+const FIRST_PARTY_TABLES: &str = r#"
+[plugins.journal]
+file = "journal.wasm"
+dirs = [{ data = "journal", guest = "/journal" }]
+config = { dir = "/journal" }
+timeout = "10s"
+memory = "512MiB"
+
+[plugins.jsonl-logger]
+file = "jsonl_logger.wasm"
+dirs = [{ data = "logs", guest = "/logs" }]
+config = { max_bytes = 1048576, max_files = 3 }
+
+[plugins.file-drop]
+file = "file_drop.wasm"
+dirs = [{ host = "inbox", guest = "/inbox" }]
+interval = "2s"
+
+[plugins.ops-alerts]
+file = "webhook_notify.wasm"
+config = { url = "http://127.0.0.1:9/hook", on = "failure" }
+allowed_hosts = ["http://127.0.0.1:9"]
+"#;
+
+struct Args {
+    wasm: PathBuf,
+    calls: usize,
+    warmup: usize,
+    blocks: usize,
+    startup_rounds: usize,
+    first_party: PathBuf,
+    grant_out: bool,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let root = Path::new(ROOT).canonicalize()?;
+    let mut a = Args {
+        wasm: root.join("tests/plugins/target/wasm32-wasip2/release/noop_notify.wasm"),
+        calls: 5000,
+        warmup: 500,
+        blocks: 10,
+        startup_rounds: 3,
+        first_party: root.join("plugins/target/wasm32-wasip2/release"),
+        grant_out: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut num = |name: &str| -> anyhow::Result<usize> {
+            it.next()
+                .with_context(|| format!("{name} needs a value"))?
+                .parse()
+                .with_context(|| format!("{name} needs a number"))
+        };
+        match arg.as_str() {
+            "--calls" => a.calls = num("--calls")?.max(1),
+            "--warmup" => a.warmup = num("--warmup")?,
+            "--blocks" => a.blocks = num("--blocks")?.max(1),
+            "--startup-rounds" => a.startup_rounds = num("--startup-rounds")?,
+            "--grant-out" => a.grant_out = true,
+            "--first-party" => {
+                a.first_party = it.next().context("--first-party needs a folder")?.into()
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: plugin_bench [NOTIFY_WASM] [--calls N] [--warmup N] [--blocks N] [--startup-rounds N] [--first-party DIR] [--grant-out]"
+                );
+                std::process::exit(0);
+            }
+            other if other.starts_with("--") => bail!("unknown option {other}"),
+            path => a.wasm = path.into(),
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> anyhow::Result<()> {
+    let filter = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = args()?;
+    // The service's own runtime: multi-thread, one worker per core.
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        println!(
+            "plugin_bench {}",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        );
+        calls(&args).await?;
+        if args.startup_rounds > 0 {
+            startup(&args).await?;
+        }
+        Ok(())
+    })
+}
+
+fn no_messages() -> MessageSink {
+    Arc::new(|_, _| Box::pin(async {}) as Pin<Box<dyn Future<Output = ()> + Send>>)
+}
+
+/// The notification plugin's table: nothing granted, or with `out` a
+/// writable `/out` (what `recorder` writes to). A granted directory costs
+/// every fresh instance an open(2) of it, so it is only there when needed.
+fn notify_spec(name: &str, file: &str, out: bool) -> PluginSpec {
+    PluginSpec {
+        name: name.into(),
+        file: file.into(),
+        config: if out {
+            vec![("dir".into(), "/out".into())]
+        } else {
+            Vec::new()
+        },
+        allowed_hosts: Vec::new(),
+        dirs: if out {
+            vec![DirGrant {
+                base: DirBase::Data,
+                path: "out".into(),
+                guest: "/out".into(),
+                writable: true,
+            }]
+        } else {
+            Vec::new()
+        },
+        timeout: Duration::from_secs(1),
+        memory_bytes: 64 << 20,
+        schedule: PollSchedule::Every(Duration::from_secs(10)),
+        enabled: true,
+    }
+}
+
+fn event(i: usize) -> RunEvent {
+    RunEvent {
+        run_id: format!("0196b2b0-0000-7000-8000-{i:012}"),
+        job: "bench-job".into(),
+        trigger: "bench-trigger".into(),
+        status: RunStatus::Success,
+        exit_code: Some(0),
+        started_at_ms: 1_764_000_000_000,
+        finished_at_ms: 1_764_000_000_900,
+        duration_ms: 900,
+        error: None,
+    }
+}
+
+async fn calls(args: &Args) -> anyhow::Result<()> {
+    let wasm = &args.wasm;
+    if !wasm.is_file() {
+        bail!(
+            "{} is not there; build it: cd tests/plugins && cargo build --release",
+            wasm.display()
+        );
+    }
+    let work = tempfile::tempdir()?;
+    let (project, data, plugins_dir) = dirs_in(work.path())?;
+    let file = wasm.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::copy(wasm, plugins_dir.join(&file))?;
+    let name = "bench-notify";
+    let out = args.grant_out || file.contains("recorder");
+    let specs = BTreeMap::from([(name.to_string(), notify_spec(name, &file, out))]);
+    let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
+    let host = PluginHost::start(
+        Options {
+            plugins_dir,
+            project_dir: project,
+            data_dir: data,
+            specs,
+        },
+        no_messages(),
+        stop.clone(),
+        tracker.clone(),
+    )?;
+    let plugin = match host.get(name) {
+        Some(p) if p.current().kind == Kind::Notification => p,
+        _ => bail!(
+            "{} did not load as a notification plugin: {}",
+            wasm.display(),
+            reports(&host)
+        ),
+    };
+
+    let mut reused = Reused::new(&host, &plugin).await?;
+    for i in 0..args.warmup {
+        notify::notify_one(&host, &plugin, &event(i))
+            .await
+            .map_err(|f| anyhow::anyhow!("notify failed: {}", f.message))?;
+        reused.notify(&event(i)).await?;
+    }
+    let per_block = args.calls.div_ceil(args.blocks);
+    let (mut fresh, mut kept) = (
+        Vec::with_capacity(args.calls),
+        Vec::with_capacity(args.calls),
+    );
+    for block in 0..args.blocks {
+        // Alternate which variant goes first, so drift hits both alike.
+        for variant in if block % 2 == 0 { [0, 1] } else { [1, 0] } {
+            for i in 0..per_block {
+                let ev = event(i);
+                let t = Instant::now();
+                if variant == 0 {
+                    notify::notify_one(&host, &plugin, &ev)
+                        .await
+                        .map_err(|f| anyhow::anyhow!("notify failed: {}", f.message))?;
+                    fresh.push(t.elapsed());
+                } else {
+                    reused.notify(&ev).await?;
+                    kept.push(t.elapsed());
+                }
+            }
+        }
+    }
+    drop(reused);
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+
+    let (f, r) = (Stats::of(&mut fresh), Stats::of(&mut kept));
+    println!();
+    println!(
+        "notification calls: {} ({} bytes, {}), {} timed calls per variant in {} alternating blocks, {} warm-up",
+        wasm.display(),
+        std::fs::metadata(wasm)?.len(),
+        if out {
+            "granted a writable /out"
+        } else {
+            "granted nothing"
+        },
+        fresh.len(),
+        args.blocks,
+        args.warmup
+    );
+    println!("| variant | median µs | mean µs | p90 µs | p99 µs | min µs | goal |");
+    println!("|---|---|---|---|---|---|---|");
+    f.row("fresh instance per call (notify_one)", "≤ 20 µs");
+    r.row("reused instance (Reused::notify)", "≤ 5 µs");
+    println!(
+        "ratio fresh / reused (medians): {:.1}   fresh goal {}, reused goal {}",
+        f.median / r.median,
+        verdict(f.median <= 20.0),
+        verdict(r.median <= 5.0)
+    );
+    Ok(())
+}
+
+async fn startup(args: &Args) -> anyhow::Result<()> {
+    for file in FIRST_PARTY {
+        let p = args.first_party.join(file);
+        if !p.is_file() {
+            bail!(
+                "{} is not there; build the first-party plugins: cd plugins && cargo build --release",
+                p.display()
+            );
+        }
+    }
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for _ in 0..args.startup_rounds {
+        // A fresh DATA_DIR per round: its first start is cold, the second warm.
+        let work = tempfile::tempdir()?;
+        let (project, data, plugins_dir) = dirs_in(work.path())?;
+        for file in FIRST_PARTY {
+            std::fs::copy(args.first_party.join(file), plugins_dir.join(file))?;
+        }
+        let specs = Project::parse(&project, &project.join("project.toml"), FIRST_PARTY_TABLES)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .plugins;
+        for (times, expect_cached) in [(&mut cold, false), (&mut warm, true)] {
+            let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
+            let options = Options {
+                plugins_dir: plugins_dir.clone(),
+                project_dir: project.clone(),
+                data_dir: data.clone(),
+                specs: specs.clone(),
+            };
+            let t = Instant::now();
+            let host = PluginHost::start(options, no_messages(), stop.clone(), tracker.clone())?;
+            let elapsed = t.elapsed();
+            let loaded: Vec<_> = host
+                .reports()
+                .into_iter()
+                .filter_map(|r| match r {
+                    Report::Loaded(s) => Some(s),
+                    Report::Failed(_) => None,
+                })
+                .collect();
+            if loaded.len() != FIRST_PARTY.len() {
+                bail!("expected 4 plugins loaded, got: {}", reports(&host));
+            }
+            if loaded.iter().any(|s| s.from_cache != expect_cached) {
+                bail!(
+                    "a {} start did not {} the cache: {}",
+                    if expect_cached { "warm" } else { "cold" },
+                    if expect_cached { "load from" } else { "bypass" },
+                    reports(&host)
+                );
+            }
+            times.push(elapsed);
+            stop.cancel();
+            tracker.close();
+            tracker.wait().await;
+            drop(host);
+        }
+    }
+    let ms = |v: &[Duration]| -> Vec<f64> { v.iter().map(|d| d.as_secs_f64() * 1e3).collect() };
+    let (c, w) = (ms(&cold), ms(&warm));
+    let (cm, wm) = (median(&c), median(&w));
+    println!();
+    println!(
+        "start-up with the four first-party plugins ({}), {} cold/warm pairs, alternating",
+        FIRST_PARTY.join(", "),
+        args.startup_rounds
+    );
+    println!("| start | median ms | all runs ms | goal |");
+    println!("|---|---|---|---|");
+    println!(
+        "| cold (empty plugin-cache: compile) | {cm:.1} | {} | |",
+        list(&c)
+    );
+    println!(
+        "| warm (same DATA_DIR: from cache) | {wm:.1} | {} | ≤ 150 ms {} |",
+        list(&w),
+        verdict(wm <= 150.0)
+    );
+    println!("ratio cold / warm (medians): {:.1}", cm / wm);
+    Ok(())
+}
+
+/// PROJECT_DIR, DATA_DIR and the plugins folder inside `root`.
+fn dirs_in(root: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let (project, data) = (root.join("project"), root.join("data"));
+    let plugins = project.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::create_dir_all(&data)?;
+    Ok((project, data, plugins))
+}
+
+fn reports(host: &PluginHost) -> String {
+    serde_json::to_string(&host.reports()).unwrap_or_default()
+}
+
+struct Stats {
+    median: f64,
+    mean: f64,
+    p90: f64,
+    p99: f64,
+    min: f64,
+}
+
+impl Stats {
+    fn of(samples: &mut [Duration]) -> Stats {
+        samples.sort();
+        let us: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+        let at = |q: f64| us[((us.len() - 1) as f64 * q).round() as usize];
+        Stats {
+            median: median(&us),
+            mean: us.iter().sum::<f64>() / us.len() as f64,
+            p90: at(0.90),
+            p99: at(0.99),
+            min: us[0],
+        }
+    }
+
+    fn row(&self, name: &str, goal: &str) {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {goal} |",
+            self.median, self.mean, self.p90, self.p99, self.min
+        );
+    }
+}
+
+fn median(sorted_or_not: &[f64]) -> f64 {
+    let mut v = sorted_or_not.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}

@@ -33,7 +33,6 @@ const RESERVED: &[&str] = &[
     ".microservice",
 ];
 
-
 /// A plugin's resolved grants and limits.
 #[derive(Debug, Clone)]
 pub struct Grants {

@@ -121,7 +121,7 @@ pub(super) fn inbox(cx: &Ctx, t: Option<&Table>) -> Result<InboxConfig, ProjectE
         store: string(cx, "inbox", t, "store")?
             .unwrap_or("journal")
             .to_string(),
-        retention: duration(cx, "inbox", t, "retention")?.unwrap_or(Duration::from_secs(24 * 3600)),
+        retention: duration(cx, "inbox", t, "retention")?.unwrap_or(Duration::from_secs(3600)),
         idempotency_field: string(cx, "inbox", t, "idempotency_field")?.map(str::to_string),
     })
 }

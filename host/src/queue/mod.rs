@@ -60,7 +60,8 @@ struct Inner {
 
 enum KeyState {
     Storing(watch::Receiver<Option<Result<String, CallFailure>>>),
-    Stored(String),
+    /// Stored under this id, at this time (Unix ms).
+    Stored(String, u64),
 }
 
 #[derive(Default)]
@@ -163,7 +164,7 @@ impl Queue {
             Some(key) => {
                 let mut keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
                 match keys.get(key) {
-                    Some(KeyState::Stored(id)) => {
+                    Some(KeyState::Stored(id, _)) => {
                         return Ok((Submitted::Duplicate(id.clone()), None));
                     }
                     Some(KeyState::Storing(rx)) => Some(Err(rx.clone())),
@@ -213,7 +214,7 @@ impl Queue {
         if let (Some(key), Some(tx)) = (idempotency_key, claim) {
             let mut keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
             match &stored {
-                Ok(id) => keys.insert(key, KeyState::Stored(id.clone())),
+                Ok(id) => keys.insert(key, KeyState::Stored(id.clone(), now_ms())),
                 // Not kept: the key is free for the client's next try.
                 Err(_) => keys.remove(&key),
             };
@@ -264,7 +265,18 @@ impl Queue {
         Ok(())
     }
 
-    /// Learns the idempotency keys of messages the store still holds.
+    /// Forgets keys of receipts stored before `before_ms`: compaction has
+    /// (or will have) removed them from the store, so they are no longer
+    /// duplicates. Cheaper than listing the store again.
+    fn forget_keys_before(&self, before_ms: u64) {
+        self.inner
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, state| !matches!(state, KeyState::Stored(_, at) if *at < before_ms));
+    }
+
+    /// Learns the idempotency keys of messages the store still holds (once, at start-up).
     async fn rebuild_keys(&self) {
         let mut keys = HashMap::new();
         for status in [Status::Pending, Status::Leased, Status::Done, Status::Dead] {
@@ -277,7 +289,10 @@ impl Queue {
                             .iter()
                             .find(|(k, _)| k == KEY_IDEMPOTENCY)
                         {
-                            keys.insert(key.clone(), KeyState::Stored(m.id.clone()));
+                            keys.insert(
+                                key.clone(),
+                                KeyState::Stored(m.id.clone(), m.enqueued_at_ms),
+                            );
                         }
                     }
                 }

@@ -22,7 +22,8 @@ use crate::plugins::persistence::Stored;
 
 /// How often the store is asked for due retries when nothing rang.
 const POLL: Duration = Duration::from_millis(500);
-const COMPACT_EVERY: Duration = Duration::from_secs(600);
+/// Often enough that finished receipts never pile up in the store's memory.
+const COMPACT_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(queue: Queue, stop: CancellationToken, tracker: TaskTracker) {
     let inner = &queue.inner;
@@ -204,12 +205,11 @@ pub async fn compact(queue: Queue, retention: Duration, stop: CancellationToken)
         let before = now_ms().saturating_sub(retention.as_millis() as u64);
         match queue.inner.store.compact(before).await {
             Ok(0) => {}
-            Ok(n) => {
-                info!(removed = n, "message store compacted");
-                queue.rebuild_keys().await;
-            }
+            Ok(n) => info!(removed = n, "message store compacted"),
             Err(f) => warn!(cause = %f.message, "message store compaction failed"),
         }
+        // Idempotency keys are remembered for the retention period.
+        queue.forget_keys_before(before);
         tokio::select! {
             _ = tokio::time::sleep(COMPACT_EVERY) => {}
             _ = stop.cancelled() => return,

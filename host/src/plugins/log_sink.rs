@@ -21,8 +21,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::PluginHost;
 use super::bindings::types::{Level, LogRecord};
-use super::plugin::{CallFailure, Kind, Plugin, Pre};
-use super::runtime::ticks;
+use super::plugin::{CallFailure, Kind, Plugin};
 use crate::clock::now_ms;
 
 const QUEUE: usize = 10_000;
@@ -173,20 +172,7 @@ pub async fn write_batch(
     plugin: &Plugin,
     records: &[LogRecord],
 ) -> Result<(), CallFailure> {
-    let loaded = plugin.current();
-    let Pre::Logging(pre) = &loaded.pre else {
-        return Err(CallFailure::not_kind(Kind::Logging));
-    };
-    let timeout = loaded.grants.timeout;
-    plugin
-        .guard(timeout, async {
-            let mut store = loaded.grants.store(&host.runtime().engine, &plugin.name)?;
-            let instance = pre.instantiate_async(&mut store).await?;
-            store.set_epoch_deadline(ticks(timeout));
-            Ok(instance
-                .openfn_microservice_log_sink()
-                .call_write_batch(&mut store, records)
-                .await?)
-        })
-        .await
+    call_fresh!(host, plugin, Logging, |store, instance| instance
+        .openfn_microservice_log_sink()
+        .call_write_batch(&mut store, records))
 }

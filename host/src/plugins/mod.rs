@@ -13,6 +13,34 @@
 //! the `host` imports), [`plugin`] (a plugin's versions and health), and one
 //! file per kind: [`notify`], [`poll`], [`log_sink`], [`persistence`].
 
+/// One call on a fresh instance of a plugin, under its deadline: the store
+/// (with the plugin's grants), instantiation, the re-armed deadline, then
+/// `$call` on the instance. Every kind but persistence calls this way; a
+/// macro because each world has its own pre-instance and instance types.
+macro_rules! call_fresh {
+    ($host:expr, $plugin:expr, $variant:ident, |$store:ident, $instance:ident| $call:expr) => {{
+        let loaded = $plugin.current();
+        match &loaded.pre {
+            $crate::plugins::plugin::Pre::$variant(pre) => {
+                let timeout = loaded.grants.timeout;
+                $plugin
+                    .guard(timeout, async {
+                        let mut $store = loaded
+                            .grants
+                            .store(&$host.runtime().engine, &$plugin.name)?;
+                        let $instance = pre.instantiate_async(&mut $store).await?;
+                        $store.set_epoch_deadline($crate::plugins::runtime::ticks(timeout));
+                        Ok($call.await?)
+                    })
+                    .await
+            }
+            _ => Err($crate::plugins::plugin::CallFailure::not_kind(
+                $crate::plugins::plugin::Kind::$variant,
+            )),
+        }
+    }};
+}
+
 mod bindings;
 mod grants;
 pub mod log_sink;

@@ -46,22 +46,9 @@ pub async fn notify_one(
     plugin: &Arc<Plugin>,
     event: &RunEvent,
 ) -> Result<(), CallFailure> {
-    let loaded = plugin.current();
-    let Pre::Notification(pre) = &loaded.pre else {
-        return Err(CallFailure::not_kind(Kind::Notification));
-    };
-    let timeout = loaded.grants.timeout;
-    plugin
-        .guard(timeout, async {
-            let mut store = loaded.grants.store(&host.runtime().engine, &plugin.name)?;
-            let instance = pre.instantiate_async(&mut store).await?;
-            store.set_epoch_deadline(ticks(timeout));
-            Ok(instance
-                .openfn_microservice_notifier()
-                .call_notify(&mut store, event)
-                .await?)
-        })
-        .await
+    call_fresh!(host, plugin, Notification, |store, instance| instance
+        .openfn_microservice_notifier()
+        .call_notify(&mut store, event))
 }
 
 pub fn event_of(run: &RunFinished) -> RunEvent {

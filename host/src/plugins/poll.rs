@@ -13,8 +13,7 @@ use tracing::{info, warn};
 
 use super::PluginHost;
 use super::bindings::trigger::exports::openfn::microservice::trigger_source::Tick;
-use super::plugin::{CallFailure, Kind, Pre};
-use super::runtime::ticks;
+use super::plugin::{CallFailure, Kind};
 use crate::clock::now_ms;
 use crate::project::PollSchedule;
 
@@ -94,21 +93,8 @@ async fn poll_once(
     plugin: &super::Plugin,
     tick: &Tick,
 ) -> Result<Vec<super::bindings::types::Message>, CallFailure> {
-    let loaded = plugin.current();
-    let Pre::Trigger(pre) = &loaded.pre else {
-        return Err(CallFailure::not_kind(Kind::Trigger));
-    };
-    let timeout = loaded.grants.timeout;
-    let result = plugin
-        .guard(timeout, async {
-            let mut store = loaded.grants.store(&host.runtime().engine, &plugin.name)?;
-            let instance = pre.instantiate_async(&mut store).await?;
-            store.set_epoch_deadline(ticks(timeout));
-            Ok(instance
-                .openfn_microservice_trigger_source()
-                .call_poll(&mut store, *tick)
-                .await?)
-        })
-        .await?;
+    let result = call_fresh!(host, plugin, Trigger, |store, instance| instance
+        .openfn_microservice_trigger_source()
+        .call_poll(&mut store, *tick))?;
     Ok(result.messages)
 }

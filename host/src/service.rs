@@ -108,7 +108,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         dispatcher: dispatcher.clone(),
         endpoint_style: settings.endpoint_style,
         plugins: Some(plugins.clone()),
-        queue,
+        queue: queue.clone(),
     });
     let grace = project.engine.shutdown_grace;
     let server = tokio::spawn(http::serve(listener, app, stop.clone(), grace));
@@ -120,6 +120,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let (_, served, _) = tokio::join!(schedulers.wait(), server, dispatcher.shutdown(grace));
     if let Err(e) = served {
         warn!(cause = %e, "the HTTP server task ended badly");
+    }
+    if let Some(queue) = &queue {
+        queue.flush_acks(std::time::Duration::from_secs(5)).await;
     }
     info!("stopped");
     Ok(())

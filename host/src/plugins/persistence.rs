@@ -46,6 +46,7 @@ enum Call<'a> {
     Enqueue(&'a [Message], u64),
     Lease(u32, u64, u64),
     Ack(&'a str, u64),
+    AckMany(&'a [String], u64),
     Nack(&'a str, u64, &'a str, u64),
     Dead(&'a str, &'a str, u64),
     Requeue(&'a str, u64),
@@ -122,6 +123,11 @@ impl MessageStore {
 
     pub async fn ack(&self, id: &str, now_ms: u64) -> Result<(), CallFailure> {
         self.call(Call::Ack(id, now_ms)).await.map(|_| ())
+    }
+
+    /// Acknowledges many messages in one call (one write).
+    pub async fn ack_many(&self, ids: &[String], now_ms: u64) -> Result<(), CallFailure> {
+        self.call(Call::AckMany(ids, now_ms)).await.map(|_| ())
     }
 
     pub async fn nack(
@@ -257,6 +263,10 @@ impl MessageStore {
                         .map(Answer::Messages),
                     Call::Ack(id, now) => api
                         .call_ack(&mut *store, id, now)
+                        .await?
+                        .map(|()| Answer::Done),
+                    Call::AckMany(ids, now) => api
+                        .call_ack_many(&mut *store, ids, now)
                         .await?
                         .map(|()| Answer::Done),
                     Call::Nack(id, after, err, now) => api

@@ -3,7 +3,7 @@
 //! Each request hands its message to one task and waits for the id. That
 //! task takes everything waiting (up to [`BATCH`]) in one call, so while one
 //! sync is in flight the next batch gathers: durability costs one sync per
-//! batch, not per request.
+//! batch, not per request. Acknowledgements are grouped the same way.
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
@@ -61,5 +61,22 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
                 }
             }
         }
+    }
+}
+
+/// Writes acknowledgements in batches. They are not awaited by delivery: an
+/// ack that is lost (a crash, a failing store) only means the receipt is
+/// delivered again, which at-least-once allows.
+pub async fn acknowledge(queue: Queue, mut acks: mpsc::UnboundedReceiver<String>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while acks.recv_many(&mut batch, BATCH).await > 0 {
+        if let Err(f) = queue.inner.store.ack_many(&batch, now_ms()).await {
+            tracing::warn!(cause = %f.message, count = batch.len(), "could not acknowledge receipts; they will be delivered again");
+        }
+        queue
+            .inner
+            .unwritten_acks
+            .fetch_sub(batch.len(), std::sync::atomic::Ordering::SeqCst);
+        batch.clear();
     }
 }

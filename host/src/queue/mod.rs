@@ -12,6 +12,7 @@ mod commit;
 mod pump;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,10 @@ struct Inner {
     store: MessageStore,
     dispatcher: Dispatcher,
     commits: mpsc::Sender<commit::Pending>,
+    /// Receipts to acknowledge, written to the store in batches.
+    acks: mpsc::UnboundedSender<String>,
+    /// Acks sent but not yet written; a shutdown waits for them.
+    unwritten_acks: AtomicUsize,
     /// Rings when something was enqueued, so delivery starts at once.
     wake: Notify,
     /// Sync-mode requests waiting for their receipt's first attempt.
@@ -128,11 +133,14 @@ impl Queue {
             "message store opened; undelivered receipts will run again"
         );
         let (commits, pending) = mpsc::channel(commit::QUEUE);
+        let (acks, to_ack) = mpsc::unbounded_channel();
         let queue = Queue {
             inner: Arc::new(Inner {
                 store,
                 dispatcher,
                 commits,
+                acks,
+                unwritten_acks: AtomicUsize::new(0),
                 wake: Notify::new(),
                 waiters: Mutex::default(),
                 keys: Mutex::default(),
@@ -144,6 +152,7 @@ impl Queue {
         queue.rebuild_keys().await;
         // Not tracked: requests still in flight during a shutdown need their commits.
         tokio::spawn(commit::run(queue.clone(), pending));
+        tokio::spawn(commit::acknowledge(queue.clone(), to_ack));
         tracker.spawn(pump::run(queue.clone(), stop.clone(), tracker.clone()));
         tracker.spawn(pump::compact(queue.clone(), retention, stop));
         Ok(queue)
@@ -263,6 +272,25 @@ impl Queue {
             .map_err(|f| RetryError::Store(f.message))?;
         self.inner.wake.notify_one();
         Ok(())
+    }
+
+    /// Queues an acknowledgement (written in a batch, soon).
+    fn acknowledge(&self, id: &str) {
+        self.inner.unwritten_acks.fetch_add(1, Ordering::SeqCst);
+        if self.inner.acks.send(id.to_string()).is_err() {
+            self.inner.unwritten_acks.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits (up to `limit`) until every queued acknowledgement is written,
+    /// so a clean shutdown does not deliver finished receipts again.
+    pub async fn flush_acks(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.inner.unwritten_acks.load(Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Forgets keys of receipts stored before `before_ms`: compaction has

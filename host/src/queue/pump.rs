@@ -185,7 +185,8 @@ async fn settle(queue: &Queue, id: &str, attempt: u32, reports: &[RunReport]) {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         if failed_for_good.is_empty() {
-            inner.store.ack(id, now).await
+            queue.acknowledge(id);
+            Ok(())
         } else {
             warn!(attempt, "receipt moved to the dead-letter list");
             inner

@@ -186,6 +186,10 @@ impl Guest for Journal {
         with_store(|s| s.ack(&id, now_ms))
     }
 
+    fn ack_many(ids: Vec<String>, now_ms: u64) -> Result<(), PluginError> {
+        with_store(|s| s.ack_many(&ids, now_ms))
+    }
+
     fn nack(
         id: String,
         retry_after_ms: u64,

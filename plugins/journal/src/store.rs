@@ -475,6 +475,26 @@ impl Store {
         )
     }
 
+    /// `ack` for many messages in one write; unknown or done ids are skipped.
+    pub fn ack_many(&mut self, ids: &[String], now_ms: u64) -> Result<(), Error> {
+        let ops: Vec<Op> = ids
+            .iter()
+            .filter(|id| {
+                self.ids
+                    .get(id.as_str())
+                    .is_some_and(|seq| self.status_of(*seq) != Status::Done)
+            })
+            .map(|id| Op::Ack {
+                id: id.clone(),
+                t: now_ms,
+            })
+            .collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.commit(ops, false)
+    }
+
     /// Pending again after `retry_after_ms`; only for a pending or leased message.
     pub fn nack(
         &mut self,
@@ -792,6 +812,24 @@ mod tests {
             all.iter().map(|e| e.attempts).collect::<Vec<_>>(),
             [2, 3, 3]
         );
+    }
+
+    #[test]
+    fn ack_many_acknowledges_in_one_write_and_skips_unknown_ids() {
+        let dir = TempDir::new();
+        let (mut store, _) = open(&dir);
+        let ids = store
+            .enqueue(vec![msg("a"), msg("b"), msg("c")], 0)
+            .unwrap();
+        store.lease(3, 1000, 1).unwrap();
+        store.ack(&ids[0], 2).unwrap();
+        let batch = vec![ids[0].clone(), ids[1].clone(), "nope".to_string()];
+        store.ack_many(&batch, 3).unwrap();
+        assert_eq!(store.get(&ids[1]).unwrap().status, Status::Done);
+        assert_eq!(store.get(&ids[2]).unwrap().status, Status::Leased);
+        drop(store);
+        let (store, _) = open(&dir);
+        assert_eq!(store.stats().done, 2);
     }
 
     #[test]

@@ -55,6 +55,10 @@ impl Guest for RefusingStore {
         Err(unknown(&id))
     }
 
+    fn ack_many(_ids: Vec<String>, _now_ms: u64) -> Result<(), PluginError> {
+        Ok(())
+    }
+
     fn nack(id: String, _after: u64, _error: String, _now_ms: u64) -> Result<(), PluginError> {
         Err(unknown(&id))
     }

@@ -118,7 +118,11 @@ fn config(pooling: bool) -> Config {
             .total_core_instances(400)
             .total_memories(400)
             .total_tables(400)
-            .max_memory_size(MAX_PLUGIN_MEMORY);
+            .max_memory_size(MAX_PLUGIN_MEMORY)
+            // A fresh instance per call makes decommitting its memory on
+            // drop a large part of the call; batching the madvise calls
+            // amortizes it.
+            .decommit_batch_size(64);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

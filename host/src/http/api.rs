@@ -72,14 +72,9 @@ pub async fn runs(app: &App, query: Option<&str>) -> Response<Body> {
                     );
                 }
             },
-            "limit" if !value.is_empty() => match value.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => filter.limit = n,
-                _ => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("limit `{value}` must be a number from 1 to {MAX_LIMIT}"),
-                    );
-                }
+            "limit" if !value.is_empty() => match parse_limit(&value) {
+                Ok(n) => filter.limit = n,
+                Err(why) => return error(StatusCode::BAD_REQUEST, why),
             },
             "job" | "status" | "limit" => {}
             other => {
@@ -152,14 +147,9 @@ pub async fn messages(app: &App, query: Option<&str>) -> Response<Body> {
                     );
                 }
             },
-            "limit" => match value.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                _ => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("limit `{value}` must be a number from 1 to {MAX_LIMIT}"),
-                    );
-                }
+            "limit" => match parse_limit(&value) {
+                Ok(n) => limit = n,
+                Err(why) => return error(StatusCode::BAD_REQUEST, why),
             },
             other => {
                 return error(
@@ -208,6 +198,16 @@ pub fn plugins(app: &App) -> Response<Body> {
         .map(|p| p.reports())
         .unwrap_or_default();
     json(StatusCode::OK, &reports)
+}
+
+/// A `limit` query value: 1 to [`MAX_LIMIT`], or why it is not.
+fn parse_limit(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "limit `{value}` must be a number from 1 to {MAX_LIMIT}"
+        )),
+    }
 }
 
 fn store_failed(e: StoreError) -> Response<Body> {

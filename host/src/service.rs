@@ -109,6 +109,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         endpoint_style: settings.endpoint_style,
         plugins: Some(plugins.clone()),
         queue: queue.clone(),
+        stopping: stop.clone(),
     });
     let grace = project.engine.shutdown_grace;
     let server = tokio::spawn(http::serve(listener, app, stop.clone(), grace));

@@ -1,12 +1,14 @@
 //! The HTTP server: accept loop, routing and JSON responses.
 //!
-//! Routes: `POST /inbox` ([`inbox`]), `GET /healthz` and the read-only JSON
+//! Routes: `POST /inbox` ([`inbox`]), `GET /healthz` and `/readyz`
+//! ([`health`]), and the read-only JSON
 //! API under `/api` ([`api`]). Every answer is JSON, bad input is a 4xx with
 //! `{"errors": [...]}`, and nothing a client sends can make this module
 //! panic or answer 500 (only a failure of the service itself does). On
 //! shutdown it stops accepting and lets open requests finish.
 
 mod api;
+mod health;
 mod inbox;
 
 use std::convert::Infallible;
@@ -42,6 +44,8 @@ pub struct App {
     pub plugins: Option<PluginHost>,
     /// The durable queue; `None` when `[inbox] durable = false`.
     pub queue: Option<Queue>,
+    /// Cancelled when shutdown begins; `/readyz` then answers 503.
+    pub stopping: CancellationToken,
 }
 
 /// Serves until `stop` fires, then waits up to `grace` for open requests.
@@ -98,7 +102,8 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     match (&method, segs.as_slice()) {
         (&Method::POST, ["inbox"]) => inbox::receive(app, req).await,
-        (&Method::GET, ["healthz"]) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        (&Method::GET, ["healthz"]) => health::live(),
+        (&Method::GET, ["readyz"]) => health::ready(app),
         (&Method::GET, ["api", "jobs"]) => api::jobs(app),
         (&Method::GET, ["api", "jobs", name, "state"]) => api::job_state(app, name).await,
         (&Method::GET, ["api", "runs"]) => api::runs(app, req.uri().query()).await,
@@ -113,6 +118,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
         (
             _,
             ["healthz"]
+            | ["readyz"]
             | ["api", "jobs"]
             | ["api", "jobs", _, "state"]
             | ["api", "runs"]

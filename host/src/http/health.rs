@@ -1,0 +1,48 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (it can take work).
+//!
+//! The port only opens once the project is loaded, the packages installed and
+//! the store open, so readiness is mostly about what can change afterwards:
+//! shutdown has begun, or the message store plugin is disabled after repeated
+//! failures. Both endpoints are open without an API key (orchestrator probes
+//! carry none) and so must never say more than up or down and why.
+
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use super::{App, Body, json};
+
+pub fn live() -> Response<Body> {
+    json(StatusCode::OK, &json!({ "status": "ok" }))
+}
+
+pub fn ready(app: &App) -> Response<Body> {
+    let stopping = app.stopping.is_cancelled();
+    let store = match (&app.queue, &app.plugins) {
+        (None, _) => "not used",
+        (Some(_), Some(plugins)) => {
+            let name = &app.dispatcher.project().inbox.store;
+            match plugins.get(name).map(|p| p.status().status) {
+                Some("active") => "open",
+                _ => "unavailable",
+            }
+        }
+        (Some(_), None) => "open",
+    };
+    let ready = !stopping && store != "unavailable";
+    json(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &json!({
+            "status": if ready { "ready" } else if stopping { "stopping" } else { "not ready" },
+            "checks": {
+                "project": "loaded",
+                "packages": "installed",
+                "store": store,
+                "shutting_down": stopping,
+            }
+        }),
+    )
+}

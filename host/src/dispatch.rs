@@ -101,6 +101,11 @@ impl Dispatcher {
         &self.inner.project
     }
 
+    /// Warm workers waiting for a run; `None` for the cli engine.
+    pub fn idle_workers(&self) -> Option<usize> {
+        self.inner.engine.idle_workers()
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -252,6 +257,7 @@ impl Dispatcher {
             error!(cause = %e, "could not record the run's start");
         }
         info!("run started");
+        let in_flight = crate::metrics::get().run_started();
         let clock = Instant::now();
         let mut log = Vec::new();
         let mut dropped = 0usize;
@@ -276,7 +282,10 @@ impl Dispatcher {
         if dropped > 0 {
             log.push(format!("… {dropped} more lines were printed and not kept"));
         }
-        let duration_ms = clock.elapsed().as_millis() as i64;
+        let took = clock.elapsed();
+        drop(in_flight);
+        let duration_ms = took.as_millis() as i64;
+        crate::metrics::get().run_finished(&job.name, outcome.failure.is_none(), took);
         let mut final_state = outcome.final_state;
         if let Some(s) = final_state.as_mut() {
             strip_configuration(s);

@@ -22,6 +22,7 @@
 //! - [`store`]: job states and run records on disk (SQLite).
 //! - [`plugins`]: WebAssembly plugins (triggers, notifications, logging,
 //!   persistence): loading, grants, limits, hot reload.
+//! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`clock`]: the two forms of "now" the service uses.
 //! - [`service`]: wires it all together and shuts it down cleanly.
 
@@ -33,6 +34,7 @@ pub mod dispatch;
 pub mod engine;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod packages;
 pub mod plugins;
 pub mod project;

@@ -101,6 +101,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         })?;
     let addr = listener.local_addr()?;
     info!(style = ?settings.endpoint_style, "listening on http://{addr}");
+    announce_security(&settings, addr);
+    let metrics = crate::metrics::get();
+    metrics.set_engine_slots(project.engine.concurrency);
+    metrics.declare(project.jobs.keys().map(String::as_str));
 
     crate::cron::start(&dispatcher, &stop, &schedulers);
     plugins.open_triggers();
@@ -110,6 +114,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         plugins: Some(plugins.clone()),
         queue: queue.clone(),
         stopping: stop.clone(),
+        api_keys: settings.api_keys.clone(),
     });
     let grace = project.engine.shutdown_grace;
     let server = tokio::spawn(http::serve(listener, app, stop.clone(), grace));
@@ -127,6 +132,29 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Says at start-up what is open to whom, so an operator never finds out
+/// from an incident.
+fn announce_security(settings: &Settings, addr: std::net::SocketAddr) {
+    let keys = &settings.api_keys;
+    let open: Vec<&str> = [
+        (!keys.inbox_configured()).then_some("/inbox (set API_KEY)"),
+        (!keys.admin_configured()).then_some("/api and /metrics (set ADMIN_API_KEY)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if open.is_empty() {
+        info!("API keys are required on /inbox, /api and /metrics");
+    } else if addr.ip().is_loopback() {
+        info!(
+            open = ?open,
+            "no API key for some endpoints, so the service listens on this machine only; set the keys, or HOST_URL=0.0.0.0 to accept other hosts anyway"
+        );
+    } else {
+        warn!(open = ?open, "no API key for some endpoints, and the service accepts connections from other hosts: anyone who can reach {addr} can use them");
+    }
 }
 
 /// The configured engine mode (`ENGINE_MODE` wins over `[engine] mode`).

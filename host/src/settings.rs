@@ -1,12 +1,15 @@
 //! Process settings from the environment (and `.env`, loaded by the binary).
 //!
 //! The names are the original microservice's (`PORT`, `HOST_URL`,
-//! `ENDPOINT_STYLE`, `PROJECT_DIR`) plus `DATA_DIR` and `PACKAGES_DIR`.
+//! `ENDPOINT_STYLE`, `PROJECT_DIR`) plus `DATA_DIR`, `PACKAGES_DIR`,
+//! `PLUGINS_DIR`, `ENGINE_MODE` and the API keys (`API_KEY`, `ADMIN_API_KEY`,
+//! kept only as digests; see [`crate::http::ApiKeys`]).
 //! Settings are read through a lookup function so tests pass a map instead of
 //! mutating the process environment. This module never reads `project.toml`.
 
 use std::path::{Path, PathBuf};
 
+use crate::http::ApiKeys;
 use crate::project::EngineMode;
 
 /// How `/inbox` answers: at once (`async`) or after the matched runs (`sync`).
@@ -34,6 +37,8 @@ pub struct Settings {
     /// `ENGINE_MODE`, overriding `[engine] mode` (e.g. to run a test suite
     /// against both modes).
     pub engine_mode: Option<EngineMode>,
+    /// `API_KEY` and `ADMIN_API_KEY`, as digests.
+    pub api_keys: ApiKeys,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +61,13 @@ impl Settings {
                 why: "expected a port number from 0 to 65535".into(),
             })?,
         };
+        let api_keys = ApiKeys::from_lookup(get);
+        // Without both keys something is open to whoever can connect, so only
+        // an explicit HOST_URL exposes it beyond this machine.
+        let secured = api_keys.inbox_configured() && api_keys.admin_configured();
         let host = match get("HOST_URL") {
             Some(v) => bind_host(&v),
-            None if in_container() => "0.0.0.0".into(),
+            None if secured && in_container() => "0.0.0.0".into(),
             None => "127.0.0.1".into(),
         };
         let endpoint_style = match get("ENDPOINT_STYLE").as_deref().map(str::trim) {
@@ -91,6 +100,7 @@ impl Settings {
             })?),
         };
         Ok(Settings {
+            api_keys,
             engine_mode,
             plugins_dir,
             port,

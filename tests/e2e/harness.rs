@@ -384,6 +384,8 @@ impl Launch {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("ENDPOINT_STYLE")
+            .env_remove("API_KEY")
+            .env_remove("ADMIN_API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -593,6 +595,15 @@ impl Service {
             Reply::from(self.agent.get(self.url(path)).call()),
             &format!("GET {path}"),
         )
+    }
+
+    /// GETs `path` with extra request headers.
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.agent.get(self.url(path));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        self.reply(Reply::from(request.call()), &format!("GET {path}"))
     }
 
     /// Unwraps a reply, or panics with the service's state and output.

@@ -49,6 +49,14 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// Warm workers waiting for a run; `None` for the cli engine.
+    pub fn idle_workers(&self) -> Option<usize> {
+        match self {
+            Engine::Cli(_) => None,
+            Engine::Worker(pool) => Some(pool.idle_count()),
+        }
+    }
+
     /// Runs the job; `on_line` hears each line of output as it is printed.
     pub async fn run(&self, req: RunRequest<'_>, on_line: impl FnMut(String)) -> RunOutcome {
         match self {

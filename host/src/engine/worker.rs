@@ -114,6 +114,10 @@ impl WorkerPool {
         self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub fn idle_count(&self) -> usize {
+        self.idle().len()
+    }
+
     pub fn kill_all(&self) {
         for pgid in self
             .inner

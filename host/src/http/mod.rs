@@ -1,15 +1,19 @@
 //! The HTTP server: accept loop, routing and JSON responses.
 //!
 //! Routes: `POST /inbox` ([`inbox`]), `GET /healthz` and `/readyz`
-//! ([`health`]), and the read-only JSON
-//! API under `/api` ([`api`]). Every answer is JSON, bad input is a 4xx with
+//! ([`health`]), `GET /metrics` ([`metrics`]) and the JSON API under `/api`
+//! ([`api`]); [`auth`] checks API keys before any of them runs. Every answer is JSON, bad input is a 4xx with
 //! `{"errors": [...]}`, and nothing a client sends can make this module
 //! panic or answer 500 (only a failure of the service itself does). On
 //! shutdown it stops accepting and lets open requests finish.
 
 mod api;
+mod auth;
 mod health;
 mod inbox;
+mod metrics;
+
+pub use auth::ApiKeys;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,6 +50,7 @@ pub struct App {
     pub queue: Option<Queue>,
     /// Cancelled when shutdown begins; `/readyz` then answers 503.
     pub stopping: CancellationToken,
+    pub api_keys: ApiKeys,
 }
 
 /// Serves until `stop` fires, then waits up to `grace` for open requests.
@@ -100,8 +105,20 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = req.method().clone();
+    let scope = auth::scope_of(segs[0]);
+    if let Some(refused) = app.api_keys.refusal(scope, req.headers()) {
+        if scope == auth::Scope::Inbox {
+            crate::metrics::get().receipt(crate::metrics::Outcome::unauthorized);
+        }
+        return refused;
+    }
     match (&method, segs.as_slice()) {
-        (&Method::POST, ["inbox"]) => inbox::receive(app, req).await,
+        (&Method::POST, ["inbox"]) => {
+            let res = inbox::receive(app, req).await;
+            crate::metrics::get().receipt(metrics::outcome(&res));
+            res
+        }
+        (&Method::GET, ["metrics"]) => metrics::scrape(app).await,
         (&Method::GET, ["healthz"]) => health::live(),
         (&Method::GET, ["readyz"]) => health::ready(app),
         (&Method::GET, ["api", "jobs"]) => api::jobs(app),
@@ -119,6 +136,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
             _,
             ["healthz"]
             | ["readyz"]
+            | ["metrics"]
             | ["api", "jobs"]
             | ["api", "jobs", _, "state"]
             | ["api", "runs"]

@@ -20,6 +20,7 @@ use super::bindings::trigger::TriggerPre;
 use super::bindings::types::PluginError;
 use super::grants::Grants;
 use super::state::PluginState;
+use crate::metrics::PluginMetrics;
 
 /// Failures in a row before a plugin is disabled for a while.
 const FAILURE_BUDGET: u32 = 5;
@@ -75,6 +76,7 @@ pub struct Plugin {
     pub name: Arc<str>,
     current: RwLock<Arc<Loaded>>,
     health: Mutex<Health>,
+    metrics: PluginMetrics,
 }
 
 #[derive(Default)]
@@ -121,6 +123,7 @@ impl Plugin {
             name: name.into(),
             current: RwLock::new(Arc::new(loaded)),
             health: Mutex::default(),
+            metrics: crate::metrics::get().plugin(name),
         }
     }
 
@@ -163,6 +166,7 @@ impl Plugin {
         timeout: Duration,
         call: impl Future<Output = anyhow::Result<Result<T, PluginError>>>,
     ) -> Result<T, CallFailure> {
+        let started = Instant::now();
         let outcome = match tokio::time::timeout(timeout + HOST_SLACK, call).await {
             Err(_) => Err(CallFailure::trapped(format!(
                 "no answer within {}",
@@ -172,6 +176,7 @@ impl Plugin {
             Ok(Ok(Err(guest))) => Err(CallFailure::from_guest(guest)),
             Ok(Ok(Ok(value))) => Ok(value),
         };
+        self.metrics.record(started.elapsed(), outcome.is_err());
         self.record(outcome.as_ref().err());
         outcome
     }

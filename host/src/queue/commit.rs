@@ -37,29 +37,24 @@ pub async fn submit(queue: &Queue, message: NewMessage) -> Result<String, CallFa
 pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(BATCH);
     while pending.recv_many(&mut batch, BATCH).await > 0 {
-        let messages: Vec<NewMessage> = batch.iter().map(|p| p.message.clone()).collect();
+        // Moved, not cloned: a receipt's body is copied into the store once.
+        let (messages, replies): (Vec<NewMessage>, Vec<_>) =
+            batch.drain(..).map(|p| (p.message, p.reply)).unzip();
         debug!(size = messages.len(), "group commit");
-        match queue.inner.store.enqueue(&messages, now_ms()).await {
-            Ok(ids) if ids.len() == batch.len() => {
-                for (p, id) in batch.drain(..).zip(ids) {
-                    let _ = p.reply.send(Ok(id));
-                }
-            }
+        let answers = match queue.inner.store.enqueue(&messages, now_ms()).await {
+            Ok(ids) if ids.len() == replies.len() => ids.into_iter().map(Ok).collect(),
             Ok(ids) => {
                 let why = format!(
                     "the store returned {} ids for {} messages",
                     ids.len(),
-                    batch.len()
+                    replies.len()
                 );
-                for p in batch.drain(..) {
-                    let _ = p.reply.send(Err(CallFailure::unavailable(why.clone())));
-                }
+                vec![Err(CallFailure::unavailable(why)); replies.len()]
             }
-            Err(f) => {
-                for p in batch.drain(..) {
-                    let _ = p.reply.send(Err(f.clone()));
-                }
-            }
+            Err(f) => vec![Err(f); replies.len()],
+        };
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let _ = reply.send(answer);
         }
     }
 }

@@ -234,6 +234,11 @@ impl Queue {
         Ok((Submitted::New(id), receiver))
     }
 
+    /// How many stored receipts are in each status.
+    pub async fn stats(&self) -> Result<crate::plugins::persistence::Stats, CallFailure> {
+        self.inner.store.stats().await
+    }
+
     pub async fn list(&self, status: Status, limit: u32) -> Result<Vec<MessageView>, CallFailure> {
         Ok(self
             .inner

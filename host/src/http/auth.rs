@@ -1,0 +1,220 @@
+//! API keys: `API_KEY` guards `/inbox`, `ADMIN_API_KEY` guards `/api` and
+//! `/metrics` (and works on `/inbox` too).
+//!
+//! A key arrives as `x-api-key: KEY` or `Authorization: Bearer KEY`. Keys are
+//! kept only as SHA-256 digests and compared in constant time against every
+//! configured key, so neither the comparison's timing nor a memory dump or a
+//! `Debug` print gives a key away. This module must never log a presented or
+//! configured key, nor say which part of a wrong key was wrong. `/healthz`,
+//! `/readyz` and the dashboard's static files are open: they hold no data.
+
+use std::fmt;
+
+use hyper::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Response, StatusCode};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Body, error};
+
+type KeyDigest = [u8; 32];
+
+/// The configured keys. Each variable may hold several keys, comma-separated,
+/// so a key can be rotated without downtime.
+#[derive(Clone, Default)]
+pub struct ApiKeys {
+    inbox: Vec<KeyDigest>,
+    admin: Vec<KeyDigest>,
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeys")
+            .field("inbox_keys", &self.inbox.len())
+            .field("admin_keys", &self.admin.len())
+            .finish()
+    }
+}
+
+/// Which key a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Open,
+    Inbox,
+    Admin,
+}
+
+impl ApiKeys {
+    /// From `API_KEY` and `ADMIN_API_KEY`, through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> ApiKeys {
+        let keys = |name| {
+            lookup(name)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(digest)
+                .collect()
+        };
+        ApiKeys {
+            inbox: keys("API_KEY"),
+            admin: keys("ADMIN_API_KEY"),
+        }
+    }
+
+    pub fn inbox_configured(&self) -> bool {
+        !self.inbox.is_empty()
+    }
+
+    pub fn admin_configured(&self) -> bool {
+        !self.admin.is_empty()
+    }
+
+    /// The 401 to answer, or `None` when the request may go on.
+    pub fn refusal(&self, scope: Scope, headers: &HeaderMap) -> Option<Response<Body>> {
+        let accepted: Vec<&KeyDigest> = match scope {
+            Scope::Open => return None,
+            // The admin key opens everything; the inbox key only the inbox.
+            Scope::Inbox if self.inbox.is_empty() => return None,
+            Scope::Inbox => self.inbox.iter().chain(&self.admin).collect(),
+            Scope::Admin if self.admin.is_empty() => return None,
+            Scope::Admin => self.admin.iter().collect(),
+        };
+        let (name, header) = match scope {
+            Scope::Admin => ("ADMIN_API_KEY", "an admin API key"),
+            _ => ("API_KEY", "an API key"),
+        };
+        let Some(presented) = presented(headers) else {
+            return Some(unauthorized(format!(
+                "this endpoint needs {header} ({name}) in an `x-api-key` or `Authorization: Bearer` header"
+            )));
+        };
+        let presented = digest(presented);
+        // Every configured key is compared, match or not: no early exit.
+        let matched = accepted.iter().fold(subtle::Choice::from(0), |found, key| {
+            found | key.ct_eq(&presented)
+        });
+        (!bool::from(matched)).then(|| unauthorized(format!("the {header} given is not valid")))
+    }
+}
+
+/// The route's scope, from its first path segment.
+pub fn scope_of(first_segment: &str) -> Scope {
+    match first_segment {
+        "inbox" => Scope::Inbox,
+        "api" | "metrics" => Scope::Admin,
+        _ => Scope::Open,
+    }
+}
+
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim());
+    }
+    let auth = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn digest(key: &str) -> KeyDigest {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn unauthorized(message: String) -> Response<Body> {
+    let mut res = error(StatusCode::UNAUTHORIZED, message);
+    res.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"microservice\""),
+    );
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(inbox: &str, admin: &str) -> ApiKeys {
+        ApiKeys::from_lookup(|name| match name {
+            "API_KEY" => Some(inbox.to_string()),
+            "ADMIN_API_KEY" => Some(admin.to_string()),
+            _ => None,
+        })
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn no_keys_means_open() {
+        let k = keys("", "");
+        assert!(k.refusal(Scope::Inbox, &HeaderMap::new()).is_none());
+        assert!(k.refusal(Scope::Admin, &HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn either_header_form_works() {
+        let k = keys("in-key", "admin-key");
+        assert!(
+            k.refusal(Scope::Inbox, &headers(&[("x-api-key", "in-key")]))
+                .is_none()
+        );
+        assert!(
+            k.refusal(
+                Scope::Inbox,
+                &headers(&[("authorization", "Bearer in-key")])
+            )
+            .is_none()
+        );
+        assert!(
+            k.refusal(
+                Scope::Admin,
+                &headers(&[("authorization", "bearer admin-key")])
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn wrong_or_missing_keys_are_refused() {
+        let k = keys("in-key,second", "admin-key");
+        assert!(k.refusal(Scope::Inbox, &HeaderMap::new()).is_some());
+        assert!(
+            k.refusal(Scope::Inbox, &headers(&[("x-api-key", "in-ke")]))
+                .is_some()
+        );
+        assert!(
+            k.refusal(Scope::Inbox, &headers(&[("x-api-key", "second")]))
+                .is_none()
+        );
+        // The inbox key does not open the admin API; the admin key opens both.
+        assert!(
+            k.refusal(Scope::Admin, &headers(&[("x-api-key", "in-key")]))
+                .is_some()
+        );
+        assert!(
+            k.refusal(Scope::Inbox, &headers(&[("x-api-key", "admin-key")]))
+                .is_none()
+        );
+        assert!(
+            k.refusal(
+                Scope::Admin,
+                &headers(&[("authorization", "Basic admin-key")])
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let text = format!("{:?}", keys("in-key", "admin-key"));
+        assert!(
+            !text.contains("in-key") && !text.contains("admin-key"),
+            "{text}"
+        );
+    }
+}

@@ -25,6 +25,7 @@ mod plugins_trigger;
 mod queue;
 mod queue_crash;
 mod security;
+mod service_log;
 mod shutdown;
 mod sync;
 mod worker;

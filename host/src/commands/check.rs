@@ -48,12 +48,33 @@ pub fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let inspector = Inspector::new(&settings.project_dir, &settings.data_dir, specs.clone())?;
     let files = wasm_files(&settings.plugins_dir)?;
     let mut persistence = Vec::new();
+    let (mut loading, mut disabled) = (0usize, 0usize);
     for path in &files {
         let i = inspector
             .inspect(path)
             .unwrap_or_else(|why| unreadable(path, why));
+        let kind_name = i.kind.map(|k| format!("{k:?}").to_lowercase());
+        if i.disabled {
+            // The service skips a disabled file, so nothing in it stops a start.
+            match &i.refusal {
+                None => println!(
+                    "ok: {}: {} plugin `{}` is disabled (it would load if enabled)",
+                    path.display(),
+                    kind_name.as_deref().unwrap_or("?"),
+                    i.name
+                ),
+                Some(why) => eprintln!(
+                    "warning: {}: plugin `{}` is disabled, and would not load if enabled: {why}",
+                    path.display(),
+                    i.name
+                ),
+            }
+            disabled += 1;
+            continue;
+        }
         match (&i.refusal, i.kind) {
             (None, Some(kind)) => {
+                loading += 1;
                 println!(
                     "ok: {}: {} plugin `{}`",
                     path.display(),
@@ -119,9 +140,13 @@ pub fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     println!(
-        "ok: the project and {} plugin{} would load",
-        files.len(),
-        plural(files.len())
+        "ok: the project and {loading} plugin{} would load{}",
+        plural(loading),
+        if disabled > 0 {
+            format!(" ({disabled} disabled)")
+        } else {
+            String::new()
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

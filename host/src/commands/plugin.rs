@@ -42,10 +42,7 @@ pub fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
                 .kind
                 .map(|k| format!("{k:?}").to_lowercase())
                 .unwrap_or_else(|| "-".into());
-            let verdict = match &row.refusal {
-                None => "yes".to_string(),
-                Some(why) => format!("no: {why}"),
-            };
+            let verdict = verdict(row);
             println!(
                 "{:<20} {:<13} {:>10}  {verdict}",
                 row.name,
@@ -113,11 +110,17 @@ pub fn inspect(settings: &Settings, file: &Path, json: bool) -> anyhow::Result<E
             i.name
         ),
     }
-    match &i.refusal {
-        None => println!("would load: yes"),
-        Some(why) => println!("would load: no: {why}"),
-    }
+    println!("would load: {}", verdict(&i));
     Ok(ExitCode::SUCCESS)
+}
+
+fn verdict(i: &Inspection) -> String {
+    match (&i.refusal, i.disabled) {
+        (None, false) => "yes".into(),
+        (None, true) => "no: disabled (enabled = false); it would load otherwise".into(),
+        (Some(why), false) => format!("no: {why}"),
+        (Some(why), true) => format!("no: disabled (enabled = false), and {why}"),
+    }
 }
 
 fn grants_source(settings: &Settings) -> String {
@@ -159,6 +162,7 @@ pub(super) fn unreadable(file: &Path, why: String) -> Inspection {
         exports: Vec::new(),
         imports: Vec::new(),
         table: None,
+        disabled: false,
         would_load: false,
         refusal: Some(why),
     }

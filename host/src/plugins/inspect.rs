@@ -47,8 +47,11 @@ pub struct Inspection {
     /// The `[plugins.<name>]` table its grants come from; `None` means no
     /// grants at all (deny by default).
     pub table: Option<String>,
+    /// Its table says `enabled = false`: the service skips the file.
+    pub disabled: bool,
+    /// Enabled, and nothing in it is refused.
     pub would_load: bool,
-    /// Why it would not load.
+    /// What the service would refuse it for, were it enabled.
     pub refusal: Option<String>,
 }
 
@@ -113,10 +116,8 @@ impl Inspector {
                 .unwrap_or_default();
             format!("openfn:microservice/{}{version}", world_name(*k))
         });
+        let disabled = spec.is_some_and(|s| !s.enabled);
         let verdict = kind.clone().and_then(|kind| {
-            if spec.is_some_and(|s| !s.enabled) {
-                return Err(format!("disabled: [plugins.{name}] enabled = false"));
-            }
             let grants = Grants::preview(spec, &self.project_dir, &self.data_dir)?;
             grants.check_imports(&component, engine)?;
             plugin::link(&self.runtime.linker, &component, kind).map(|_| ())
@@ -131,7 +132,8 @@ impl Inspector {
             exports,
             imports,
             table: spec.map(|s| s.name.clone()),
-            would_load: verdict.is_ok(),
+            disabled,
+            would_load: !disabled && verdict.is_ok(),
             refusal: verdict.err(),
         })
     }

@@ -12,7 +12,7 @@
 //! no flow fires. Scratch files (the state, which holds the credential) live
 //! in a private folder under `DATA_DIR/tmp`, removed when the run ends.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -132,8 +132,16 @@ pub async fn run(
         None => {
             let mut final_state = outcome.final_state.unwrap_or(Value::Null);
             strip_configuration(&mut final_state);
-            println!("{}", serde_json::to_string_pretty(&final_state)?);
-            Ok(ExitCode::SUCCESS)
+            let mut stdout = std::io::stdout().lock();
+            match writeln!(stdout, "{}", serde_json::to_string_pretty(&final_state)?)
+                .and_then(|()| stdout.flush())
+            {
+                // The reader went away (`| head`): the run still succeeded.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow!("could not write the final state to stdout: {e}"))
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         Some(failure) => {
             eprintln!(

@@ -91,7 +91,7 @@ fn run_pipes_stdin_to_stdout_through_core() {
 
     // --state and --data together: the state's other keys stay, data is replaced.
     let state_file = s.dir().join("state.json");
-    std::fs::write(&state_file, r#"{"data": {"number": 1}, "cursor": "c-7"}"#).unwrap();
+    std::fs::write(&state_file, r#"{"data": {"number": 1}, "cursor": "c-7", "configuration": {"password": "not-the-real-one"}}"#).unwrap();
     let out = s.run(
         &[
             "run",
@@ -107,6 +107,15 @@ fn run_pipes_stdin_to_stdout_through_core() {
     let state: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["data"]["number"], 10, "{}", describe(&out));
     assert_eq!(state["cursor"], "c-7", "{}", describe(&out));
+    // The job ran with its own credential, not the one in --state.
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("doubling 5 with ***"), "{}", describe(&out));
+    assert!(
+        stderr.contains("`configuration` in --state is ignored"),
+        "{}",
+        describe(&out)
+    );
+    assert!(state.get("configuration").is_none(), "{}", describe(&out));
 
     // A dry run: no run record or job state was written.
     assert!(

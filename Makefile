@@ -25,10 +25,10 @@ run: plugins
 
 # The end-to-end tests build the plugins and test plugins from source
 # themselves. The engine's suite runs again in the `cli` mode (the default is
-# `worker`).
+# `worker`), and so do the `microservice run` tests.
 test: setup
 	cargo test --workspace
-	ENGINE_MODE=cli cargo test --test e2e -- inbox:: flows:: engine:: sync:: credentials:: cron:: shutdown::
+	ENGINE_MODE=cli cargo test --test e2e -- inbox:: flows:: engine:: sync:: credentials:: cron:: shutdown:: cli::run::
 
 lint:
 	cargo fmt --all -- --check

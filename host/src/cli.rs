@@ -1,7 +1,11 @@
-//! The command line: `microservice [serve]` and `microservice install`.
+//! The command line: clap's definitions of `microservice` and its
+//! subcommands, and nothing else. What each subcommand does lives in
+//! [`crate::commands`].
 //!
 //! Settings come from the environment (and `.env`), as in the original, so
 //! the subcommands take few flags of their own.
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -10,7 +14,7 @@ use clap::{Parser, Subcommand};
     name = "microservice",
     version,
     about = "Receives JSON receipts and runs OpenFn jobs with @openfn/core",
-    after_help = "Configuration comes from the environment or a .env file:\n  PORT (4001), HOST_URL (127.0.0.1; 0.0.0.0 in a container), ENDPOINT_STYLE (async|sync),\n  PROJECT_DIR (./project), DATA_DIR (PROJECT_DIR/.microservice), PACKAGES_DIR (DATA_DIR/packages),\n  LOG_FORMAT (pretty|json), LOG_LEVEL (info)\n\nExample:\n  PROJECT_DIR=./project PORT=4001 microservice serve"
+    after_help = "Configuration comes from the environment or a .env file:\n  PORT (4001), HOST_URL (127.0.0.1; 0.0.0.0 in a container), ENDPOINT_STYLE (async|sync),\n  PROJECT_DIR (./project), DATA_DIR (PROJECT_DIR/.microservice), PACKAGES_DIR (DATA_DIR/packages),\n  PLUGINS_DIR (PROJECT_DIR/plugins), ENGINE_MODE (worker|cli), LOG_FORMAT (pretty|json), LOG_LEVEL (info)\n\nExamples:\n  PROJECT_DIR=./project PORT=4001 microservice serve\n  echo '{\"number\": 2}' | microservice run job-1 --data -\n  microservice check && microservice serve"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -22,9 +26,105 @@ pub enum Command {
     /// Validate the project, install what it needs, and serve (the default).
     #[command(after_help = "Example:\n  PROJECT_DIR=./project microservice serve")]
     Serve,
+
+    /// Run one job of the project once and print its final state as JSON.
+    ///
+    /// The job runs through the configured engine (ENGINE_MODE or [engine]
+    /// mode) with its credential as `configuration`, exactly as the service
+    /// would run it. Its log goes to stderr; its final state, without
+    /// `configuration`, to stdout. The exit code is 0 when the run succeeded,
+    /// the run's own exit code when it failed (124 for a timeout, 1 when it
+    /// has none). Nothing is stored: no run record, no job state, no flows.
+    #[command(
+        after_help = "The initial state is --state (default {\"data\": {}}); --data replaces its `data`.\n`-` reads stdin, so runs compose in a pipeline.\n\nExamples:\n  echo '{\"number\": 2}' | microservice run job-1 --data -\n  microservice run job-1 --data receipt.json | microservice run flow-job --state -\n  curl -s localhost:4001/api/jobs/heartbeat/state > s.json && microservice run heartbeat --state s.json"
+    )]
+    Run {
+        /// The job's name, as in `[jobs.<name>]`.
+        job: String,
+        /// A JSON file (or `-` for stdin) that becomes the state's `data`.
+        #[arg(long, value_name = "FILE|-")]
+        data: Option<PathBuf>,
+        /// A JSON file (or `-` for stdin) holding the whole initial state.
+        #[arg(long, value_name = "FILE|-")]
+        state: Option<PathBuf>,
+    },
+
+    /// Validate project.toml and every plugin in the plugins folder, without serving.
+    ///
+    /// Every plugin is compiled with the service's own plugin runtime and
+    /// checked against its world and its `[plugins.<name>]` grants. Prints
+    /// each error (with file, table, key and line) and exits 1 if there is
+    /// any; prints a short summary and exits 0 otherwise. Writes nothing.
+    #[command(after_help = "Example:\n  PROJECT_DIR=./project microservice check")]
+    Check,
+
+    /// Convert the original microservice's project.yaml into project.toml and jobs/<name>.js.
+    ///
+    /// Unknown fields are reported on stderr and kept as comments in
+    /// project.toml. The result is validated before anything is written, and
+    /// an existing project.toml is never overwritten without --force.
+    #[command(
+        after_help = "Examples:\n  microservice import ./sample-project/project.yaml\n  microservice import project.yaml --out ./project && PROJECT_DIR=./project microservice check"
+    )]
+    Import {
+        /// The original's project.yaml.
+        file: PathBuf,
+        /// Where project.toml and jobs/ are written (default: the YAML file's folder).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Overwrite an existing project.toml and job files.
+        #[arg(long)]
+        force: bool,
+    },
+
     /// Install @openfn/core and every adaptor the project names, then exit.
+    ///
+    /// Installs into PACKAGES_DIR only what is missing, so a second run does
+    /// no npm work at all.
     #[command(
         after_help = "Example:\n  PROJECT_DIR=./project PACKAGES_DIR=/opt/openfn microservice install"
     )]
     Install,
+
+    /// List or inspect WebAssembly plugins.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  microservice plugin list\n  microservice plugin inspect project/plugins/file_drop.wasm"
+    )]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// The plugins folder: each file's name, kind, size and whether it would load.
+    #[command(after_help = "Example:\n  PROJECT_DIR=./project microservice plugin list --json")]
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One plugin file: kind, WIT world and version, exports, imports, size,
+    /// and whether it would load under the project's grants.
+    #[command(
+        after_help = "Example:\n  microservice plugin inspect project/plugins/webhook_notify.wasm"
+    )]
+    Inspect {
+        /// The `.wasm` component (in the plugins folder or anywhere).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Command {
+    /// The log level when neither LOG_LEVEL nor RUST_LOG says: the service
+    /// narrates at `info`; one-shot commands print their own output and
+    /// keep the log for warnings.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Serve => "info",
+            _ => "warn",
+        }
+    }
 }

@@ -25,14 +25,19 @@
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`clock`]: the two forms of "now" the service uses.
 //! - [`service`]: wires it all together and shuts it down cleanly.
+//! - [`cli`] and [`commands`]: the binary's subcommands (`run`, `check`,
+//!   `import` of the original's `project.yaml`, `install`, `plugin`).
+//! - [`import`]: converting the original's `project.yaml` to `project.toml`.
 
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod criteria;
 pub mod cron;
 pub mod dispatch;
 pub mod engine;
 pub mod http;
+pub mod import;
 pub mod logging;
 pub mod metrics;
 pub mod packages;

@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use microservice::cli::{Cli, Command};
 use microservice::settings::Settings;
-use microservice::{logging, service};
+use microservice::{commands, logging};
 
 fn main() -> ExitCode {
     let dotenv = dotenvy::dotenv();
-    let cli = Cli::parse();
-    logging::init();
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    let serving = matches!(command, Command::Serve);
+    logging::init(command.default_log_level());
     if let Err(e) = dotenv
         && !e.not_found()
     {
@@ -23,17 +24,16 @@ fn main() -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|settings| {
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async {
-                match cli.command.unwrap_or(Command::Serve) {
-                    Command::Serve => service::serve(settings).await,
-                    Command::Install => service::install(&settings).await,
-                }
-            })
+            runtime.block_on(commands::execute(command, settings))
         });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // The service's log may go to a collector; a one-shot command's
+            // user reads stderr, where the line below already is.
+            if serving {
+                tracing::error!("{e:#}");
+            }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -57,30 +57,61 @@ impl Packages {
     }
 
     /// Installs whichever of `specs` is missing, in parallel; `progress`
-    /// hears one line per package.
+    /// hears about each package. Returns how many were installed (0 when
+    /// all were there already: npm did not run).
     pub async fn ensure(
         &self,
         specs: &[AdaptorSpec],
-        progress: impl Fn(String),
-    ) -> Result<(), InstallError> {
+        progress: impl Fn(Progress<'_>),
+    ) -> Result<usize, InstallError> {
         let mut pending = tokio::task::JoinSet::new();
         for spec in specs {
-            if let Some(v) = self.installed_version(spec) {
-                progress(format!("{} {v} already installed", spec.name));
+            if let Some(version) = self.installed_version(spec) {
+                progress(Progress::Present {
+                    spec,
+                    version: &version,
+                });
                 continue;
             }
-            progress(format!("installing {spec} ..."));
+            progress(Progress::Installing(spec));
             let (root, spec) = (self.root.clone(), spec.clone());
             pending.spawn(async move { install(&root, &spec).await.map(|()| spec) });
         }
+        let mut installed = 0;
         while let Some(done) = pending.join_next().await {
             let spec = done.map_err(|e| InstallError::Npm {
                 package: "?".into(),
                 detail: e.to_string(),
             })??;
-            progress(format!("installed {spec}"));
+            installed += 1;
+            progress(Progress::Installed(&spec));
         }
-        Ok(())
+        Ok(installed)
+    }
+}
+
+/// What [`Packages::ensure`] reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// Already installed (at this version): nothing to do.
+    Present {
+        spec: &'a AdaptorSpec,
+        version: &'a str,
+    },
+    /// npm has started on it.
+    Installing(&'a AdaptorSpec),
+    Installed(&'a AdaptorSpec),
+}
+
+impl std::fmt::Display for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Present { spec, version } => {
+                write!(f, "{} {version} already installed", spec.name)
+            }
+            Progress::Installing(spec) => write!(f, "installing {spec} ..."),
+            Progress::Installed(spec) => write!(f, "installed {spec}"),
+        }
     }
 }
 

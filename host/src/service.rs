@@ -6,7 +6,7 @@
 //! stops accepting and scheduling, then gives requests and runs in flight the
 //! grace period before killing what is left.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
@@ -23,7 +23,7 @@ use crate::packages::Packages;
 use crate::plugins::persistence::MessageStore;
 use crate::plugins::{self, MessageSink, PluginHost};
 use crate::project::Project;
-use crate::project::{DirBase, DirGrant, EngineMode, PluginSpec, PollSchedule};
+use crate::project::{AdaptorSpec, DirBase, DirGrant, EngineMode, PluginSpec, PollSchedule};
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::store::Store;
@@ -31,15 +31,14 @@ use crate::store::Store;
 /// Finished runs waiting for notification plugins; beyond this they are dropped.
 const NOTIFY_QUEUE: usize = 1024;
 
-/// `microservice install`: validate the project and install its packages.
-pub async fn install(settings: &Settings) -> anyhow::Result<()> {
-    let project = Project::load(&settings.project_dir)?;
-    install_packages(settings, &project).await
+/// The packages a project needs: `@openfn/core` and every adaptor its jobs name.
+pub fn package_specs(project: &Project) -> Vec<AdaptorSpec> {
+    let mut specs = vec![project.engine.core.clone()];
+    specs.extend(project.adaptors());
+    specs
 }
 
 async fn install_packages(settings: &Settings, project: &Project) -> anyhow::Result<()> {
-    let mut specs = vec![project.engine.core.clone()];
-    specs.extend(project.adaptors());
     std::fs::create_dir_all(&settings.packages_dir).with_context(|| {
         format!(
             "could not create PACKAGES_DIR {}",
@@ -47,7 +46,7 @@ async fn install_packages(settings: &Settings, project: &Project) -> anyhow::Res
         )
     })?;
     Packages::new(&settings.packages_dir)
-        .ensure(&specs, |line| info!("{line}"))
+        .ensure(&package_specs(project), |p| info!("{p}"))
         .await?;
     Ok(())
 }
@@ -64,7 +63,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     prepare_data_dir(&settings)?;
     install_packages(&settings, &project).await?;
     let store = Store::open(&settings.data_dir.join("microservice.db"))?;
-    let engine = engine(&settings, &project)?;
+    let engine = engine(
+        &settings,
+        &project,
+        EngineDirs {
+            tmp: settings.tmp_dir(),
+            worker: settings.data_dir.join("worker"),
+            warm: project.engine.concurrency,
+        },
+    )?;
     let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
     let dispatcher = Dispatcher::new(project.clone(), engine, store, Some(finished_tx));
     let stop = CancellationToken::new();
@@ -157,27 +164,32 @@ fn announce_security(settings: &Settings, addr: std::net::SocketAddr) {
     }
 }
 
+/// Where an engine works, and how many workers it starts ahead of time.
+pub struct EngineDirs {
+    /// `cli` mode: the parent of each run's private temp dir.
+    pub tmp: PathBuf,
+    /// `worker` mode: where the worker script is written.
+    pub worker: PathBuf,
+    /// `worker` mode: workers started before the first run.
+    pub warm: usize,
+}
+
 /// The configured engine mode (`ENGINE_MODE` wins over `[engine] mode`).
-fn engine(settings: &Settings, project: &Project) -> anyhow::Result<Engine> {
+pub fn engine(settings: &Settings, project: &Project, dirs: EngineDirs) -> anyhow::Result<Engine> {
     let e = &project.engine;
     let packages = Packages::new(&settings.packages_dir);
     let mode = settings.engine_mode.unwrap_or(e.mode);
     info!(mode = ?mode, concurrency = e.concurrency, "engine");
     Ok(match mode {
-        EngineMode::Cli => Engine::Cli(CliEngine::new(
-            &e.node,
-            packages,
-            &e.core,
-            settings.tmp_dir(),
-        )),
+        EngineMode::Cli => Engine::Cli(CliEngine::new(&e.node, packages, &e.core, dirs.tmp)),
         EngineMode::Worker => {
             let config = PoolConfig {
                 node: e.node.clone(),
-                warm: e.concurrency,
+                warm: dirs.warm,
                 memory_mb: e.worker_memory_mb,
                 recycle_after: e.recycle_after,
             };
-            let dir = settings.data_dir.join("worker");
+            let dir = dirs.worker;
             let pool = WorkerPool::new(config, packages, &e.core, &dir).with_context(|| {
                 format!("could not write the worker script into {}", dir.display())
             })?;

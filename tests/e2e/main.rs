@@ -8,6 +8,7 @@
 //! test process (see [`harness::wasm_plugins`]).
 
 mod bad_input;
+mod cli;
 mod config;
 mod credentials;
 mod cron;

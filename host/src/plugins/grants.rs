@@ -81,6 +81,36 @@ impl Grants {
         })
     }
 
+    /// The grants `resolve` would give, checked without creating anything:
+    /// a granted folder that does not exist yet is judged by its path alone
+    /// (for `microservice check` and `plugin inspect`, which write nothing).
+    pub fn preview(
+        spec: Option<&PluginSpec>,
+        project_dir: &Path,
+        data_dir: &Path,
+    ) -> Result<Grants, String> {
+        let mut grants = Grants::resolve(None, project_dir, data_dir)?;
+        let Some(spec) = spec else {
+            return Ok(grants);
+        };
+        for grant in &spec.dirs {
+            let base = match grant.base {
+                DirBase::Project => project_dir,
+                DirBase::Data => data_dir,
+            };
+            grants.dirs.push((
+                check_inside(base, &grant.path)?,
+                grant.guest.clone(),
+                grant.writable,
+            ));
+        }
+        grants.config = Arc::new(spec.config.clone());
+        grants.allowed_hosts = Arc::new(spec.allowed_hosts.clone());
+        grants.timeout = spec.timeout;
+        grants.memory_bytes = spec.memory_bytes.min(MAX_PLUGIN_MEMORY);
+        Ok(grants)
+    }
+
     /// Refuses a component that imports what these grants do not allow.
     pub fn check_imports(&self, component: &Component, engine: &Engine) -> Result<(), String> {
         for (name, _) in component.component_type().imports(engine) {
@@ -158,9 +188,35 @@ impl Grants {
     }
 }
 
-/// Opens (creating if needed) `relative` inside `base` through a capability
-/// handle, and returns its real path, which is inside `base`.
-fn open_inside(base: &Path, relative: &str) -> Result<PathBuf, String> {
+/// `relative` inside `base`, as [`open_inside`] would accept it, without
+/// creating it: an existing folder is opened through a capability handle,
+/// a missing one must be a plain relative path.
+fn check_inside(base: &Path, relative: &str) -> Result<PathBuf, String> {
+    reserved(relative)?;
+    let rel = Path::new(relative);
+    if let Ok(root) = Dir::open_ambient_dir(base, ambient_authority()) {
+        match root.open_dir(rel) {
+            Ok(_) => return Ok(base.join(rel)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "`{relative}` is not a folder inside {}: {e}",
+                    base.display()
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    if rel
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        Ok(base.join(rel))
+    } else {
+        Err(format!("`{relative}` leads outside {}", base.display()))
+    }
+}
+
+fn reserved(relative: &str) -> Result<(), String> {
     let first = Path::new(relative)
         .components()
         .next()
@@ -172,6 +228,13 @@ fn open_inside(base: &Path, relative: &str) -> Result<PathBuf, String> {
             RESERVED.join(", ")
         ));
     }
+    Ok(())
+}
+
+/// Opens (creating if needed) `relative` inside `base` through a capability
+/// handle, and returns its real path, which is inside `base`.
+fn open_inside(base: &Path, relative: &str) -> Result<PathBuf, String> {
+    reserved(relative)?;
     std::fs::create_dir_all(base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
     let root = Dir::open_ambient_dir(base, ambient_authority())
         .map_err(|e| format!("cannot open {}: {e}", base.display()))?;
@@ -217,5 +280,18 @@ mod tests {
         assert!(open_inside(&base, ".").is_err());
         std::os::unix::fs::symlink(outer.path(), base.join("sneaky")).unwrap();
         assert!(open_inside(&base, "sneaky").is_err());
+    }
+
+    #[test]
+    fn previewed_dirs_are_judged_without_being_created() {
+        let outer = tempfile::tempdir().unwrap();
+        let base = outer.path().join("data");
+        assert!(check_inside(&base, "new/folder").is_ok());
+        assert!(!base.exists(), "a preview must not create anything");
+        assert!(check_inside(&base, "../out").is_err());
+        assert!(check_inside(&base, "plugin-cache").is_err());
+        std::fs::create_dir_all(&base).unwrap();
+        std::os::unix::fs::symlink(outer.path(), base.join("sneaky")).unwrap();
+        assert!(check_inside(&base, "sneaky").is_err());
     }
 }

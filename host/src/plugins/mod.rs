@@ -10,8 +10,9 @@
 //!
 //! Layout: [`runtime`] (engine, linker, compile cache, epoch ticker),
 //! [`grants`] (what a plugin may touch), [`state`] (a store's contents and
-//! the `host` imports), [`plugin`] (a plugin's versions and health), and one
-//! file per kind: [`notify`], [`poll`], [`log_sink`], [`persistence`].
+//! the `host` imports), [`plugin`] (a plugin's versions and health), one
+//! file per kind: [`notify`], [`poll`], [`log_sink`], [`persistence`], and
+//! [`inspect`] (a plugin file judged without serving it, for the CLI).
 
 /// One call on a fresh instance of a plugin, under its deadline: the store
 /// (with the plugin's grants), instantiation, the re-armed deadline, then
@@ -43,6 +44,7 @@ macro_rules! call_fresh {
 
 mod bindings;
 mod grants;
+pub mod inspect;
 pub mod log_sink;
 pub mod notify;
 pub mod persistence;
@@ -66,8 +68,8 @@ use tracing::{error, info, warn};
 
 pub use self::bindings::types::{RunEvent, RunStatus};
 use self::grants::Grants;
+use self::plugin::Loaded;
 pub use self::plugin::{CallFailure, Kind, Plugin, Status};
-use self::plugin::{Loaded, Pre};
 use self::runtime::Runtime;
 use crate::project::PluginSpec;
 
@@ -310,24 +312,8 @@ impl PluginHost {
         }
     }
 
-    /// A file's plugin name: the table that names the file, else the file's stem.
     fn name_for(&self, path: &Path) -> String {
-        let file = path
-            .file_name()
-            .and_then(|f| f.to_str())
-            .unwrap_or_default();
-        self.inner
-            .options
-            .specs
-            .values()
-            .find(|s| s.file == file)
-            .map(|s| s.name.clone())
-            .unwrap_or_else(|| {
-                path.file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or(file)
-                    .to_string()
-            })
+        name_for_file(&self.inner.options.specs, path)
     }
 
     fn load(&self, path: &Path) {
@@ -443,41 +429,14 @@ impl PluginHost {
         let (component, hash, from_cache) = rt
             .component(bytes)
             .map_err(|e| format!("not a valid component: {e:#}"))?;
-        let kinds: Vec<Kind> = component
-            .component_type()
-            .exports(&rt.engine)
-            .filter_map(|(name, _)| Kind::from_export(name))
-            .collect();
-        let kind = match kinds.as_slice() {
-            [one] => *one,
-            [] => return Err("it exports none of the plugin interfaces (trigger-source, notifier, log-sink, message-store) of openfn:microservice@0.1".into()),
-            _ => return Err("it exports more than one plugin interface; a plugin is one kind".into()),
-        };
+        let kind = plugin::kind_of(&component, &rt.engine)?;
         let grants = Grants::resolve(
             spec,
             &self.inner.options.project_dir,
             &self.inner.options.data_dir,
         )?;
         grants.check_imports(&component, &rt.engine)?;
-        let instance_pre = rt
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| format!("cannot be linked: {e:#}"))?;
-        let link = |e: wasmtime::Error| format!("does not match the {kind:?} world: {e:#}");
-        let pre = match kind {
-            Kind::Trigger => {
-                Pre::Trigger(bindings::trigger::TriggerPre::new(instance_pre).map_err(link)?)
-            }
-            Kind::Notification => Pre::Notification(
-                bindings::notification::NotificationPre::new(instance_pre).map_err(link)?,
-            ),
-            Kind::Logging => {
-                Pre::Logging(bindings::logging::LoggingPre::new(instance_pre).map_err(link)?)
-            }
-            Kind::Persistence => Pre::Persistence(
-                bindings::persistence::PersistencePre::new(instance_pre).map_err(link)?,
-            ),
-        };
+        let pre = plugin::link(&rt.linker, &component, kind)?;
         Ok(Loaded {
             kind,
             file: file.to_string(),
@@ -488,4 +447,22 @@ impl PluginHost {
             from_cache,
         })
     }
+}
+
+/// A file's plugin name: the table that names the file, else the file's stem.
+pub fn name_for_file(specs: &BTreeMap<String, PluginSpec>, path: &Path) -> String {
+    let file = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
+    specs
+        .values()
+        .find(|s| s.file == file)
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| {
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or(file)
+                .to_string()
+        })
 }

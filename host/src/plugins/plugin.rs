@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tracing::warn;
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
 
 use super::bindings::logging::LoggingPre;
 use super::bindings::notification::NotificationPre;
@@ -51,6 +53,39 @@ impl Kind {
             _ => None,
         }
     }
+}
+
+/// The kind a component is, from the one plugin interface it exports.
+pub(super) fn kind_of(component: &Component, engine: &Engine) -> Result<Kind, String> {
+    let kinds: Vec<Kind> = component
+        .component_type()
+        .exports(engine)
+        .filter_map(|(name, _)| Kind::from_export(name))
+        .collect();
+    match kinds.as_slice() {
+        [one] => Ok(*one),
+        [] => Err("it exports none of the plugin interfaces (trigger-source, notifier, log-sink, message-store) of openfn:microservice@0.1".into()),
+        _ => Err("it exports more than one plugin interface; a plugin is one kind".into()),
+    }
+}
+
+/// Links a component against the host's imports and checks it against the
+/// world of its kind.
+pub(super) fn link(
+    linker: &Linker<PluginState>,
+    component: &Component,
+    kind: Kind,
+) -> Result<Pre, String> {
+    let instance_pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("cannot be linked: {e:#}"))?;
+    let link = |e: wasmtime::Error| format!("does not match the {kind:?} world: {e:#}");
+    Ok(match kind {
+        Kind::Trigger => Pre::Trigger(TriggerPre::new(instance_pre).map_err(link)?),
+        Kind::Notification => Pre::Notification(NotificationPre::new(instance_pre).map_err(link)?),
+        Kind::Logging => Pre::Logging(LoggingPre::new(instance_pre).map_err(link)?),
+        Kind::Persistence => Pre::Persistence(PersistencePre::new(instance_pre).map_err(link)?),
+    })
 }
 
 /// Pre-linked instances, one type per world.

@@ -1,0 +1,156 @@
+//! `microservice check`: everything the service would refuse at start-up
+//! or when loading a plugin, found without starting it.
+//!
+//! The project goes through the same parser as `serve`; every `.wasm` in
+//! the plugins folder is compiled by the service's own plugin runtime and
+//! checked against its world and its `[plugins.<name>]` grants. Errors go to
+//! stderr, one per problem; the summary to stdout. Writes nothing.
+
+use std::process::ExitCode;
+
+use super::plugin::{unreadable, wasm_files};
+use crate::packages::Packages;
+use crate::plugins::Kind;
+use crate::plugins::inspect::Inspector;
+use crate::project::Project;
+use crate::settings::Settings;
+
+pub fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut errors = 0usize;
+    let file = settings.project_dir.join("project.toml");
+    let project = match Project::load(&settings.project_dir) {
+        Ok(p) => {
+            println!(
+                "ok: {}: {} job{}, {} trigger{}, {} credential{}, {} plugin table{}",
+                file.display(),
+                p.jobs.len(),
+                plural(p.jobs.len()),
+                p.triggers.len(),
+                plural(p.triggers.len()),
+                p.credentials.len(),
+                plural(p.credentials.len()),
+                p.plugins.len(),
+                plural(p.plugins.len()),
+            );
+            Some(p)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            errors += 1;
+            None
+        }
+    };
+
+    let specs = project
+        .as_ref()
+        .map(|p| p.plugins.clone())
+        .unwrap_or_default();
+    let inspector = Inspector::new(&settings.project_dir, &settings.data_dir, specs.clone())?;
+    let files = wasm_files(&settings.plugins_dir)?;
+    let mut persistence = Vec::new();
+    let (mut loading, mut disabled) = (0usize, 0usize);
+    for path in &files {
+        let i = inspector
+            .inspect(path)
+            .unwrap_or_else(|why| unreadable(path, why));
+        let kind_name = i.kind.map(|k| format!("{k:?}").to_lowercase());
+        if i.disabled {
+            // The service skips a disabled file, so nothing in it stops a start.
+            match &i.refusal {
+                None => println!(
+                    "ok: {}: {} plugin `{}` is disabled (it would load if enabled)",
+                    path.display(),
+                    kind_name.as_deref().unwrap_or("?"),
+                    i.name
+                ),
+                Some(why) => eprintln!(
+                    "warning: {}: plugin `{}` is disabled, and would not load if enabled: {why}",
+                    path.display(),
+                    i.name
+                ),
+            }
+            disabled += 1;
+            continue;
+        }
+        match (&i.refusal, i.kind) {
+            (None, Some(kind)) => {
+                loading += 1;
+                println!(
+                    "ok: {}: {} plugin `{}`",
+                    path.display(),
+                    format!("{kind:?}").to_lowercase(),
+                    i.name
+                );
+                if kind == Kind::Persistence {
+                    persistence.push(i.name.clone());
+                }
+            }
+            (why, _) => {
+                eprintln!(
+                    "error: {}: plugin `{}` would not load: {}",
+                    path.display(),
+                    i.name,
+                    why.as_deref().unwrap_or("unknown reason")
+                );
+                errors += 1;
+            }
+        }
+    }
+    for spec in specs.values() {
+        if spec.enabled && !files.iter().any(|f| f.ends_with(&spec.file)) {
+            eprintln!(
+                "warning: {}: [plugins.{}] names {}, which is not in {} (it is loaded when it appears)",
+                file.display(),
+                spec.name,
+                spec.file,
+                settings.plugins_dir.display()
+            );
+        }
+    }
+
+    if let Some(p) = &project {
+        let store = &p.inbox.store;
+        if p.inbox.durable && store != "journal" && !persistence.contains(store) {
+            eprintln!(
+                "error: {}: [inbox] store = \"{store}\" names no persistence plugin that would load from {}; the service would not start",
+                file.display(),
+                settings.plugins_dir.display()
+            );
+            errors += 1;
+        }
+        let packages = Packages::new(&settings.packages_dir);
+        let mut specs = vec![p.engine.core.clone()];
+        specs.extend(p.adaptors());
+        let missing: Vec<String> = specs
+            .iter()
+            .filter(|s| packages.installed_version(s).is_none())
+            .map(|s| s.to_string())
+            .collect();
+        if !missing.is_empty() {
+            println!(
+                "note: not installed in {} yet: {} (`microservice install`, or the first `serve`, installs them)",
+                settings.packages_dir.display(),
+                missing.join(", ")
+            );
+        }
+    }
+
+    if errors > 0 {
+        eprintln!("{errors} error{} found", plural(errors));
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "ok: the project and {loading} plugin{} would load{}",
+        plural(loading),
+        if disabled > 0 {
+            format!(" ({disabled} disabled)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,45 @@
+//! What each subcommand of the binary does, one module per command; the
+//! flags themselves are in [`crate::cli`].
+//!
+//! Commands print their results on stdout and their diagnostics on stderr
+//! (never the other way round: `run`'s stdout is a JSON document that a
+//! pipeline reads), and return the process's exit code. None of them opens
+//! a port, and only `serve` touches the service's store.
+
+mod check;
+mod import;
+mod install;
+mod plugin;
+mod run;
+
+use std::process::ExitCode;
+
+use crate::cli::{Command, PluginCommand};
+use crate::project::Project;
+use crate::service;
+use crate::settings::Settings;
+
+/// Runs one command to its end.
+pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => service::serve(settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Run { job, data, state } => run::run(&settings, &job, data, state).await,
+        Command::Check => check::check(&settings),
+        Command::Import { file, out, force } => import::import(&file, out, force),
+        Command::Install => install::install(&settings).await,
+        Command::Plugin(PluginCommand::List { json }) => plugin::list(&settings, json),
+        Command::Plugin(PluginCommand::Inspect { file, json }) => {
+            plugin::inspect(&settings, &file, json)
+        }
+    }
+}
+
+/// The project, or `None` when `PROJECT_DIR` has no `project.toml` (plugins
+/// are then judged with no grants, as the service would judge a plugin
+/// without a table).
+fn project_if_any(settings: &Settings) -> anyhow::Result<Option<Project>> {
+    if !settings.project_dir.join("project.toml").exists() {
+        return Ok(None);
+    }
+    Ok(Some(Project::load(&settings.project_dir)?))
+}

@@ -1,0 +1,174 @@
+//! A plugin file judged without serving it: what `microservice plugin
+//! inspect` and `plugin list` print, and what `microservice check` verifies.
+//!
+//! It goes through the service's own runtime (engine, linker, grants, world
+//! bindings), so "would load" means what loading means in the service. It
+//! never instantiates or calls a plugin, and writes nothing to the project
+//! or `DATA_DIR`: compiled code goes to a throw-away cache, and granted
+//! folders are checked, not created.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::{ComponentExtern, ComponentItem};
+
+use super::grants::Grants;
+use super::plugin::{self, Kind};
+use super::runtime::Runtime;
+use crate::project::PluginSpec;
+
+/// Judges plugin files against one project's `[plugins.<name>]` tables.
+pub struct Inspector {
+    runtime: Runtime,
+    /// Holds the compile cache for as long as the runtime uses it.
+    _cache: tempfile::TempDir,
+    project_dir: PathBuf,
+    data_dir: PathBuf,
+    specs: BTreeMap<String, PluginSpec>,
+}
+
+/// What one plugin file is and whether the service would load it.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    pub file: String,
+    /// The plugin's name: the table naming the file, else the file's stem.
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// `None` when it exports no plugin interface (or more than one).
+    pub kind: Option<Kind>,
+    /// The WIT world it targets, with the package version, e.g.
+    /// `openfn:microservice/notification@0.1.0`.
+    pub world: Option<String>,
+    pub exports: Vec<Item>,
+    pub imports: Vec<Item>,
+    /// The `[plugins.<name>]` table its grants come from; `None` means no
+    /// grants at all (deny by default).
+    pub table: Option<String>,
+    /// Its table says `enabled = false`: the service skips the file.
+    pub disabled: bool,
+    /// Enabled, and nothing in it is refused.
+    pub would_load: bool,
+    /// What the service would refuse it for, were it enabled.
+    pub refusal: Option<String>,
+}
+
+/// One import or export of a component.
+#[derive(Debug, Serialize)]
+pub struct Item {
+    pub name: String,
+    /// `instance`, `func`, `type`, `resource`, `module`, `component` or `core func`.
+    pub item: &'static str,
+    /// For an instance: the functions in it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<String>,
+}
+
+impl Inspector {
+    pub fn new(
+        project_dir: &Path,
+        data_dir: &Path,
+        specs: BTreeMap<String, PluginSpec>,
+    ) -> anyhow::Result<Inspector> {
+        let cache = tempfile::Builder::new()
+            .prefix("microservice-inspect-")
+            .tempdir()?;
+        Ok(Inspector {
+            runtime: Runtime::new(cache.path().to_path_buf())?,
+            _cache: cache,
+            project_dir: project_dir.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            specs,
+        })
+    }
+
+    /// Inspects the file at `path`. Errors only when it cannot be read or
+    /// is not a WebAssembly component at all; a component the service
+    /// would refuse is an [`Inspection`] with `would_load: false`.
+    pub fn inspect(&self, path: &Path) -> Result<Inspection, String> {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let (component, _, _) = self
+            .runtime
+            .component(&bytes)
+            .map_err(|e| format!("{} is not a WebAssembly component: {e:#}", path.display()))?;
+        let engine = &self.runtime.engine;
+        let ty = component.component_type();
+        let exports: Vec<Item> = ty
+            .exports(engine)
+            .map(|(n, i)| item(n, i, engine))
+            .collect();
+        let imports: Vec<Item> = ty
+            .imports(engine)
+            .map(|(n, i)| item(n, i, engine))
+            .collect();
+        let name = super::name_for_file(&self.specs, path);
+        let spec = self.specs.get(&name);
+        let kind = plugin::kind_of(&component, engine);
+        let world = kind.as_ref().ok().map(|k| {
+            let version = exports
+                .iter()
+                .find(|e| Kind::from_export(&e.name) == Some(*k))
+                .and_then(|e| e.name.split_once('@'))
+                .map(|(_, v)| format!("@{v}"))
+                .unwrap_or_default();
+            format!("openfn:microservice/{}{version}", world_name(*k))
+        });
+        let disabled = spec.is_some_and(|s| !s.enabled);
+        let verdict = kind.clone().and_then(|kind| {
+            let grants = Grants::preview(spec, &self.project_dir, &self.data_dir)?;
+            grants.check_imports(&component, engine)?;
+            plugin::link(&self.runtime.linker, &component, kind).map(|_| ())
+        });
+        Ok(Inspection {
+            file: path.display().to_string(),
+            name,
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            kind: kind.ok(),
+            world,
+            exports,
+            imports,
+            table: spec.map(|s| s.name.clone()),
+            disabled,
+            would_load: !disabled && verdict.is_ok(),
+            refusal: verdict.err(),
+        })
+    }
+}
+
+/// The world of each kind, as named in `wit/worlds.wit`.
+fn world_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Trigger => "trigger",
+        Kind::Notification => "notification",
+        Kind::Logging => "logging",
+        Kind::Persistence => "persistence",
+    }
+}
+
+fn item(name: &str, item: ComponentExtern, engine: &wasmtime::Engine) -> Item {
+    let (label, functions) = match item.ty {
+        ComponentItem::ComponentInstance(instance) => (
+            "instance",
+            instance
+                .exports(engine)
+                .filter(|(_, i)| matches!(i.ty, ComponentItem::ComponentFunc(_)))
+                .map(|(n, _)| n.to_string())
+                .collect(),
+        ),
+        ComponentItem::ComponentFunc(_) => ("func", Vec::new()),
+        ComponentItem::CoreFunc(_) => ("core func", Vec::new()),
+        ComponentItem::Module(_) => ("module", Vec::new()),
+        ComponentItem::Component(_) => ("component", Vec::new()),
+        ComponentItem::Type(_) => ("type", Vec::new()),
+        ComponentItem::Resource(_) => ("resource", Vec::new()),
+    };
+    Item {
+        name: name.to_string(),
+        item: label,
+        functions,
+    }
+}

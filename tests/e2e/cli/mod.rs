@@ -1,0 +1,179 @@
+//! The command line, through the real binary: `run` in a shell-style
+//! pipeline with the real `@openfn/core`, `check` on broken and good
+//! projects, `import` of every fixture of the original microservice (then
+//! `check`, then a served receipt running the imported job), `install`
+//! idempotence, and `plugin inspect`/`list` on the first-party plugins.
+//! This file holds the helpers, `--help` and `install`; one file per
+//! other command.
+
+mod check;
+mod import;
+mod plugin;
+mod run;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{BIN, packages_dir, temp_dir};
+
+/// The original microservice's fixtures, next to the repository.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openfn-microservice")
+}
+
+/// A command of the binary with a project's environment; runs in `dir` so
+/// no stray `.env` is read.
+pub fn microservice(dir: &Path, project: &Path, data: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env("PROJECT_DIR", project)
+        .env("DATA_DIR", data)
+        .env("PACKAGES_DIR", packages_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("LOG_LEVEL")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `cmd`, feeding `stdin` when given.
+pub fn output(mut cmd: Command, stdin: Option<&str>) -> Output {
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {BIN}: {e}"));
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// A project folder holding `toml` (and a data folder), in a temp root.
+pub struct Scratch {
+    root: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new(toml: Option<&str>) -> Scratch {
+        let root = temp_dir("e2e-cli-");
+        std::fs::create_dir_all(root.path().join("project")).unwrap();
+        if let Some(toml) = toml {
+            std::fs::write(root.path().join("project/project.toml"), toml).unwrap();
+        }
+        Scratch { root }
+    }
+    pub fn dir(&self) -> &Path {
+        self.root.path()
+    }
+    pub fn project(&self) -> PathBuf {
+        self.root.path().join("project")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = microservice(self.dir(), &self.project(), &self.data());
+        cmd.args(args);
+        cmd
+    }
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        output(self.cmd(args), stdin)
+    }
+}
+
+#[test]
+fn install_is_idempotent() {
+    // The harness installed the packages with `microservice install`; a
+    // second install finds everything and runs no npm.
+    let packages = packages_dir();
+    let s = Scratch::new(Some(
+        "[jobs.a]\ntrigger = \"t\"\nexpression = \"fn(s => s)\"\n[triggers.t]\ncriteria = {}\n",
+    ));
+    let marker = packages.join("@openfn+language-common");
+    let before = std::fs::metadata(&marker).unwrap().modified().unwrap();
+    let started = Instant::now();
+    let out = s.run(&["install"], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("nothing to install")
+            && text(&out.stdout).contains("npm was not run"),
+        "{}",
+        describe(&out)
+    );
+    // Not a terminal: plain lines, one per package.
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("@openfn/core 1.5.1 already installed"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stderr.contains("@openfn/language-common"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        std::fs::metadata(&marker).unwrap().modified().unwrap(),
+        before
+    );
+}
+
+#[test]
+fn every_command_has_help_with_an_example_and_there_is_a_version() {
+    let s = Scratch::new(None);
+    let out = s.run(&["--version"], None);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).starts_with("microservice "),
+        "{}",
+        describe(&out)
+    );
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["import", "--help"],
+        &["install", "--help"],
+        &["plugin", "--help"],
+        &["plugin", "list", "--help"],
+        &["plugin", "inspect", "--help"],
+    ] {
+        let out = s.run(args, None);
+        assert!(out.status.success(), "{args:?}: {}", describe(&out));
+        assert!(
+            text(&out.stdout).contains("Example"),
+            "{args:?}: {}",
+            describe(&out)
+        );
+    }
+}

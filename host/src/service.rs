@@ -22,7 +22,7 @@ use crate::http::{self, App};
 use crate::packages::Packages;
 use crate::plugins::persistence::MessageStore;
 use crate::plugins::{self, MessageSink, PluginHost};
-use crate::project::Project;
+use crate::project::{CredentialEnv, Project};
 use crate::project::{DirBase, DirGrant, EngineMode, PluginSpec, PollSchedule};
 use crate::queue::Queue;
 use crate::settings::Settings;
@@ -32,8 +32,10 @@ use crate::store::Store;
 const NOTIFY_QUEUE: usize = 1024;
 
 /// `microservice install`: validate the project and install its packages.
+/// Credential env references are left unresolved: an image that bakes the
+/// adaptors in is built without the secrets.
 pub async fn install(settings: &Settings) -> anyhow::Result<()> {
-    let project = Project::load(&settings.project_dir)?;
+    let project = Project::load_with(&settings.project_dir, CredentialEnv::Skip)?;
     install_packages(settings, &project).await
 }
 

@@ -638,9 +638,51 @@ fn container_env(vars: &BTreeMap<String, String>) -> Vec<(String, String)> {
 /// the services of this module start one at a time, so only one of them
 /// installs it.
 fn start_with(launch: Launch, env: &[(String, String)]) -> Service {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = one_at_a_time();
     env.iter().fold(launch, |l, (k, v)| l.env(k, v)).start()
+}
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A derived image runs `microservice install` at build time, where the
+/// Secret's variables are not set: install reads the ConfigMap's project
+/// without resolving its `{ env = ... }` credentials, and succeeds.
+#[test]
+fn install_needs_no_secrets() {
+    let kube = Kube::load("kubernetes.yaml");
+    let root = crate::harness::temp_dir("deploy-install-");
+    let project = root.path().join("project");
+    for (path, text) in kube.project_files() {
+        let path = project.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let packages = crate::harness::packages_dir();
+    let _turn = one_at_a_time();
+    let mut cmd = Command::new(crate::harness::BIN);
+    cmd.arg("install")
+        .env("PROJECT_DIR", &project)
+        .env("DATA_DIR", root.path().join("data"))
+        .env("PACKAGES_DIR", &packages);
+    for name in kube.secret().keys() {
+        cmd.env_remove(name);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "install failed:\n{text}");
+    assert!(
+        packages
+            .join("@openfn+language-common@3.3.4/node_modules/@openfn/language-common/package.json")
+            .is_file(),
+        "{text}"
+    );
 }
 
 /// Asks the running service on every probe path the deploy files name.

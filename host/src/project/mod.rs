@@ -3,9 +3,11 @@
 //! Loading either yields a [`Project`] that every other module can trust
 //! (every trigger a job names exists, cron expressions parse, flows have no
 //! cycle, expression files were read from inside the project directory) or a
-//! [`ProjectError`] naming the file, the table and the key. Nothing here
-//! touches the network, npm or the data directory, and nothing is half-loaded:
-//! the service does not start on an invalid project.
+//! [`ProjectError`] naming the file, the table and the key. Credential values
+//! written `{ env = "NAME" }` are read from the environment here (see
+//! `credentials`). Nothing here touches the network, npm or the data
+//! directory, and nothing is half-loaded: the service does not start on an
+//! invalid project.
 
 mod credentials;
 mod delivery;

@@ -52,7 +52,7 @@ RUN apt-get update \
 # A fixed non-root user. Its group is 0 and the writable folders are
 # group-writable, so the image also runs under another UID with GID 0
 # (docker-compose.yml's MICROSERVICE_UID, OpenShift's arbitrary UIDs).
-RUN useradd --system --uid 10001 --gid 0 --home-dir /home/microservice --create-home \
+RUN useradd --uid 10001 --gid 0 --home-dir /home/microservice --create-home \
         --shell /usr/sbin/nologin microservice \
     && mkdir -p /project /data /opt/microservice/packages \
     && chown 10001:0 /project /data /opt/microservice/packages /home/microservice \

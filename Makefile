@@ -1,11 +1,12 @@
 # The few commands everyone runs. `make help` lists them.
-.PHONY: help run test setup plugins lint bench release
+.PHONY: help run test setup plugins lint bench release image
 
 help:
 	@echo "make run     serve ./project on http://127.0.0.1:4001 (installs core and adaptors on first start)"
 	@echo "make test    install what the tests need, then run every test"
 	@echo "make lint    cargo fmt --check and cargo clippy"
 	@echo "make bench   release builds, then every benchmark (figures in the README)"
+	@echo "make image   docker build -t openfn-microservice . (needs a Docker engine; see Deploy in the README)"
 
 # What a fresh Debian machine with rustup, node and npm lacks: the wasm
 # target for plugins. (npm packages are installed by the service itself.)
@@ -42,3 +43,6 @@ release:
 bench:
 	bench/run-all.sh
 	python3 bench/engine.py
+
+image:
+	docker build -t openfn-microservice .

@@ -328,6 +328,8 @@ impl Launch {
         self
     }
 
+    /// An environment variable; `{root}` in the value is replaced like in
+    /// the project text (e.g. `DATA_DIR={root}/data`).
     pub fn env(mut self, key: &str, value: &str) -> Launch {
         self.env.push((key.to_string(), value.to_string()));
         self
@@ -389,8 +391,9 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let root = dirs._root.path().display().to_string();
         for (k, v) in &self.env {
-            cmd.env(k, v);
+            cmd.env(k, v.replace("{root}", &root));
         }
         cmd.spawn()
             .unwrap_or_else(|e| panic!("spawning {BIN}: {e}"))

@@ -16,12 +16,12 @@ use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::packages::{Packages, Progress};
-use crate::project::Project;
+use crate::project::{CredentialEnv, Project};
 use crate::service::package_specs;
 use crate::settings::Settings;
 
 pub async fn install(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let project = Project::load(&settings.project_dir)?;
+    let project = Project::load_with(&settings.project_dir, CredentialEnv::Skip)?;
     let specs = package_specs(&project);
     std::fs::create_dir_all(&settings.packages_dir).with_context(|| {
         format!(

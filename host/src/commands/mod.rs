@@ -41,5 +41,9 @@ fn project_if_any(settings: &Settings) -> anyhow::Result<Option<Project>> {
     if !settings.project_dir.join("project.toml").exists() {
         return Ok(None);
     }
-    Ok(Some(Project::load(&settings.project_dir)?))
+    // Grants need no secrets: credential variables may be unset here.
+    Ok(Some(Project::load_with(
+        &settings.project_dir,
+        crate::project::CredentialEnv::Skip,
+    )?))
 }

@@ -3,10 +3,13 @@
 //! Loading either yields a [`Project`] that every other module can trust
 //! (every trigger a job names exists, cron expressions parse, flows have no
 //! cycle, expression files were read from inside the project directory) or a
-//! [`ProjectError`] naming the file, the table and the key. Nothing here
-//! touches the network, npm or the data directory, and nothing is half-loaded:
-//! the service does not start on an invalid project.
+//! [`ProjectError`] naming the file, the table and the key. Credential values
+//! written `{ env = "NAME" }` are read from the environment here (see
+//! `credentials`). Nothing here touches the network, npm or the data
+//! directory, and nothing is half-loaded: the service does not start on an
+//! invalid project.
 
+mod credentials;
 mod delivery;
 mod fields;
 mod model;
@@ -19,6 +22,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use credentials::CredentialEnv;
 pub use model::{
     AdaptorSpec, DirBase, DirGrant, EngineConfig, EngineMode, InboxConfig, Job, PluginSpec,
     PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,
@@ -63,19 +67,43 @@ fn line_label(line: Option<usize>) -> String {
     line.map(|l| format!(" (line {l})")).unwrap_or_default()
 }
 
+/// Reads a variable of the process environment, for `{ env = "NAME" }`.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 impl Project {
-    /// Reads and validates `dir/project.toml`.
+    /// Reads and validates `dir/project.toml`, taking `{ env = "NAME" }`
+    /// credential values from the process environment.
     pub fn load(dir: &Path) -> Result<Project, ProjectError> {
+        Self::load_with(dir, CredentialEnv::Resolve(&process_env))
+    }
+
+    /// Reads and validates `dir/project.toml`, treating credential env
+    /// references as `env` says.
+    pub fn load_with(dir: &Path, env: CredentialEnv) -> Result<Project, ProjectError> {
         let file = dir.join("project.toml");
         let source = std::fs::read_to_string(&file).map_err(|source| ProjectError::Read {
             file: file.clone(),
             source,
         })?;
-        Self::parse(dir, &file, &source)
+        Self::parse_with(dir, &file, &source, env)
     }
 
-    /// Validates `source` as the text of `file`, resolving paths inside `dir`.
+    /// Validates `source` as the text of `file`, resolving paths inside `dir`
+    /// and credential env references from the process environment.
     pub fn parse(dir: &Path, file: &Path, source: &str) -> Result<Project, ProjectError> {
-        validate::parse(dir, file, source)
+        Self::parse_with(dir, file, source, CredentialEnv::Resolve(&process_env))
+    }
+
+    /// [`Project::parse`] with credential env references looked up through
+    /// `env` (tests pass a map instead of mutating the process environment).
+    pub fn parse_with(
+        dir: &Path,
+        file: &Path,
+        source: &str,
+        env: CredentialEnv,
+    ) -> Result<Project, ProjectError> {
+        validate::parse(dir, file, source, env)
     }
 }

@@ -18,7 +18,8 @@ pub struct Project {
     /// Sorted by name, so matched jobs come back in a stable order.
     pub jobs: BTreeMap<String, Arc<Job>>,
     pub triggers: BTreeMap<String, Trigger>,
-    /// Credential bodies as JSON, handed to jobs as `configuration`.
+    /// Credential bodies as JSON, handed to jobs as `configuration`, with
+    /// `{ env = "NAME" }` values already replaced by the variable's value.
     pub credentials: BTreeMap<String, Value>,
     /// `[plugins.<name>]` tables: config and grants for plugin files.
     pub plugins: BTreeMap<String, PluginSpec>,

@@ -173,3 +173,148 @@ fn adaptor_specs() {
         assert!(AdaptorSpec::parse(bad).is_err(), "{bad}");
     }
 }
+
+/// A credential whose values come from environment variables, at the top
+/// of the table, nested, and in an array.
+const ENV_CREDENTIAL: &str = r#"
+[jobs.a]
+expression = "fn(state => state)"
+trigger = "t"
+credential = "dhis2"
+
+[triggers.t]
+criteria = {}
+
+[credentials.dhis2]
+username = "admin"
+password = { env = "DHIS2_PASSWORD" }
+auth = { token = { env = "DHIS2_TOKEN" }, realm = "main" }
+hosts = ["a.example", { env = "DHIS2_HOST" }]
+"#;
+
+fn load_with_env(source: &str, vars: &[(&str, &str)]) -> Result<Project, ProjectError> {
+    let dir = tempfile::tempdir().unwrap();
+    let vars: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let lookup = |name: &str| vars.get(name).cloned();
+    Project::parse_with(
+        dir.path(),
+        Path::new("project.toml"),
+        source,
+        CredentialEnv::Resolve(&lookup),
+    )
+}
+
+#[test]
+fn credential_values_come_from_the_environment_at_any_depth() {
+    let p = load_with_env(
+        ENV_CREDENTIAL,
+        &[
+            ("DHIS2_PASSWORD", "s3cret-pw"),
+            ("DHIS2_TOKEN", "tok-123456"),
+            ("DHIS2_HOST", "b.example"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        p.credentials["dhis2"],
+        serde_json::json!({
+            "username": "admin",
+            "password": "s3cret-pw",
+            "auth": {"token": "tok-123456", "realm": "main"},
+            "hosts": ["a.example", "b.example"],
+        })
+    );
+    // Resolved values are masked like any other credential value.
+    let redactor = crate::redact::Redactor::new(p.credentials.values());
+    assert_eq!(
+        redactor.redact("pw=s3cret-pw token=tok-123456"),
+        "pw=*** token=***"
+    );
+}
+
+#[test]
+fn a_missing_or_empty_variable_names_file_table_key_and_variable() {
+    let vars = [("DHIS2_PASSWORD", "s3cret-pw"), ("DHIS2_HOST", "b.example")];
+    let err = load_with_env(ENV_CREDENTIAL, &vars)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "project.toml: [credentials.dhis2] auth.token (line 10): environment variable `DHIS2_TOKEN` is not set"
+        ),
+        "{err}"
+    );
+    let vars = [
+        ("DHIS2_PASSWORD", "s3cret-pw"),
+        ("DHIS2_TOKEN", "tok-123456"),
+    ];
+    let err = load_with_env(ENV_CREDENTIAL, &vars)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "[credentials.dhis2] hosts[1] (line 10): environment variable `DHIS2_HOST` is not set"
+        ),
+        "{err}"
+    );
+    let vars = [
+        ("DHIS2_PASSWORD", ""),
+        ("DHIS2_TOKEN", "tok-123456"),
+        ("DHIS2_HOST", "b.example"),
+    ];
+    let err = load_with_env(ENV_CREDENTIAL, &vars)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "[credentials.dhis2] password (line 10): environment variable `DHIS2_PASSWORD` is empty"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_env_reference_must_name_a_variable() {
+    for bad in ["{ env = 42 }", "{ env = \"1ABC\" }", "{ env = \"A-B\" }"] {
+        let source = format!("[credentials.c]\npassword = {bad}\n");
+        let err = load_with_env(&source, &[("A-B", "x"), ("1ABC", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "[credentials.c] password (line 1): `env` must name an environment variable"
+            ),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_table_with_more_than_env_is_an_ordinary_value() {
+    let p = load_with_env(
+        "[credentials.c]\nsettings = { env = \"production\", region = \"eu\" }\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        p.credentials["c"]["settings"],
+        serde_json::json!({"env": "production", "region": "eu"})
+    );
+}
+
+#[test]
+fn install_loads_a_project_without_its_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Project::parse_with(
+        dir.path(),
+        Path::new("project.toml"),
+        ENV_CREDENTIAL,
+        CredentialEnv::Skip,
+    )
+    .unwrap();
+    assert_eq!(p.credentials["dhis2"]["password"], serde_json::Value::Null);
+    assert_eq!(p.adaptors().len(), 1);
+}

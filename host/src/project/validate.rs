@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use toml::Table;
 
+use super::credentials::CredentialEnv;
 use super::delivery::RetryPolicy;
 use super::fields::*;
 use super::model::*;
@@ -20,7 +21,12 @@ use super::{ProjectError, read_inside};
 const DEFAULT_CORE: &str = "@openfn/core@1.5.1";
 const DEFAULT_ADAPTOR: &str = "@openfn/language-common";
 
-pub(super) fn parse(dir: &Path, file: &Path, source: &str) -> Result<Project, ProjectError> {
+pub(super) fn parse(
+    dir: &Path,
+    file: &Path,
+    source: &str,
+    env: CredentialEnv,
+) -> Result<Project, ProjectError> {
     let doc: Table = toml::from_str(source).map_err(|e| ProjectError::Syntax {
         file: file.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
@@ -53,7 +59,7 @@ pub(super) fn parse(dir: &Path, file: &Path, source: &str) -> Result<Project, Pr
         section(&cx, &doc, "retry")?,
         &RetryPolicy::default(),
     )?;
-    let credentials = credentials(&cx, section(&cx, &doc, "credentials")?)?;
+    let credentials = super::credentials::parse(&cx, section(&cx, &doc, "credentials")?, env)?;
     let triggers = triggers(&cx, section(&cx, &doc, "triggers")?)?;
     let jobs = jobs(
         &cx,
@@ -120,17 +126,6 @@ fn engine(cx: &Ctx, t: Option<&Table>) -> Result<EngineConfig, ProjectError> {
         worker_memory_mb: positive(cx, "engine", t, "worker_memory_mb")?.unwrap_or(512) as u32,
         recycle_after: positive(cx, "engine", t, "recycle_after")?.unwrap_or(1000) as u32,
     })
-}
-
-fn credentials(cx: &Ctx, t: Option<&Table>) -> Result<BTreeMap<String, Value>, ProjectError> {
-    let mut out = BTreeMap::new();
-    for (name, value) in t.into_iter().flatten() {
-        let table = format!("credentials.{name}");
-        let body = sub_table(cx, &table, value)?;
-        let json = serde_json::to_value(body).map_err(|e| cx.err(&table, None, e.to_string()))?;
-        out.insert(name.clone(), json);
-    }
-    Ok(out)
 }
 
 fn triggers(cx: &Ctx, t: Option<&Table>) -> Result<BTreeMap<String, Trigger>, ProjectError> {

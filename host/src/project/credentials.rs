@@ -1,0 +1,117 @@
+//! `[credentials.<name>]` tables, with values that may come from the
+//! environment: `password = { env = "DHIS2_PASSWORD" }`.
+//!
+//! A table whose only key is `env` (at any depth of a credential, in arrays
+//! too) is replaced by the value of that environment variable when the
+//! project loads, so secrets can live in the orchestrator's secret store
+//! (a Kubernetes Secret, compose's environment) instead of the project file.
+//! A variable that is unset or empty is a configuration error naming the
+//! file, the table, the key and the variable. Resolved values end up in the
+//! credential like any other value, so the redactor masks them and
+//! `configuration` stripping keeps them out of stored states. This module
+//! must never put a resolved value into an error message or a log line.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use toml::Table;
+
+use super::ProjectError;
+use super::fields::{Ctx, sub_table};
+
+/// How `{ env = "NAME" }` references are treated while loading.
+#[derive(Clone, Copy)]
+pub enum CredentialEnv<'a> {
+    /// Look each name up (normally in the process environment); a missing
+    /// one is an error.
+    Resolve(&'a dyn Fn(&str) -> Option<String>),
+    /// Leave them unresolved (`null`): for `microservice install`, which
+    /// needs the adaptors a project names but never its secrets, so an image
+    /// can be built without them.
+    Skip,
+}
+
+pub(super) fn parse(
+    cx: &Ctx,
+    t: Option<&Table>,
+    env: CredentialEnv,
+) -> Result<BTreeMap<String, Value>, ProjectError> {
+    let mut out = BTreeMap::new();
+    for (name, value) in t.into_iter().flatten() {
+        let table = format!("credentials.{name}");
+        let body = sub_table(cx, &table, value)?;
+        let mut json = serde_json::Map::new();
+        for (key, value) in body {
+            let walk = Walk {
+                cx,
+                table: &table,
+                env,
+            };
+            json.insert(key.clone(), walk.value(key, value)?);
+        }
+        out.insert(name.clone(), Value::Object(json));
+    }
+    Ok(out)
+}
+
+struct Walk<'a> {
+    cx: &'a Ctx<'a>,
+    table: &'a str,
+    env: CredentialEnv<'a>,
+}
+
+impl Walk<'_> {
+    /// Converts one value to JSON, resolving env references; `path` is the
+    /// dotted key (`auth.password`, `hosts[1]`) for error messages.
+    fn value(&self, path: &str, value: &toml::Value) -> Result<Value, ProjectError> {
+        match value {
+            toml::Value::Table(t) => match t.get("env") {
+                Some(name) if t.len() == 1 => self.resolve(path, name),
+                _ => {
+                    let mut map = serde_json::Map::new();
+                    for (k, v) in t {
+                        map.insert(k.clone(), self.value(&format!("{path}.{k}"), v)?);
+                    }
+                    Ok(Value::Object(map))
+                }
+            },
+            toml::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| self.value(&format!("{path}[{i}]"), v))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            other => serde_json::to_value(other)
+                .map_err(|e| self.cx.err(self.table, Some(path), e.to_string())),
+        }
+    }
+
+    fn resolve(&self, path: &str, name: &toml::Value) -> Result<Value, ProjectError> {
+        let err = |message: String| self.cx.err(self.table, Some(path), message);
+        let Some(name) = name.as_str().filter(|n| is_variable_name(n)) else {
+            return Err(err(
+                "`env` must name an environment variable (letters, digits and _, not starting with a digit), e.g. { env = \"DHIS2_PASSWORD\" }".into(),
+            ));
+        };
+        let CredentialEnv::Resolve(lookup) = self.env else {
+            return Ok(Value::Null);
+        };
+        match lookup(name) {
+            None => Err(err(format!(
+                "environment variable `{name}` is not set (or is not valid UTF-8); set it, e.g. from the orchestrator's secret store, or write the value in the file"
+            ))),
+            Some(v) if v.is_empty() => Err(err(format!(
+                "environment variable `{name}` is empty; an empty secret is almost certainly a mistake"
+            ))),
+            Some(v) => Ok(Value::String(v)),
+        }
+    }
+}
+
+fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -11,6 +11,7 @@ mod bad_input;
 mod config;
 mod credentials;
 mod cron;
+mod dashboard;
 mod engine;
 mod flows;
 mod harness;

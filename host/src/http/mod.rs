@@ -1,15 +1,18 @@
 //! The HTTP server: accept loop, routing and JSON responses.
 //!
 //! Routes: `POST /inbox` ([`inbox`]), `GET /healthz` and `/readyz`
-//! ([`health`]), and the read-only JSON
-//! API under `/api` ([`api`]). Every answer is JSON, bad input is a 4xx with
+//! ([`health`]), the JSON API under `/api` ([`api`], [`stats`]), and the
+//! dashboard's static page at `/` ([`dashboard`]). Every API answer is JSON, bad input is a 4xx with
 //! `{"errors": [...]}`, and nothing a client sends can make this module
 //! panic or answer 500 (only a failure of the service itself does). On
 //! shutdown it stops accepting and lets open requests finish.
 
 mod api;
+mod dashboard;
 mod health;
 mod inbox;
+mod minutes;
+pub mod stats;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,6 +49,8 @@ pub struct App {
     pub queue: Option<Queue>,
     /// Cancelled when shutdown begins; `/readyz` then answers 503.
     pub stopping: CancellationToken,
+    /// Per-minute figures for the dashboard's overview (`/api/stats`).
+    pub activity: stats::Activity,
 }
 
 /// Serves until `stop` fires, then waits up to `grace` for open requests.
@@ -104,7 +109,10 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, ["inbox"]) => inbox::receive(app, req).await,
         (&Method::GET, ["healthz"]) => health::live(),
         (&Method::GET, ["readyz"]) => health::ready(app),
-        (&Method::GET, ["api", "jobs"]) => api::jobs(app),
+        (&Method::GET, [""]) => dashboard::page(&req),
+        (&Method::GET, ["dashboard", file]) => dashboard::asset(&req, file),
+        (&Method::GET, ["api", "stats"]) => stats::stats(app, req.uri().query()).await,
+        (&Method::GET, ["api", "jobs"]) => api::jobs(app).await,
         (&Method::GET, ["api", "jobs", name, "state"]) => api::job_state(app, name).await,
         (&Method::GET, ["api", "runs"]) => api::runs(app, req.uri().query()).await,
         (&Method::GET, ["api", "runs", id]) => api::run(app, id).await,
@@ -117,7 +125,10 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
         (
             _,
-            ["healthz"]
+            [""]
+            | ["dashboard", _]
+            | ["api", "stats"]
+            | ["healthz"]
             | ["readyz"]
             | ["api", "jobs"]
             | ["api", "jobs", _, "state"]

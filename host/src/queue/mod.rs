@@ -245,6 +245,11 @@ impl Queue {
             .collect())
     }
 
+    /// How many messages the store holds in each status (the dashboard's queue depth).
+    pub async fn stats(&self) -> Result<crate::plugins::persistence::Stats, CallFailure> {
+        self.inner.store.stats().await
+    }
+
     /// Makes a done or dead message pending again.
     pub async fn retry(&self, id: &str) -> Result<(), RetryError> {
         let store = &self.inner.store;

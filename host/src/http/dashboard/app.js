@@ -1,0 +1,640 @@
+// The dashboard's script. It reads everything from the service's JSON API
+// (same origin) and draws it. Rules kept throughout:
+// - every value from the API reaches the page through textContent or an
+//   attribute set with setAttribute; nothing is ever parsed as HTML;
+// - the admin API key, when the service asks for one (401), is kept in
+//   sessionStorage for this tab only and sent as `x-api-key`;
+// - nothing is loaded from anywhere but this service.
+'use strict';
+
+const REFRESH_MS = 5000;
+const KEY_STORAGE = 'microservice.adminKey';
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------
+// DOM helpers: text only.
+// ---------------------------------------------------------------------------
+
+/** An element with attributes and children (strings become text nodes). */
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  setAttrs(node, attrs);
+  append(node, children);
+  return node;
+}
+
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  setAttrs(node, attrs);
+  append(node, children);
+  return node;
+}
+
+function setAttrs(node, attrs) {
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith('on') && typeof value === 'function') {
+      node.addEventListener(name.slice(2), value);
+    } else {
+      node.setAttribute(name, String(value));
+    }
+  }
+}
+
+function append(node, children) {
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+}
+
+function pill(text, kind) {
+  return el('span', { class: `pill ${kind || text}` }, text);
+}
+
+function emptyRow(table, text) {
+  const cols = table.tHead.rows[0].cells.length;
+  return el('tr', {}, el('td', { class: 'empty-row', colspan: cols }, text));
+}
+
+function toast(text, bad) {
+  const t = $('toast');
+  t.textContent = text;
+  t.className = bad ? 'toast bad' : 'toast';
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, 4000);
+}
+
+// ---------------------------------------------------------------------------
+// Formatting
+// ---------------------------------------------------------------------------
+
+const fmtInt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
+const fmtPct = (r) => (r === null || r === undefined ? '–' : `${(r * 100).toFixed(r === 1 ? 0 : 1)}%`);
+
+function fmtMs(ms) {
+  if (ms === null || ms === undefined) return '–';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
+  return `${(ms / 60000).toFixed(1)} min`;
+}
+
+function fmtTime(value) {
+  if (value === null || value === undefined || value === '') return '–';
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) return String(value);
+  return d.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+function fmtAgo(value) {
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) return '';
+  const s = Math.max(0, Math.round((Date.now() - d.getTime()) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+const shortId = (id) => (typeof id === 'string' && id.length > 13 ? `${id.slice(0, 8)}…${id.slice(-4)}` : String(id));
+
+function pretty(value) {
+  try {
+    return JSON.stringify(value, null, 2);
+  } catch (_) {
+    return String(value);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// API access, with the admin key when the service wants one.
+// ---------------------------------------------------------------------------
+
+class Unauthorized extends Error {}
+
+const keyStore = {
+  get() {
+    try { return sessionStorage.getItem(KEY_STORAGE) || ''; } catch (_) { return ''; }
+  },
+  set(key) {
+    try { sessionStorage.setItem(KEY_STORAGE, key); } catch (_) { /* private mode: memory only */ }
+    keyStore.memory = key;
+  },
+  forget() {
+    try { sessionStorage.removeItem(KEY_STORAGE); } catch (_) { /* nothing kept */ }
+    keyStore.memory = '';
+  },
+  memory: '',
+};
+
+/** fetch() of an API path; resolves to {status, body}; throws Unauthorized on 401. */
+async function api(path, options) {
+  const headers = { accept: 'application/json' };
+  const key = keyStore.get() || keyStore.memory;
+  if (key) headers['x-api-key'] = key;
+  const res = await fetch(path, { ...options, headers, cache: 'no-store', credentials: 'same-origin' });
+  let body = null;
+  try { body = await res.json(); } catch (_) { body = null; }
+  if (res.status === 401) {
+    askForKey(body && Array.isArray(body.errors) ? body.errors.join('; ') : '', Boolean(key));
+    throw new Unauthorized('unauthorized');
+  }
+  return { status: res.status, body };
+}
+
+function errorText(reply) {
+  if (reply.body && Array.isArray(reply.body.errors) && reply.body.errors.length) return reply.body.errors.join('; ');
+  return `the service answered ${reply.status}`;
+}
+
+function askForKey(reason, hadKey) {
+  if (hadKey) keyStore.forget();
+  $('key-reason').textContent = hadKey
+    ? `That key was refused${reason ? ` (${reason})` : ''}. Enter the admin API key.`
+    : 'This service asks for its admin API key (ADMIN_API_KEY) to show its data.';
+  $('key-overlay').hidden = false;
+  $('key-input').focus();
+  setLive('locked');
+}
+
+function setupKeyForm() {
+  $('key-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const key = $('key-input').value.trim();
+    if (!key) return;
+    keyStore.set(key);
+    $('key-input').value = '';
+    $('key-overlay').hidden = true;
+    refresh();
+  });
+  $('forget-key').addEventListener('click', () => {
+    keyStore.forget();
+    refresh();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Charts: plain SVG, redrawn on every refresh.
+// ---------------------------------------------------------------------------
+
+const CHART = { left: 48, right: 10, top: 10, bottom: 24 };
+
+/** A rounded-up axis maximum and its ticks. */
+function niceScale(max) {
+  if (!(max > 0)) return { max: 1, ticks: [0, 1] };
+  const raw = max / 4;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw);
+  const top = Math.ceil(max / step) * step;
+  const ticks = [];
+  for (let v = 0; v <= top + step / 2; v += step) ticks.push(Number(v.toPrecision(12)));
+  return { max: top, ticks };
+}
+
+/**
+ * Draws series over the buckets into `box`.
+ * series: [{key(bucket) -> number|null, kind: 'bar'|'line', cls, stack}]
+ */
+function drawChart(box, buckets, series, opts) {
+  const { left, right, top, bottom } = CHART;
+  // Drawn at the box's own pixel size, so text is never stretched.
+  const w = Math.max(240, box.clientWidth || 640);
+  const h = Math.max(120, box.clientHeight || 180);
+  const innerW = w - left - right;
+  const innerH = h - top - bottom;
+  const n = buckets.length;
+  const slot = innerW / Math.max(n, 1);
+  const stackTotals = buckets.map((b) => series.filter((s) => s.stack).reduce((sum, s) => sum + (s.key(b) || 0), 0));
+  const lineMax = Math.max(0, ...buckets.flatMap((b) => series.filter((s) => !s.stack).map((s) => s.key(b) || 0)));
+  const scale = opts.fixedMax ? { max: opts.fixedMax, ticks: opts.ticks } : niceScale(Math.max(lineMax, ...stackTotals));
+  const y = (v) => top + innerH - (v / scale.max) * innerH;
+  const x = (i) => left + i * slot + slot / 2;
+
+  const root = svg('svg', { viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: 'img', 'aria-label': opts.label });
+  for (const t of scale.ticks) {
+    root.append(svg('line', { class: 'grid-line', x1: left, x2: w - right, y1: y(t), y2: y(t) }));
+    root.append(svg('text', { class: 'tick', x: left - 6, y: y(t) + 4, 'text-anchor': 'end' }, opts.tickFormat ? opts.tickFormat(t) : fmtInt(t)));
+  }
+  root.append(svg('line', { class: 'axis', x1: left, x2: w - right, y1: top + innerH, y2: top + innerH }));
+  // Time labels: every 15 minutes, and "now".
+  buckets.forEach((b, i) => {
+    const fromEnd = n - 1 - i;
+    if (fromEnd % 15 !== 0) return;
+    const label = fromEnd === 0 ? 'now' : `−${fromEnd}m`;
+    root.append(svg('text', { class: 'tick', x: x(i), y: h - 6, 'text-anchor': 'middle' }, label));
+  });
+
+  // Stacked bars.
+  const barW = Math.max(1, slot * 0.7);
+  const base = buckets.map(() => 0);
+  for (const s of series.filter((s) => s.kind === 'bar')) {
+    buckets.forEach((b, i) => {
+      const v = s.key(b) || 0;
+      if (v <= 0) return;
+      const y0 = y(base[i]);
+      const y1 = y(base[i] + v);
+      base[i] += v;
+      root.append(svg('rect', { class: `bar ${s.cls || ''}`, x: x(i) - barW / 2, y: y1, width: barW, height: Math.max(0.5, y0 - y1) }));
+    });
+  }
+  // Lines (gaps where a minute has no value).
+  for (const s of series.filter((s) => s.kind === 'line')) {
+    let d = '';
+    let pen = false;
+    buckets.forEach((b, i) => {
+      const v = s.key(b);
+      if (v === null || v === undefined) { pen = false; return; }
+      d += `${pen ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
+      pen = true;
+      root.append(svg('circle', { class: `dot ${s.cls || ''}`, cx: x(i), cy: y(v), r: 2.2 }));
+    });
+    if (d) root.append(svg('path', { class: `line ${s.cls || ''}`, d }));
+  }
+  // Hover targets with a native tooltip per minute.
+  buckets.forEach((b, i) => {
+    const time = new Date(b.start_ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    const lines = series.map((s) => `${s.name}: ${s.format ? s.format(s.key(b)) : fmtInt(s.key(b))}`);
+    root.append(svg('rect', { class: 'hit', x: left + i * slot, y: top, width: slot, height: innerH },
+      svg('title', {}, `${time}\n${lines.join('\n')}`)));
+  });
+  const hasData = buckets.some((b) => series.some((s) => { const v = s.key(b); return v !== null && v !== undefined && v > 0; }));
+  if (!hasData) {
+    root.append(svg('text', { class: 'empty', x: left + innerW / 2, y: top + innerH / 2, 'text-anchor': 'middle' }, opts.empty || 'nothing in the last hour'));
+  }
+  clear(box);
+  box.append(root);
+  box.dataset.points = String(n);
+}
+
+function renderOverview(stats) {
+  const t = stats.totals;
+  const q = stats.queue || {};
+  $('kpi-receipts').textContent = fmtInt(t.receipts);
+  $('kpi-runs').textContent = fmtInt(t.runs);
+  const success = $('kpi-success');
+  success.textContent = fmtPct(t.success_rate);
+  success.classList.toggle('good', t.success_rate !== null && t.success_rate >= 0.95);
+  success.classList.toggle('poor', t.success_rate !== null && t.success_rate < 0.8);
+  $('kpi-p50').textContent = fmtMs(t.p50_ms);
+  $('kpi-p95').textContent = fmtMs(t.p95_ms);
+  $('kpi-queue').textContent = q.durable ? fmtInt(q.depth) : 'not durable';
+  if (q.durable && typeof q.dead === 'number') setDeadCount(q.dead);
+
+  const b = stats.buckets;
+  drawChart($('chart-receipts'), b, [{ name: 'receipts', key: (m) => m.receipts, kind: 'bar' }], { label: 'Receipts per minute' });
+  drawChart($('chart-runs'), b, [
+    { name: 'succeeded', key: (m) => m.succeeded, kind: 'bar', cls: 'ok', stack: true },
+    { name: 'failed', key: (m) => m.failed, kind: 'bar', cls: 'bad', stack: true },
+  ], { label: 'Runs per minute' });
+  drawChart($('chart-success'), b, [{
+    name: 'success rate',
+    key: (m) => (m.runs > 0 ? m.succeeded / m.runs : null),
+    kind: 'line',
+    cls: 'ok',
+    format: fmtPct,
+  }], { label: 'Success rate per minute', fixedMax: 1, ticks: [0, 0.25, 0.5, 0.75, 1], tickFormat: (v) => `${v * 100}%`, empty: 'no finished runs in the last hour' });
+  drawChart($('chart-latency'), b, [
+    { name: 'p50', key: (m) => m.p50_ms, kind: 'line', format: fmtMs },
+    { name: 'p95', key: (m) => m.p95_ms, kind: 'line', cls: 'p95', format: fmtMs },
+  ], { label: 'Run time p50 and p95', tickFormat: fmtMs, empty: 'no finished runs in the last hour' });
+  if (q.durable) {
+    drawChart($('chart-queue'), b, [{ name: 'queue depth', key: (m) => m.queue_depth, kind: 'bar' }], { label: 'Queue depth', empty: 'the queue has been empty' });
+  } else {
+    const box = $('chart-queue');
+    clear(box);
+    box.append(el('div', { class: 'notice' }, 'Receipts are not stored ([inbox] durable = false): there is no queue.'));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------
+
+function triggerText(job) {
+  const d = job.trigger_detail || {};
+  if (d.cron !== undefined) return `cron ${d.cron}`;
+  if (d.success !== undefined) return `after ${d.success} succeeds`;
+  if (d.failure !== undefined) return `after ${d.failure} fails`;
+  if (d.criteria !== undefined) return `criteria ${JSON.stringify(d.criteria)}`;
+  return job.trigger_kind || '';
+}
+
+function renderJobs(jobs) {
+  const table = $('jobs-table');
+  const body = table.tBodies[0];
+  clear(body);
+  if (!jobs.length) body.append(emptyRow(table, 'The project has no jobs.'));
+  for (const job of jobs) {
+    const last = job.last_run;
+    const lastCell = last
+      ? el('td', {},
+        el('button', { type: 'button', class: 'link', 'data-run-id': last.id, onclick: () => openRun(last.id) }, pill(last.status)),
+        ' ', el('span', { class: 'sub', title: fmtTime(last.started_at) }, fmtAgo(last.started_at)))
+      : el('td', {}, pill('never', 'none'));
+    let rateCell;
+    if (job.success_rate === null || job.success_rate === undefined) {
+      rateCell = el('td', { class: 'muted' }, '–');
+    } else {
+      const fill = el('span');
+      fill.style.width = `${Math.round(job.success_rate * 100)}%`;
+      rateCell = el('td', {}, el('span', { class: 'meter' }, fill), fmtPct(job.success_rate),
+        el('span', { class: 'sub' }, ` of ${fmtInt(job.recent_runs)}`));
+    }
+    body.append(el('tr', { 'data-job': job.name },
+      el('td', {}, el('strong', {}, job.name), job.has_credential ? el('div', { class: 'sub' }, 'has a credential') : null),
+      el('td', {}, el('div', {}, job.trigger), el('div', { class: 'sub truncate', title: triggerText(job) }, triggerText(job))),
+      el('td', { class: 'mono small' }, job.adaptor),
+      lastCell,
+      rateCell,
+      el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: () => openJobState(job.name) }, 'View state')),
+    ));
+  }
+  // The runs filter lists the jobs.
+  const select = $('filter-job');
+  const chosen = select.value;
+  const names = jobs.map((j) => j.name);
+  const have = Array.from(select.options).slice(1).map((o) => o.value);
+  if (names.join('\n') !== have.join('\n')) {
+    while (select.options.length > 1) select.remove(1);
+    for (const name of names) select.append(el('option', { value: name }, name));
+    select.value = names.includes(chosen) ? chosen : '';
+  }
+}
+
+async function openJobState(name) {
+  openDrawer(`State of ${name}`);
+  const body = $('drawer-body');
+  const reply = await api(`/api/jobs/${encodeURIComponent(name)}/state`);
+  clear(body);
+  body.append(el('p', { class: 'muted' }, 'The job\'s last successful final state (what its next cron run starts from). Credentials are never stored.'));
+  if (reply.status === 200) {
+    body.append(el('pre', { class: 'block light', id: 'job-state' }, pretty(reply.body)));
+  } else if (reply.status === 404) {
+    body.append(el('p', { class: 'notice' }, 'No successful run yet.'));
+  } else {
+    body.append(el('p', { class: 'notice' }, errorText(reply)));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Runs
+// ---------------------------------------------------------------------------
+
+function runsQuery() {
+  const params = new URLSearchParams({ limit: '100' });
+  if ($('filter-job').value) params.set('job', $('filter-job').value);
+  if ($('filter-status').value) params.set('status', $('filter-status').value);
+  return `/api/runs?${params}`;
+}
+
+function renderRuns(runs) {
+  const table = $('runs-table');
+  const body = table.tBodies[0];
+  clear(body);
+  if (!runs.length) body.append(emptyRow(table, 'No runs match.'));
+  for (const run of runs) {
+    const row = el('tr', { 'data-run-id': run.id, 'data-status': run.status, tabindex: 0 },
+      el('td', {}, pill(run.status)),
+      el('td', {}, el('strong', {}, run.job)),
+      el('td', {}, run.trigger),
+      el('td', { title: run.started_at }, fmtTime(run.started_at)),
+      el('td', { class: 'num' }, run.status === 'running' ? 'running…' : fmtMs(run.duration_ms)),
+      el('td', { class: 'num' }, run.exit_code === null || run.exit_code === undefined ? '–' : String(run.exit_code)),
+      el('td', { class: 'mono small', title: run.id }, shortId(run.id)));
+    if (state.openRun === run.id) row.classList.add('selected');
+    row.addEventListener('click', () => openRun(run.id));
+    row.addEventListener('keydown', (e) => { if (e.key === 'Enter') openRun(run.id); });
+    body.append(row);
+  }
+  $('runs-count').textContent = `${runs.length} shown (newest first)`;
+}
+
+async function openRun(id) {
+  state.openRun = id;
+  for (const tr of document.querySelectorAll('#runs-table tbody tr')) {
+    tr.classList.toggle('selected', tr.getAttribute('data-run-id') === id);
+  }
+  openDrawer('Run');
+  const body = $('drawer-body');
+  body.setAttribute('data-run-id', id);
+  const reply = await api(`/api/runs/${encodeURIComponent(id)}`);
+  if (state.openRun !== id) return;
+  clear(body);
+  if (reply.status !== 200) {
+    body.append(el('p', { class: 'notice' }, errorText(reply)));
+    return;
+  }
+  const run = reply.body;
+  $('drawer-title').textContent = `Run of ${run.job}`;
+  body.append(
+    el('dl', { class: 'facts', id: 'run-facts' },
+      el('dt', {}, 'Status'), el('dd', {}, pill(run.status)),
+      el('dt', {}, 'Run id'), el('dd', { class: 'mono' }, run.id),
+      el('dt', {}, 'Job'), el('dd', {}, run.job),
+      el('dt', {}, 'Trigger'), el('dd', {}, run.trigger),
+      el('dt', {}, 'Started'), el('dd', {}, fmtTime(run.started_at)),
+      el('dt', {}, 'Finished'), el('dd', {}, fmtTime(run.finished_at)),
+      el('dt', {}, 'Duration'), el('dd', {}, fmtMs(run.duration_ms)),
+      el('dt', {}, 'Exit code'), el('dd', {}, run.exit_code === null ? '–' : String(run.exit_code)),
+      run.reason ? [el('dt', {}, 'Reason'), el('dd', {}, run.reason)] : null),
+    el('h3', {}, 'Log'),
+    el('pre', { class: 'block', id: 'run-log' }, (run.log || []).join('\n') || '(no output)'),
+    el('h3', {}, 'Final state'),
+    el('pre', { class: 'block light', id: 'run-state' }, run.state === null || run.state === undefined ? '(none)' : pretty(run.state)),
+    el('div', { class: 'actions' },
+      el('button', { type: 'button', class: 'secondary', onclick: () => retryRun(run.id) }, 'Run again with the same input')),
+  );
+}
+
+async function retryRun(id) {
+  const reply = await api(`/api/runs/${encodeURIComponent(id)}/retry`, { method: 'POST' });
+  if (reply.status === 202) {
+    toast(`Started run ${shortId(reply.body.run_id)}`);
+    refresh();
+  } else {
+    toast(errorText(reply), true);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Plugins and dead letters
+// ---------------------------------------------------------------------------
+
+function renderPlugins(plugins) {
+  const table = $('plugins-table');
+  const body = table.tBodies[0];
+  clear(body);
+  if (!plugins.length) body.append(emptyRow(table, 'No plugins are loaded.'));
+  for (const p of plugins) {
+    const status = p.status || 'unknown';
+    body.append(el('tr', { 'data-plugin': p.name },
+      el('td', {}, el('strong', {}, p.name), p.file ? el('div', { class: 'sub mono' }, p.file) : null),
+      el('td', {}, p.kind || '–'),
+      el('td', {}, pill(status, status === 'active' ? 'active' : status === 'disabled' ? 'disabled' : 'failed')),
+      el('td', { class: 'num' }, fmtInt(p.calls)),
+      el('td', { class: 'num' }, fmtInt(p.failures)),
+      el('td', { class: 'truncate', title: p.last_error || p.error || '' }, p.last_error || p.error || '–'),
+      el('td', { title: p.loaded_at || '' }, p.loaded_at ? fmtAgo(p.loaded_at) : '–'),
+    ));
+  }
+}
+
+function setDeadCount(n) {
+  const badge = $('dead-count');
+  badge.textContent = String(n);
+  badge.hidden = !(n > 0);
+}
+
+function renderDead(reply) {
+  const table = $('dead-table');
+  const body = table.tBodies[0];
+  clear(body);
+  if (reply.status === 404) {
+    body.append(emptyRow(table, 'Receipts are not stored ([inbox] durable = false), so there is no dead-letter list.'));
+    return;
+  }
+  if (reply.status !== 200) {
+    body.append(emptyRow(table, errorText(reply)));
+    return;
+  }
+  const messages = reply.body;
+  setDeadCount(messages.length);
+  if (!messages.length) body.append(emptyRow(table, 'No dead letters: every stored receipt was handled.'));
+  for (const m of messages) {
+    const button = el('button', { type: 'button', class: 'primary' }, 'Retry');
+    button.addEventListener('click', () => retryMessage(m.id, button));
+    const text = JSON.stringify(m.body);
+    body.append(el('tr', { 'data-message-id': m.id },
+      el('td', { class: 'mono small', title: m.id }, shortId(m.id)),
+      el('td', {}, m.source),
+      el('td', { class: 'num' }, fmtInt(m.attempts)),
+      el('td', {}, fmtTime(m.enqueued_at_ms)),
+      el('td', { class: 'truncate', title: m.last_error || '' }, m.last_error || '–'),
+      el('td', { class: 'mono small truncate', title: text }, text),
+      el('td', {}, button),
+    ));
+  }
+}
+
+async function retryMessage(id, button) {
+  button.disabled = true;
+  const reply = await api(`/api/messages/${encodeURIComponent(id)}/retry`, { method: 'POST' });
+  if (reply.status === 202) {
+    toast(`Receipt ${shortId(id)} is queued again`);
+  } else {
+    toast(errorText(reply), true);
+    button.disabled = false;
+  }
+  refresh();
+}
+
+// ---------------------------------------------------------------------------
+// Drawer, tabs, refresh loop
+// ---------------------------------------------------------------------------
+
+function openDrawer(title) {
+  $('drawer-title').textContent = title;
+  const body = $('drawer-body');
+  body.removeAttribute('data-run-id');
+  clear(body);
+  body.append(el('p', { class: 'muted' }, 'Loading…'));
+  $('drawer').hidden = false;
+}
+
+function closeDrawer() {
+  $('drawer').hidden = true;
+  state.openRun = null;
+  for (const tr of document.querySelectorAll('#runs-table tbody tr.selected')) tr.classList.remove('selected');
+}
+
+const state = { tab: 'overview', openRun: null, timer: null, busy: false, again: false };
+
+const loaders = {
+  async overview() {
+    const reply = await api('/api/stats');
+    if (reply.status !== 200) throw new Error(errorText(reply));
+    renderOverview(reply.body);
+  },
+  async jobs() {
+    const reply = await api('/api/jobs');
+    if (reply.status !== 200) throw new Error(errorText(reply));
+    renderJobs(reply.body);
+  },
+  async runs() {
+    if ($('filter-job').options.length <= 1) await loaders.jobs();
+    const reply = await api(runsQuery());
+    if (reply.status !== 200) throw new Error(errorText(reply));
+    renderRuns(reply.body);
+  },
+  async plugins() {
+    const reply = await api('/api/plugins');
+    if (reply.status !== 200) throw new Error(errorText(reply));
+    renderPlugins(reply.body);
+  },
+  async dead() {
+    renderDead(await api('/api/messages?status=dead&limit=200'));
+  },
+};
+
+function setLive(mode, text) {
+  const dot = $('live-dot');
+  dot.className = `live-dot ${mode === 'ok' ? 'on' : mode === 'error' ? 'off' : ''}`;
+  $('live-text').textContent = text || (mode === 'locked' ? 'API key needed' : '');
+  $('forget-key').hidden = !(keyStore.get() || keyStore.memory);
+}
+
+async function refresh() {
+  if (!$('key-overlay').hidden) return;
+  if (state.busy) {
+    // A filter or tab changed mid-request: load again once this one ends.
+    state.again = true;
+    return;
+  }
+  state.busy = true;
+  state.again = false;
+  try {
+    await loaders[state.tab]();
+    setLive('ok', `live · updated ${new Date().toLocaleTimeString()}`);
+    document.body.setAttribute('data-loaded', state.tab);
+  } catch (e) {
+    if (!(e instanceof Unauthorized)) setLive('error', `update failed: ${e.message}`);
+  } finally {
+    state.busy = false;
+    if (state.again) refresh();
+  }
+}
+
+function showTab(tab) {
+  if (!loaders[tab]) tab = 'overview';
+  state.tab = tab;
+  document.body.removeAttribute('data-loaded');
+  for (const a of document.querySelectorAll('.tabs a')) a.classList.toggle('active', a.dataset.tab === tab);
+  for (const view of document.querySelectorAll('.view')) view.hidden = view.id !== `view-${tab}`;
+  refresh();
+}
+
+function start() {
+  setupKeyForm();
+  $('drawer-close').addEventListener('click', closeDrawer);
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !$('drawer').hidden) closeDrawer(); });
+  $('filter-job').addEventListener('change', refresh);
+  $('filter-status').addEventListener('change', refresh);
+  $('run-filters').addEventListener('submit', (e) => e.preventDefault());
+  window.addEventListener('hashchange', () => showTab(location.hash.slice(1)));
+  showTab(location.hash.slice(1) || 'overview');
+  state.timer = setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
+  let resizing = null;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => { if (state.tab === 'overview') refresh(); }, 200);
+  });
+}
+
+document.addEventListener('DOMContentLoaded', start);

@@ -303,7 +303,7 @@ function renderOverview(stats) {
   drawChart($('chart-latency'), b, [
     { name: 'p50', key: (m) => m.p50_ms, kind: 'line', format: fmtMs },
     { name: 'p95', key: (m) => m.p95_ms, kind: 'line', cls: 'p95', format: fmtMs },
-  ], { label: 'Run time p50 and p95', tickFormat: fmtMs, empty: 'no finished runs in the last hour' });
+  ], { label: 'Run time p50 and p95', tickFormat: (v) => (v === 0 ? '0' : fmtMs(v)), empty: 'no finished runs in the last hour' });
   if (q.durable) {
     drawChart($('chart-queue'), b, [{ name: 'queue depth', key: (m) => m.queue_depth, kind: 'bar' }], { label: 'Queue depth', empty: 'the queue has been empty' });
   } else {

@@ -198,6 +198,9 @@ try {
     check(saved.data && typeof saved.data.number === 'number', `double's state: ${JSON.stringify(saved)}`);
     await snapshotText();
     await page.click('#drawer-close');
+    const file = join(out, 'dashboard-jobs.png');
+    await page.screenshot({ path: file });
+    screenshots.push(file);
   });
 
   await step('the plugins panel lists the loaded plugins', async () => {
@@ -206,6 +209,9 @@ try {
     const rows = await page.$$eval('#plugins-table tbody tr[data-plugin]', (trs) => trs.length);
     check(rows === expected, `${rows} plugin rows for ${expected} plugins in /api/plugins`);
     await snapshotText();
+    const file = join(out, 'dashboard-plugins.png');
+    await page.screenshot({ path: file });
+    screenshots.push(file);
   });
 
   await step('the overview counts the hour\'s receipts and runs', async () => {

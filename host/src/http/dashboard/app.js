@@ -77,7 +77,11 @@ function toast(text, bad) {
 // ---------------------------------------------------------------------------
 
 const fmtInt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
-const fmtPct = (r) => (r === null || r === undefined ? '–' : `${(r * 100).toFixed(r === 1 ? 0 : 1)}%`);
+function fmtPct(r) {
+  if (r === null || r === undefined) return '–';
+  const pct = r * 100;
+  return `${Number.isInteger(pct) ? pct : pct.toFixed(1)}%`;
+}
 
 function fmtMs(ms) {
   if (ms === null || ms === undefined) return '–';
@@ -147,6 +151,13 @@ async function api(path, options) {
     throw new Unauthorized('unauthorized');
   }
   return { status: res.status, body };
+}
+
+/** Wraps an async click handler: a refused key opens the key form, any other failure shows a toast. */
+function guarded(fn) {
+  return (...args) => fn(...args).catch((e) => {
+    if (!(e instanceof Unauthorized)) toast(`Failed: ${e.message}`, true);
+  });
 }
 
 function errorText(reply) {
@@ -335,7 +346,7 @@ function renderJobs(jobs) {
     const last = job.last_run;
     const lastCell = last
       ? el('td', {},
-        el('button', { type: 'button', class: 'link', 'data-run-id': last.id, onclick: () => openRun(last.id) }, pill(last.status)),
+        el('button', { type: 'button', class: 'link', 'data-run-id': last.id, onclick: () => openRunSafely(last.id) }, pill(last.status)),
         ' ', el('span', { class: 'sub', title: fmtTime(last.started_at) }, fmtAgo(last.started_at)))
       : el('td', {}, pill('never', 'none'));
     let rateCell;
@@ -353,7 +364,7 @@ function renderJobs(jobs) {
       el('td', { class: 'mono small' }, job.adaptor),
       lastCell,
       rateCell,
-      el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: () => openJobState(job.name) }, 'View state')),
+      el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: () => guarded(openJobState)(job.name) }, 'View state')),
     ));
   }
   // The runs filter lists the jobs.
@@ -409,8 +420,8 @@ function renderRuns(runs) {
       el('td', { class: 'num' }, run.exit_code === null || run.exit_code === undefined ? '–' : String(run.exit_code)),
       el('td', { class: 'mono small', title: run.id }, shortId(run.id)));
     if (state.openRun === run.id) row.classList.add('selected');
-    row.addEventListener('click', () => openRun(run.id));
-    row.addEventListener('keydown', (e) => { if (e.key === 'Enter') openRun(run.id); });
+    row.addEventListener('click', () => openRunSafely(run.id));
+    row.addEventListener('keydown', (e) => { if (e.key === 'Enter') openRunSafely(run.id); });
     body.append(row);
   }
   $('runs-count').textContent = `${runs.length} shown (newest first)`;
@@ -449,9 +460,11 @@ async function openRun(id) {
     el('h3', {}, 'Final state'),
     el('pre', { class: 'block light', id: 'run-state' }, run.state === null || run.state === undefined ? '(none)' : pretty(run.state)),
     el('div', { class: 'actions' },
-      el('button', { type: 'button', class: 'secondary', onclick: () => retryRun(run.id) }, 'Run again with the same input')),
+      el('button', { type: 'button', class: 'secondary', onclick: () => guarded(retryRun)(run.id) }, 'Run again with the same input')),
   );
 }
+
+const openRunSafely = guarded(openRun);
 
 async function retryRun(id) {
   const reply = await api(`/api/runs/${encodeURIComponent(id)}/retry`, { method: 'POST' });
@@ -509,7 +522,7 @@ function renderDead(reply) {
   if (!messages.length) body.append(emptyRow(table, 'No dead letters: every stored receipt was handled.'));
   for (const m of messages) {
     const button = el('button', { type: 'button', class: 'primary' }, 'Retry');
-    button.addEventListener('click', () => retryMessage(m.id, button));
+    button.addEventListener('click', () => guarded(retryMessage)(m.id, button));
     const text = JSON.stringify(m.body);
     body.append(el('tr', { 'data-message-id': m.id },
       el('td', { class: 'mono small', title: m.id }, shortId(m.id)),

@@ -2,8 +2,11 @@
 // playwright-core, against a running service started by
 // tests/e2e/dashboard.rs on the project tests/projects/dashboard.
 //
-//   node dashboard.mjs --url http://127.0.0.1:PORT/ --out DIR
+//   node dashboard.mjs --url http://127.0.0.1:PORT/ --out DIR [--admin-key KEY]
 //
+// With --admin-key (a service started with ADMIN_API_KEY=KEY), the page must
+// first ask for the key, refuse a wrong one, and work once given the right
+// one; the script's own API calls send the key too.
 // It loads the page, sends receipts to /inbox, waits for their runs to show
 // up in the runs panel, opens one and reads its log and final state, checks
 // every panel and chart, retries a dead letter, and saves screenshots into
@@ -28,6 +31,8 @@ function option(name, fallback) {
 
 const base = new URL(option('url'));
 const out = option('out');
+const adminKey = option('admin-key', '');
+const keyHeaders = adminKey ? { 'x-api-key': adminKey } : {};
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 mkdirSync(out, { recursive: true });
 
@@ -47,7 +52,7 @@ async function step(name, fn) {
 async function postReceipt(body) {
   const res = await fetch(new URL('/inbox', base), {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...keyHeaders },
     body: JSON.stringify(body),
   });
   check(res.status === 202, `POST /inbox answered ${res.status}: ${await res.text()}`);
@@ -55,7 +60,7 @@ async function postReceipt(body) {
 }
 
 async function getJson(path) {
-  const res = await fetch(new URL(path, base));
+  const res = await fetch(new URL(path, base), { headers: keyHeaders });
   check(res.ok, `GET ${path} answered ${res.status}`);
   return res.json();
 }
@@ -93,6 +98,22 @@ try {
     check(res.status() === 200, `GET / answered ${res.status()}`);
     const csp = res.headers()['content-security-policy'] || '';
     check(csp.startsWith("default-src 'self'"), `GET / has no strict CSP: "${csp}"`);
+    if (adminKey) {
+      // The shell loads without a key; its first API call is refused.
+      await page.waitForSelector('#key-overlay:not([hidden])', { timeout: WAIT_MS });
+      await page.fill('#key-input', `${adminKey}-wrong`);
+      await page.click('#key-form button[type="submit"]');
+      await page.waitForFunction(() => !document.getElementById('key-overlay').hidden
+        && document.getElementById('key-reason').textContent.includes('refused'), null, { timeout: WAIT_MS });
+      // The browser logs each refused request (401) as a console error: expected here.
+      problems.length = 0;
+      await page.fill('#key-input', adminKey);
+      await page.click('#key-form button[type="submit"]');
+      await page.waitForSelector('#key-overlay[hidden]', { timeout: WAIT_MS });
+      const kept = await page.evaluate(() => sessionStorage.getItem('microservice.adminKey'));
+      check(kept === adminKey, 'the key is not kept in sessionStorage');
+      check(await page.isVisible('#forget-key'), 'no way to forget the key');
+    }
     await page.waitForSelector('body[data-loaded="overview"]', { timeout: WAIT_MS });
     const charts = await page.$$eval('.chart-box', (boxes) => boxes.map((b) => ({
       id: b.id, svg: Boolean(b.querySelector('svg')), points: b.dataset.points,
@@ -234,6 +255,7 @@ try {
   await step('no secret reached the page', async () => {
     for (const text of seenText) {
       for (const secret of SECRETS) check(!text.includes(secret), `the page showed a credential value: ${secret}`);
+      if (adminKey) check(!text.includes(adminKey), 'the page showed the admin key');
     }
   });
 

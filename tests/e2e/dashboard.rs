@@ -219,12 +219,12 @@ fn browser_dir() -> PathBuf {
         .unwrap_or_else(|e| panic!("installing the browser test's packages failed:\n{e}"))
 }
 
-#[test]
-fn the_dashboard_works_in_headless_chromium() {
+/// Runs `tests/browser/dashboard.mjs` against `svc`, with screenshots in
+/// `$CARGO_TARGET_TMPDIR/<name>/`, and fails with everything it printed.
+fn run_browser_test(svc: &Service, name: &str, extra: &[&str]) {
     let chromium = chromium();
     let dir = browser_dir();
-    let svc = Launch::new(PROJECT).start();
-    let out = scratch_dir().join("dashboard");
+    let out = scratch_dir().join(name);
     std::fs::create_dir_all(&out).unwrap();
     let log_path = out.join("browser.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -235,6 +235,7 @@ fn the_dashboard_works_in_headless_chromium() {
         .arg(svc.url("/"))
         .arg("--out")
         .arg(&out)
+        .args(extra)
         .env("CHROMIUM", &chromium)
         .current_dir(&dir)
         .stdin(Stdio::null())
@@ -276,4 +277,10 @@ fn the_dashboard_works_in_headless_chromium() {
         );
         println!("screenshot: {}", shot.display());
     }
+}
+
+#[test]
+fn the_dashboard_works_in_headless_chromium() {
+    let svc = Launch::new(PROJECT).start();
+    run_browser_test(&svc, "dashboard", &[]);
 }

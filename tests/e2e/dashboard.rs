@@ -53,6 +53,8 @@ fn the_page_and_its_assets_are_served_with_a_strict_csp() {
 
     for (file, kind) in [
         ("app.js", "text/javascript"),
+        ("dom.js", "text/javascript"),
+        ("charts.js", "text/javascript"),
         ("style.css", "text/css"),
         ("favicon.svg", "image/svg+xml"),
     ] {

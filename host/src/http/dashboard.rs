@@ -39,11 +39,21 @@ const INDEX: Asset = Asset {
 };
 
 /// Served under `/dashboard/{name}`.
-const ASSETS: [Asset; 3] = [
+const ASSETS: [Asset; 5] = [
     Asset {
         name: "app.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("dashboard/app.js"),
+    },
+    Asset {
+        name: "dom.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("dashboard/dom.js"),
+    },
+    Asset {
+        name: "charts.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("dashboard/charts.js"),
     },
     Asset {
         name: "style.css",

@@ -5,117 +5,15 @@
 // - the admin API key, when the service asks for one (401), is kept in
 //   sessionStorage for this tab only and sent as `x-api-key`;
 // - nothing is loaded from anywhere but this service.
-'use strict';
+// DOM helpers are in dom.js, the SVG charts in charts.js.
+
+import {
+  $, el, clear, pill, emptyRow, toast, fmtInt, fmtPct, fmtMs, fmtTime, fmtAgo, shortId, pretty,
+} from './dom.js';
+import { drawChart } from './charts.js';
 
 const REFRESH_MS = 5000;
 const KEY_STORAGE = 'microservice.adminKey';
-const SVG_NS = 'http://www.w3.org/2000/svg';
-
-const $ = (id) => document.getElementById(id);
-
-// ---------------------------------------------------------------------------
-// DOM helpers: text only.
-// ---------------------------------------------------------------------------
-
-/** An element with attributes and children (strings become text nodes). */
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  setAttrs(node, attrs);
-  append(node, children);
-  return node;
-}
-
-function svg(tag, attrs, ...children) {
-  const node = document.createElementNS(SVG_NS, tag);
-  setAttrs(node, attrs);
-  append(node, children);
-  return node;
-}
-
-function setAttrs(node, attrs) {
-  for (const [name, value] of Object.entries(attrs || {})) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name.startsWith('on') && typeof value === 'function') {
-      node.addEventListener(name.slice(2), value);
-    } else {
-      node.setAttribute(name, String(value));
-    }
-  }
-}
-
-function append(node, children) {
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-}
-
-function clear(node) {
-  while (node.firstChild) node.removeChild(node.firstChild);
-}
-
-function pill(text, kind) {
-  return el('span', { class: `pill ${kind || text}` }, text);
-}
-
-function emptyRow(table, text) {
-  const cols = table.tHead.rows[0].cells.length;
-  return el('tr', {}, el('td', { class: 'empty-row', colspan: cols }, text));
-}
-
-function toast(text, bad) {
-  const t = $('toast');
-  t.textContent = text;
-  t.className = bad ? 'toast bad' : 'toast';
-  t.hidden = false;
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { t.hidden = true; }, 4000);
-}
-
-// ---------------------------------------------------------------------------
-// Formatting
-// ---------------------------------------------------------------------------
-
-const fmtInt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
-function fmtPct(r) {
-  if (r === null || r === undefined) return '–';
-  const pct = r * 100;
-  return `${Number.isInteger(pct) ? pct : pct.toFixed(1)}%`;
-}
-
-function fmtMs(ms) {
-  if (ms === null || ms === undefined) return '–';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
-  return `${(ms / 60000).toFixed(1)} min`;
-}
-
-function fmtTime(value) {
-  if (value === null || value === undefined || value === '') return '–';
-  const d = new Date(value);
-  if (Number.isNaN(d.getTime())) return String(value);
-  return d.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
-}
-
-function fmtAgo(value) {
-  const d = new Date(value);
-  if (Number.isNaN(d.getTime())) return '';
-  const s = Math.max(0, Math.round((Date.now() - d.getTime()) / 1000));
-  if (s < 60) return `${s}s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
-  return `${Math.floor(s / 86400)}d ago`;
-}
-
-const shortId = (id) => (typeof id === 'string' && id.length > 13 ? `${id.slice(0, 8)}…${id.slice(-4)}` : String(id));
-
-function pretty(value) {
-  try {
-    return JSON.stringify(value, null, 2);
-  } catch (_) {
-    return String(value);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // API access, with the admin key when the service wants one.
@@ -189,99 +87,6 @@ function setupKeyForm() {
     keyStore.forget();
     refresh();
   });
-}
-
-// ---------------------------------------------------------------------------
-// Charts: plain SVG, redrawn on every refresh.
-// ---------------------------------------------------------------------------
-
-const CHART = { left: 48, right: 10, top: 10, bottom: 24 };
-
-/** A rounded-up axis maximum and its ticks. */
-function niceScale(max) {
-  if (!(max > 0)) return { max: 1, ticks: [0, 1] };
-  const raw = max / 4;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw);
-  const top = Math.ceil(max / step) * step;
-  const ticks = [];
-  for (let v = 0; v <= top + step / 2; v += step) ticks.push(Number(v.toPrecision(12)));
-  return { max: top, ticks };
-}
-
-/**
- * Draws series over the buckets into `box`.
- * series: [{key(bucket) -> number|null, kind: 'bar'|'line', cls, stack}]
- */
-function drawChart(box, buckets, series, opts) {
-  const { left, right, top, bottom } = CHART;
-  // Drawn at the box's own pixel size, so text is never stretched.
-  const w = Math.max(240, box.clientWidth || 640);
-  const h = Math.max(120, box.clientHeight || 180);
-  const innerW = w - left - right;
-  const innerH = h - top - bottom;
-  const n = buckets.length;
-  const slot = innerW / Math.max(n, 1);
-  const stackTotals = buckets.map((b) => series.filter((s) => s.stack).reduce((sum, s) => sum + (s.key(b) || 0), 0));
-  const lineMax = Math.max(0, ...buckets.flatMap((b) => series.filter((s) => !s.stack).map((s) => s.key(b) || 0)));
-  const scale = opts.fixedMax ? { max: opts.fixedMax, ticks: opts.ticks } : niceScale(Math.max(lineMax, ...stackTotals));
-  const y = (v) => top + innerH - (v / scale.max) * innerH;
-  const x = (i) => left + i * slot + slot / 2;
-
-  const root = svg('svg', { viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: 'img', 'aria-label': opts.label });
-  for (const t of scale.ticks) {
-    root.append(svg('line', { class: 'grid-line', x1: left, x2: w - right, y1: y(t), y2: y(t) }));
-    root.append(svg('text', { class: 'tick', x: left - 6, y: y(t) + 4, 'text-anchor': 'end' }, opts.tickFormat ? opts.tickFormat(t) : fmtInt(t)));
-  }
-  root.append(svg('line', { class: 'axis', x1: left, x2: w - right, y1: top + innerH, y2: top + innerH }));
-  // Time labels: every 15 minutes, and "now".
-  buckets.forEach((b, i) => {
-    const fromEnd = n - 1 - i;
-    if (fromEnd % 15 !== 0) return;
-    const label = fromEnd === 0 ? 'now' : `−${fromEnd}m`;
-    root.append(svg('text', { class: 'tick', x: x(i), y: h - 6, 'text-anchor': 'middle' }, label));
-  });
-
-  // Stacked bars.
-  const barW = Math.max(1, slot * 0.7);
-  const base = buckets.map(() => 0);
-  for (const s of series.filter((s) => s.kind === 'bar')) {
-    buckets.forEach((b, i) => {
-      const v = s.key(b) || 0;
-      if (v <= 0) return;
-      const y0 = y(base[i]);
-      const y1 = y(base[i] + v);
-      base[i] += v;
-      root.append(svg('rect', { class: `bar ${s.cls || ''}`, x: x(i) - barW / 2, y: y1, width: barW, height: Math.max(0.5, y0 - y1) }));
-    });
-  }
-  // Lines (gaps where a minute has no value).
-  for (const s of series.filter((s) => s.kind === 'line')) {
-    let d = '';
-    let pen = false;
-    buckets.forEach((b, i) => {
-      const v = s.key(b);
-      if (v === null || v === undefined) { pen = false; return; }
-      d += `${pen ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
-      pen = true;
-      root.append(svg('circle', { class: `dot ${s.cls || ''}`, cx: x(i), cy: y(v), r: 2.2 }));
-    });
-    if (d) root.append(svg('path', { class: `line ${s.cls || ''}`, d }));
-  }
-  // Hover targets with a native tooltip per minute.
-  buckets.forEach((b, i) => {
-    const time = new Date(b.start_ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    const lines = series.map((s) => `${s.name}: ${s.format ? s.format(s.key(b)) : fmtInt(s.key(b))}`);
-    root.append(svg('rect', { class: 'hit', x: left + i * slot, y: top, width: slot, height: innerH },
-      svg('title', {}, `${time}\n${lines.join('\n')}`)));
-  });
-  const hasData = buckets.some((b) => series.some((s) => { const v = s.key(b); return v !== null && v !== undefined && v > 0; }));
-  if (!hasData) {
-    root.append(svg('text', { class: 'empty', x: left + innerW / 2, y: top + innerH / 2, 'text-anchor': 'middle' }, opts.empty || 'nothing in the last hour'));
-  }
-  clear(box);
-  box.append(root);
-  box.dataset.points = String(n);
 }
 
 function renderOverview(stats) {

@@ -109,7 +109,7 @@ try {
       problems.length = 0;
       await page.fill('#key-input', adminKey);
       await page.click('#key-form button[type="submit"]');
-      await page.waitForSelector('#key-overlay[hidden]', { timeout: WAIT_MS });
+      await page.waitForSelector('#key-overlay', { state: 'hidden', timeout: WAIT_MS });
       const kept = await page.evaluate(() => sessionStorage.getItem('microservice.adminKey'));
       check(kept === adminKey, 'the key is not kept in sessionStorage');
       check(await page.isVisible('#forget-key'), 'no way to forget the key');

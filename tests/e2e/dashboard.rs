@@ -286,3 +286,17 @@ fn the_dashboard_works_in_headless_chromium() {
     let svc = Launch::new(PROJECT).start();
     run_browser_test(&svc, "dashboard", &[]);
 }
+
+/// With `ADMIN_API_KEY`, the page (open, it holds no data) asks for the key
+/// on its first refused API call, refuses a wrong one, and works with the
+/// right one, which it sends with every call. Needs the API keys of
+/// `http::auth` (issue 6's other half).
+#[test]
+fn the_dashboard_asks_for_the_admin_key_and_sends_it() {
+    const KEY: &str = "dashboard-admin-key-5521";
+    let svc = Launch::new(PROJECT).env("ADMIN_API_KEY", KEY).start();
+    assert_eq!(svc.get("/").status, 200, "the page itself needs no key");
+    assert_eq!(svc.get("/api/stats").status, 401, "its data does");
+    run_browser_test(&svc, "dashboard-admin-key", &["--admin-key", KEY]);
+    assert!(!svc.logs().contains(KEY), "the key reached the service log");
+}

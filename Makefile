@@ -9,11 +9,18 @@ help:
 	@echo "make image   docker build -t openfn-microservice . (needs a Docker engine; see Deploy in the README)"
 
 # What a fresh Debian machine with rustup, node and npm lacks: the wasm
-# target for plugins. (npm packages are installed by the service itself.)
+# target for plugins, and Debian's Chromium for the dashboard's browser test.
+# (npm packages are installed by the service itself; the browser test runs
+# `npm ci` in tests/browser when its node_modules is missing.)
 setup:
-	@command -v node >/dev/null || { echo "node is required (Node.js 18 or newer)"; exit 1; }
+	@command -v node >/dev/null || { echo "node is required (Node.js 18 or newer; 20 for the browser test)"; exit 1; }
 	@command -v npm >/dev/null || { echo "npm is required"; exit 1; }
 	rustup target add wasm32-wasip2
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		echo "installing Debian's chromium for the dashboard's browser test"; \
+		$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; \
+	fi
 
 # The first-party plugins, built from source into the default project.
 plugins: setup

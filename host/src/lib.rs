@@ -9,7 +9,7 @@
 //! The data path, in the order a receipt travels it:
 //! - [`settings`]: the process environment (`PORT`, `PROJECT_DIR`, ...).
 //! - [`project`]: `project.toml`, parsed and validated before anything serves.
-//! - [`http`]: the hyper server, `/inbox` and the JSON API.
+//! - [`http`]: the hyper server, `/inbox`, the JSON API and the dashboard.
 //! - [`queue`]: receipts kept in the message store before the 202, then
 //!   delivered, retried or dead-lettered.
 //! - [`criteria`]: deep-containment matching of receipts against criteria.

@@ -122,7 +122,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         queue: queue.clone(),
         stopping: stop.clone(),
         api_keys: settings.api_keys.clone(),
+        activity: Default::default(),
     });
+    tokio::spawn(http::stats::sample_queue(app.clone(), stop.clone()));
     let grace = project.engine.shutdown_grace;
     let server = tokio::spawn(http::serve(listener, app, stop.clone(), grace));
 

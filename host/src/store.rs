@@ -88,6 +88,33 @@ pub struct RunEnd<'a> {
     pub state: Option<&'a Value>,
 }
 
+/// A finished run as the dashboard's per-minute statistics count it.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedRun {
+    /// Unix minute (seconds / 60) of `finished_at`.
+    pub minute: i64,
+    pub success: bool,
+    pub duration_ms: i64,
+}
+
+/// The newest run of a job, for `GET /api/jobs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    pub id: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// How a job has been doing lately: its newest run and its last finished ones.
+#[derive(Debug, Clone, Default)]
+pub struct JobHealth {
+    pub last_run: Option<LastRun>,
+    /// Finished runs counted (at most the `recent` asked for).
+    pub finished: u64,
+    pub succeeded: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct RunFilter {
     pub job: Option<String>,
@@ -116,6 +143,7 @@ CREATE TABLE IF NOT EXISTS runs (
     input TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, id);
+CREATE INDEX IF NOT EXISTS runs_by_finished ON runs (finished_at);
 CREATE TABLE IF NOT EXISTS job_state (
     job TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -248,6 +276,68 @@ impl Store {
         .await
     }
 
+    /// Runs that finished at or after `since` (RFC 3339, as the records hold
+    /// it), by the minute they finished in. Served by the `finished_at` index.
+    pub async fn finished_since(&self, since: &str) -> Result<Vec<FinishedRun>, StoreError> {
+        let since = since.to_string();
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT CAST(strftime('%s', finished_at) AS INTEGER) / 60, status = 'success', COALESCE(duration_ms, 0)
+                 FROM runs WHERE finished_at >= ?1",
+            )?;
+            let rows = stmt.query_map([since], |r| {
+                Ok(FinishedRun {
+                    minute: r.get(0)?,
+                    success: r.get(1)?,
+                    duration_ms: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Each job's newest run and how many of its last `recent` finished runs
+    /// succeeded, in the order of `jobs`; one blocking trip for all of them.
+    pub async fn job_health(
+        &self,
+        jobs: Vec<String>,
+        recent: u32,
+    ) -> Result<Vec<JobHealth>, StoreError> {
+        self.with(move |c| {
+            let mut last = c.prepare_cached(
+                "SELECT id, status, started_at, finished_at FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1",
+            )?;
+            let mut rate = c.prepare_cached(
+                "SELECT COUNT(*), COALESCE(SUM(status = 'success'), 0) FROM
+                 (SELECT status FROM runs WHERE job = ?1 AND status != 'running' ORDER BY id DESC LIMIT ?2)",
+            )?;
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in &jobs {
+                let last_run = last
+                    .query_row([job], |r| {
+                        let status: String = r.get(1)?;
+                        Ok(LastRun {
+                            id: r.get(0)?,
+                            status: RunStatus::parse(&status).unwrap_or(RunStatus::Failure),
+                            started_at: r.get(2)?,
+                            finished_at: r.get(3)?,
+                        })
+                    })
+                    .optional()?;
+                let (finished, succeeded): (i64, i64) =
+                    rate.query_row(params![job, recent], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                out.push(JobHealth {
+                    last_run,
+                    finished: finished as u64,
+                    succeeded: succeeded as u64,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// A run's job, trigger and input state, for running it again.
     pub async fn run_input(&self, id: &str) -> Result<Option<(String, String, Value)>, StoreError> {
         let id = id.to_string();
@@ -363,6 +453,82 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(failed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn finished_runs_by_minute_and_job_health() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let runs = [
+            (
+                "01",
+                "a",
+                RunStatus::Success,
+                "2026-01-01T00:00:59.999Z",
+                10,
+            ),
+            (
+                "02",
+                "a",
+                RunStatus::Failure,
+                "2026-01-01T00:01:00.000Z",
+                30,
+            ),
+            (
+                "03",
+                "a",
+                RunStatus::Success,
+                "2026-01-01T00:01:30.500Z",
+                20,
+            ),
+        ];
+        for (id, job, status, finished_at, duration_ms) in runs {
+            store
+                .start_run(id, job, "t", "2026-01-01T00:00:00.000Z", &json!({}))
+                .await
+                .unwrap();
+            store
+                .finish_run(RunEnd {
+                    id,
+                    job,
+                    status,
+                    exit_code: Some(0),
+                    reason: None,
+                    finished_at,
+                    duration_ms,
+                    log: &[],
+                    state: None,
+                })
+                .await
+                .unwrap();
+        }
+        store
+            .start_run("04", "a", "t", "2026-01-01T00:02:00.000Z", &json!({}))
+            .await
+            .unwrap();
+
+        let since = store
+            .finished_since("2026-01-01T00:01:00.000Z")
+            .await
+            .unwrap();
+        let mut got: Vec<_> = since
+            .iter()
+            .map(|r| (r.minute, r.success, r.duration_ms))
+            .collect();
+        got.sort();
+        let minute = 1_767_225_600 / 60 + 1;
+        assert_eq!(got, [(minute, false, 30), (minute, true, 20)]);
+
+        let health = store
+            .job_health(vec!["a".into(), "b".into()], 2)
+            .await
+            .unwrap();
+        let last = health[0].last_run.as_ref().unwrap();
+        assert_eq!((last.id.as_str(), last.status), ("04", RunStatus::Running));
+        // The last two finished runs: 03 succeeded, 02 failed.
+        assert_eq!((health[0].finished, health[0].succeeded), (2, 1));
+        assert!(health[1].last_run.is_none());
+        assert_eq!((health[1].finished, health[1].succeeded), (0, 0));
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ mod cli;
 mod config;
 mod credentials;
 mod cron;
+mod dashboard;
 mod deploy;
 mod engine;
 mod flows;

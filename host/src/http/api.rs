@@ -1,4 +1,4 @@
-//! The read-only JSON API: jobs, job states and runs.
+//! The JSON API: jobs, job states, runs, stored receipts and plugins.
 //!
 //! States come from the store, which only ever holds them without
 //! `configuration`; this module adds nothing secret on its way out.
@@ -14,12 +14,22 @@ use crate::store::{RunFilter, RunStatus, StoreError};
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
-pub fn jobs(app: &App) -> Response<Body> {
+/// How many of a job's latest finished runs its `success_rate` counts.
+const RECENT_RUNS: u32 = 100;
+
+/// `GET /api/jobs`: each job's configuration, newest run and recent success rate.
+pub async fn jobs(app: &App) -> Response<Body> {
     let p = app.dispatcher.project();
+    let names: Vec<String> = p.jobs.keys().cloned().collect();
+    let health = match app.dispatcher.store().job_health(names, RECENT_RUNS).await {
+        Ok(h) => h,
+        Err(e) => return store_failed(e),
+    };
     let jobs: Vec<Value> = p
         .jobs
         .values()
-        .map(|job| {
+        .zip(health)
+        .map(|(job, health)| {
             let kind = &p.triggers[&job.trigger].kind;
             let detail = match kind {
                 TriggerKind::Criteria(c) => json!({ "criteria": c }),
@@ -27,6 +37,8 @@ pub fn jobs(app: &App) -> Response<Body> {
                 TriggerKind::Success(up) => json!({ "success": up }),
                 TriggerKind::Failure(up) => json!({ "failure": up }),
             };
+            let rate =
+                (health.finished > 0).then(|| health.succeeded as f64 / health.finished as f64);
             json!({
                 "name": job.name,
                 "adaptor": job.adaptor.to_string(),
@@ -35,6 +47,9 @@ pub fn jobs(app: &App) -> Response<Body> {
                 "trigger_detail": detail,
                 "has_credential": job.credential.is_some(),
                 "timeout_ms": p.timeout_of(job).as_millis() as u64,
+                "last_run": health.last_run,
+                "success_rate": rate,
+                "recent_runs": health.finished,
             })
         })
         .collect();

@@ -66,6 +66,7 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
     let jobs = app.dispatcher.matching_jobs(&message);
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     info!(matched = ?names, bytes = bytes.len(), "receipt");
+    app.activity.receipt();
     let sync = app.endpoint_style == EndpointStyle::Sync;
     let Some(queue) = &app.queue else {
         // Not durable: run straight away.

@@ -1,17 +1,22 @@
 //! The HTTP server: accept loop, routing and JSON responses.
 //!
 //! Routes: `POST /inbox` ([`inbox`]), `GET /healthz` and `/readyz`
-//! ([`health`]), `GET /metrics` ([`metrics`]) and the JSON API under `/api`
-//! ([`api`]); [`auth`] checks API keys before any of them runs. Every answer is JSON, bad input is a 4xx with
+//! ([`health`]), `GET /metrics` ([`metrics`]), the JSON API under `/api`
+//! ([`api`], [`stats`]) and the dashboard's static page at `/`
+//! ([`dashboard`]); [`auth`] checks API keys before any of them runs.
+//! Every API answer is JSON, bad input is a 4xx with
 //! `{"errors": [...]}`, and nothing a client sends can make this module
 //! panic or answer 500 (only a failure of the service itself does). On
 //! shutdown it stops accepting and lets open requests finish.
 
 mod api;
 mod auth;
+mod dashboard;
 mod health;
 mod inbox;
 mod metrics;
+mod minutes;
+pub mod stats;
 
 pub use auth::ApiKeys;
 
@@ -51,6 +56,8 @@ pub struct App {
     /// Cancelled when shutdown begins; `/readyz` then answers 503.
     pub stopping: CancellationToken,
     pub api_keys: ApiKeys,
+    /// Per-minute figures for the dashboard's overview (`/api/stats`).
+    pub activity: stats::Activity,
 }
 
 /// Serves until `stop` fires, then waits up to `grace` for open requests.
@@ -121,7 +128,10 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["metrics"]) => metrics::scrape(app).await,
         (&Method::GET, ["healthz"]) => health::live(),
         (&Method::GET, ["readyz"]) => health::ready(app),
-        (&Method::GET, ["api", "jobs"]) => api::jobs(app),
+        (&Method::GET, [""]) => dashboard::page(&req),
+        (&Method::GET, ["dashboard", file]) => dashboard::asset(&req, file),
+        (&Method::GET, ["api", "stats"]) => stats::stats(app, req.uri().query()).await,
+        (&Method::GET, ["api", "jobs"]) => api::jobs(app).await,
         (&Method::GET, ["api", "jobs", name, "state"]) => api::job_state(app, name).await,
         (&Method::GET, ["api", "runs"]) => api::runs(app, req.uri().query()).await,
         (&Method::GET, ["api", "runs", id]) => api::run(app, id).await,
@@ -134,7 +144,10 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
         (
             _,
-            ["healthz"]
+            [""]
+            | ["dashboard", _]
+            | ["api", "stats"]
+            | ["healthz"]
             | ["readyz"]
             | ["metrics"]
             | ["api", "jobs"]

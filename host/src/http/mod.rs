@@ -101,16 +101,13 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
 
 async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
-    let segments: Vec<String> = path
+    // Borrowed unless a segment holds an escape: `/inbox` allocates nothing here.
+    let segments: Vec<std::borrow::Cow<str>> = path
         .trim_matches('/')
         .split('/')
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
         .collect();
-    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     let method = req.method().clone();
     let scope = auth::scope_of(segs[0]);
     if let Some(refused) = app.api_keys.refusal(scope, req.headers()) {

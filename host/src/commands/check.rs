@@ -8,10 +8,9 @@
 
 use std::process::ExitCode;
 
-use super::plugin::{unreadable, wasm_files};
+use super::plugin::{inspector, unreadable, wasm_files};
 use crate::packages::Packages;
 use crate::plugins::Kind;
-use crate::plugins::inspect::Inspector;
 use crate::project::Project;
 use crate::settings::Settings;
 
@@ -41,11 +40,7 @@ pub fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let specs = project
-        .as_ref()
-        .map(|p| p.plugins.clone())
-        .unwrap_or_default();
-    let inspector = Inspector::new(&settings.project_dir, &settings.data_dir, specs.clone())?;
+    let inspector = inspector(settings, project.as_ref())?;
     let files = wasm_files(&settings.plugins_dir)?;
     let mut persistence = Vec::new();
     let (mut loading, mut disabled) = (0usize, 0usize);
@@ -96,7 +91,7 @@ pub fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    for spec in specs.values() {
+    for spec in project.iter().flat_map(|p| p.plugins.values()) {
         if spec.enabled && !files.iter().any(|f| f.ends_with(&spec.file)) {
             eprintln!(
                 "warning: {}: [plugins.{}] names {}, which is not in {} (it is loaded when it appears)",

@@ -15,11 +15,7 @@ use crate::settings::Settings;
 
 pub fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     let project = project_if_any(settings)?;
-    let specs = project
-        .as_ref()
-        .map(|p| p.plugins.clone())
-        .unwrap_or_default();
-    let inspector = Inspector::new(&settings.project_dir, &settings.data_dir, specs.clone())?;
+    let inspector = inspector(settings, project.as_ref())?;
     let files = wasm_files(&settings.plugins_dir)?;
     let mut rows = Vec::new();
     for file in &files {
@@ -51,7 +47,7 @@ pub fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    for spec in specs.values() {
+    for spec in project.iter().flat_map(|p| p.plugins.values()) {
         if spec.enabled && !files.iter().any(|f| f.ends_with(&spec.file)) {
             println!(
                 "[plugins.{}] names {}, which is not in the folder",
@@ -64,11 +60,7 @@ pub fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
 
 pub fn inspect(settings: &Settings, file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let project = project_if_any(settings)?;
-    let specs = project
-        .as_ref()
-        .map(|p| p.plugins.clone())
-        .unwrap_or_default();
-    let inspector = Inspector::new(&settings.project_dir, &settings.data_dir, specs)?;
+    let inspector = inspector(settings, project.as_ref())?;
     let i = inspector.inspect(file).map_err(anyhow::Error::msg)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&i)?);
@@ -132,6 +124,15 @@ fn grants_source(settings: &Settings) -> String {
 }
 
 /// The `.wasm` files of the plugins folder, sorted; none if it is missing.
+/// The judge of plugins under `project`'s grants (none without a project).
+pub(super) fn inspector(
+    settings: &Settings,
+    project: Option<&crate::project::Project>,
+) -> anyhow::Result<Inspector> {
+    let specs = project.map(|p| p.plugins.clone()).unwrap_or_default();
+    Inspector::new(&settings.project_dir, &settings.data_dir, specs)
+}
+
 pub(super) fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{BIN, packages_dir, temp_dir};
 
-/// The original microservice's fixtures, next to the repository.
+/// The original microservice's fixtures (tests/projects/fixtures/openfn-microservice).
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/openfn-microservice")
+    // Copied into the repository (see its README): CI runs on a bare clone.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/projects/fixtures/openfn-microservice")
 }
 
 /// A command of the binary with a project's environment; runs in `dir` so

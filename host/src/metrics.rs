@@ -131,11 +131,11 @@ pub fn get() -> &'static Metrics {
 
 impl Metrics {
     fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("microservice");
         let receipts = Family::<OutcomeLabels, Counter>::default();
         let by_outcome =
             Outcome::ALL.map(|outcome| receipts.get_or_create(&OutcomeLabels { outcome }).clone());
-        let m = Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("microservice"),
             by_outcome,
             receipts,
             runs: Family::default(),
@@ -147,8 +147,9 @@ impl Metrics {
             plugin_seconds: Family::new_with_constructor(call_buckets),
             workers_idle: Gauge::default(),
             engine_slots: Gauge::default(),
-            registry: Registry::default(),
         };
+        // Disjoint fields: the registry is written while the families are read.
+        let registry = &mut m.registry;
         let info = Family::<VersionLabels, Gauge>::default();
         info.get_or_create(&VersionLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -201,7 +202,7 @@ impl Metrics {
             "Runs allowed at once ([engine] concurrency)",
             m.engine_slots.clone(),
         );
-        Metrics { registry, ..m }
+        m
     }
 
     pub fn receipt(&self, outcome: Outcome) {

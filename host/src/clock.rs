@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat};
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -13,5 +13,13 @@ pub fn now_ms() -> u64 {
 }
 
 pub fn now_rfc3339() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+    rfc3339(now_ms())
+}
+
+/// Unix ms as the run records write times (`2026-01-01T00:00:00.000Z`), so
+/// a time computed from milliseconds compares with a stored one as text.
+pub fn rfc3339(ms: u64) -> String {
+    DateTime::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }

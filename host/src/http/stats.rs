@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::minutes::PerMinute;
 use super::{App, Body, error, json};
-use crate::clock::now_ms;
+use crate::clock::{now_ms, rfc3339};
 use crate::store::FinishedRun;
 
 /// Minutes in the window (the current one included).
@@ -268,16 +267,10 @@ fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
     Some(sorted[rank - 1])
 }
 
-/// Unix ms as the run records write times (`2026-01-01T00:00:00.000Z`).
-fn rfc3339(ms: u64) -> String {
-    DateTime::from_timestamp_millis(ms as i64)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{percentile, rfc3339};
+    use super::percentile;
+    use crate::clock::rfc3339;
 
     #[test]
     fn nearest_rank_percentiles() {

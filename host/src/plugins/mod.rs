@@ -59,7 +59,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -447,7 +446,7 @@ impl PluginHost {
             hash,
             pre,
             grants,
-            loaded_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            loaded_at: crate::clock::now_rfc3339(),
             from_cache,
         })
     }

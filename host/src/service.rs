@@ -19,7 +19,7 @@ use crate::dispatch::Dispatcher;
 use crate::engine::worker::PoolConfig;
 use crate::engine::{CliEngine, Engine, WorkerPool};
 use crate::http::{self, App};
-use crate::packages::Packages;
+use crate::packages::{Packages, Progress};
 use crate::plugins::persistence::MessageStore;
 use crate::plugins::{self, MessageSink, PluginHost};
 use crate::project::Project;
@@ -38,17 +38,22 @@ pub fn package_specs(project: &Project) -> Vec<AdaptorSpec> {
     specs
 }
 
-async fn install_packages(settings: &Settings, project: &Project) -> anyhow::Result<()> {
+/// Installs what of `specs` is missing from `PACKAGES_DIR` (creating it),
+/// telling `progress` about each step; returns how many were installed.
+pub async fn install_packages(
+    settings: &Settings,
+    specs: &[AdaptorSpec],
+    progress: impl Fn(Progress<'_>),
+) -> anyhow::Result<usize> {
     std::fs::create_dir_all(&settings.packages_dir).with_context(|| {
         format!(
             "could not create PACKAGES_DIR {}",
             settings.packages_dir.display()
         )
     })?;
-    Packages::new(&settings.packages_dir)
-        .ensure(&package_specs(project), |p| info!("{p}"))
-        .await?;
-    Ok(())
+    Ok(Packages::new(&settings.packages_dir)
+        .ensure(specs, progress)
+        .await?)
 }
 
 /// `microservice serve`: runs until SIGTERM or Ctrl-C.
@@ -61,7 +66,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         "project loaded"
     );
     prepare_data_dir(&settings)?;
-    install_packages(&settings, &project).await?;
+    install_packages(&settings, &package_specs(&project), |p| info!("{p}")).await?;
     let store = Store::open(&settings.data_dir.join("microservice.db"))?;
     let engine = engine(
         &settings,

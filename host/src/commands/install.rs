@@ -12,27 +12,18 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::packages::{Packages, Progress};
+use crate::packages::Progress;
 use crate::project::{CredentialEnv, Project};
-use crate::service::package_specs;
+use crate::service::{install_packages, package_specs};
 use crate::settings::Settings;
 
 pub async fn install(settings: &Settings) -> anyhow::Result<ExitCode> {
     let project = Project::load_with(&settings.project_dir, CredentialEnv::Skip)?;
     let specs = package_specs(&project);
-    std::fs::create_dir_all(&settings.packages_dir).with_context(|| {
-        format!(
-            "could not create PACKAGES_DIR {}",
-            settings.packages_dir.display()
-        )
-    })?;
     let display = Display::new(std::io::stderr().is_terminal());
-    let installed = Packages::new(&settings.packages_dir)
-        .ensure(&specs, |p| display.show(p))
-        .await;
+    let installed = install_packages(settings, &specs, |p| display.show(p)).await;
     display.finish();
     let installed = installed?;
     let dir = settings.packages_dir.display();

@@ -20,10 +20,10 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
 use crate::engine::{FailureKind, RunRequest};
-use crate::packages::{Packages, Progress};
+use crate::packages::Progress;
 use crate::project::{Project, TriggerKind};
 use crate::redact::{Redactor, strip_configuration};
-use crate::service::{EngineDirs, engine, package_specs};
+use crate::service::{EngineDirs, engine, install_packages, package_specs};
 use crate::settings::Settings;
 
 /// Exit code of a run killed at its timeout, as `timeout(1)` uses.
@@ -76,20 +76,12 @@ pub async fn run(
         explain_default_state(&project, &job.trigger, name);
     }
 
-    let packages = Packages::new(&settings.packages_dir);
-    std::fs::create_dir_all(&settings.packages_dir).with_context(|| {
-        format!(
-            "could not create PACKAGES_DIR {}",
-            settings.packages_dir.display()
-        )
-    })?;
-    packages
-        .ensure(&package_specs(&project), |p| {
-            if !matches!(p, Progress::Present { .. }) {
-                eprintln!("{p}");
-            }
-        })
-        .await?;
+    install_packages(settings, &package_specs(&project), |p| {
+        if !matches!(p, Progress::Present { .. }) {
+            eprintln!("{p}");
+        }
+    })
+    .await?;
 
     let tmp = settings.tmp_dir();
     std::fs::create_dir_all(&tmp).with_context(|| format!("could not create {}", tmp.display()))?;

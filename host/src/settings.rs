@@ -112,8 +112,26 @@ impl Settings {
         })
     }
 
+    /// Reads the process environment. Folders are made absolute against the
+    /// working directory here, once: node resolves a relative `require` path
+    /// against the requiring script, not the working directory, so a
+    /// relative `PACKAGES_DIR` (the default under `./project`) would break
+    /// the worker engine.
     pub fn from_env() -> Result<Self, SettingsError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let mut settings = Self::from_lookup(|name| std::env::var(name).ok())?;
+        for (name, dir) in [
+            ("PROJECT_DIR", &mut settings.project_dir),
+            ("DATA_DIR", &mut settings.data_dir),
+            ("PACKAGES_DIR", &mut settings.packages_dir),
+            ("PLUGINS_DIR", &mut settings.plugins_dir),
+        ] {
+            *dir = std::path::absolute(&*dir).map_err(|e| SettingsError {
+                name,
+                value: dir.display().to_string(),
+                why: format!("cannot be made absolute: {e}"),
+            })?;
+        }
+        Ok(settings)
     }
 
     pub fn tmp_dir(&self) -> PathBuf {

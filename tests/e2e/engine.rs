@@ -172,3 +172,20 @@ fn temp_dirs_are_removed_after_runs() {
         "per-run temp dirs left behind: {entries:?}"
     );
 }
+
+/// `PROJECT_DIR=./project` (the original's default) and a relative
+/// `PACKAGES_DIR`: node resolves a relative `require` against the worker
+/// script, so the service must hand it absolute paths.
+#[test]
+fn relative_folders_in_the_environment_still_run_jobs() {
+    let svc = crate::harness::Launch::new(crate::INBOX_PROJECT)
+        .in_root()
+        .env("PROJECT_DIR", "./project")
+        .env("DATA_DIR", "./project/.microservice")
+        // Both live in the scratch dir: the packages are one level up.
+        .env("PACKAGES_DIR", "../e2e-packages")
+        .start();
+    assert_eq!(svc.post_json("/inbox", crate::harness::RECEIPT).status, 202);
+    let runs = crate::harness::wait_for_runs(&svc, "job-1", "success", 1);
+    assert_eq!(runs.len(), 1, "{runs:?}\n{}", svc.log_tail());
+}

@@ -290,6 +290,9 @@ pub struct Launch {
     files: Vec<(String, Vec<u8>)>,
     env: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
+    /// Start the binary in the temporary root (so relative paths in the
+    /// environment resolve against it) instead of the test's directory.
+    in_root: bool,
 }
 
 /// The directories a launch writes: `root/project` is `PROJECT_DIR`.
@@ -310,7 +313,14 @@ impl Launch {
             files: Vec::new(),
             env: Vec::new(),
             data_dir: None,
+            in_root: false,
         }
+    }
+
+    /// Runs the binary with the temporary root as its working directory.
+    pub fn in_root(mut self) -> Launch {
+        self.in_root = true;
+        self
     }
 
     /// An extra file, path relative to the project directory (may use `..`
@@ -394,6 +404,9 @@ impl Launch {
         let root = dirs._root.path().display().to_string();
         for (k, v) in &self.env {
             cmd.env(k, v.replace("{root}", &root));
+        }
+        if self.in_root {
+            cmd.current_dir(dirs._root.path());
         }
         cmd.spawn()
             .unwrap_or_else(|e| panic!("spawning {BIN}: {e}"))

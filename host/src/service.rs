@@ -224,7 +224,7 @@ fn start_plugins(
             info!(source, matched = ?names, "message from a trigger plugin");
             match queue.get() {
                 Some(q) => {
-                    if let Err(f) = q.submit(body.to_string(), &source, None, false).await {
+                    if let Err(f) = q.submit(body.to_string(), body, &source, None, false).await {
                         warn!(source, cause = %f.message, "could not store a trigger plugin's message; it is lost");
                     }
                 }

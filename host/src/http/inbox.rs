@@ -91,7 +91,10 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
         return finished(reports);
     };
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    match queue.submit(text, "inbox", idempotency_key, sync).await {
+    match queue
+        .submit(text, message, "inbox", idempotency_key, sync)
+        .await
+    {
         Err(f) => {
             let secs = f
                 .retry_after_ms

@@ -43,7 +43,8 @@ struct Live {
 
 /// The call to make, as data, so one function can run them all.
 enum Call<'a> {
-    Enqueue(&'a [Message], u64),
+    /// Messages, how many of them to store leased, for how long, now.
+    Enqueue(&'a [Message], u32, u64, u64),
     Lease(u32, u64, u64),
     Ack(&'a str, u64),
     AckMany(&'a [String], u64),
@@ -98,12 +99,19 @@ impl MessageStore {
         Ok(live.as_ref().map(|l| l.opened).expect("ensured"))
     }
 
+    /// Stores `messages`, the first `lease_first` of them already leased to
+    /// the caller for `lease_ms`.
     pub async fn enqueue(
         &self,
         messages: &[Message],
+        lease_first: u32,
+        lease_ms: u64,
         now_ms: u64,
     ) -> Result<Vec<String>, CallFailure> {
-        match self.call(Call::Enqueue(messages, now_ms)).await? {
+        match self
+            .call(Call::Enqueue(messages, lease_first, lease_ms, now_ms))
+            .await?
+        {
             Answer::Ids(ids) => Ok(ids),
             _ => unreachable!("enqueue answers ids"),
         }
@@ -253,8 +261,8 @@ impl MessageStore {
         let outcome = plugin
             .guard(timeout, async {
                 Ok(match call {
-                    Call::Enqueue(m, now) => api
-                        .call_enqueue(&mut *store, m, now)
+                    Call::Enqueue(m, first, lease, now) => api
+                        .call_enqueue(&mut *store, m, first, lease, now)
                         .await?
                         .map(Answer::Ids),
                     Call::Lease(max, lease, now) => api

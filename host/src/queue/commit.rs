@@ -5,10 +5,12 @@
 //! sync is in flight the next batch gathers: durability costs one sync per
 //! batch, not per request. Acknowledgements are grouped the same way.
 
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use super::Queue;
+use super::pump::{self, Body, Delivery};
 use crate::clock::now_ms;
 use crate::plugins::CallFailure;
 use crate::plugins::persistence::NewMessage;
@@ -18,15 +20,25 @@ const BATCH: usize = 512;
 
 pub struct Pending {
     message: NewMessage,
+    /// The body already parsed, for delivering it straight from here.
+    body: Value,
     reply: oneshot::Sender<Result<String, CallFailure>>,
 }
 
-pub async fn submit(queue: &Queue, message: NewMessage) -> Result<String, CallFailure> {
+pub async fn submit(
+    queue: &Queue,
+    message: NewMessage,
+    body: Value,
+) -> Result<String, CallFailure> {
     let (reply, answer) = oneshot::channel();
     queue
         .inner
         .commits
-        .send(Pending { message, reply })
+        .send(Pending {
+            message,
+            body,
+            reply,
+        })
         .await
         .map_err(|_| CallFailure::unavailable("the message store is shutting down".into()))?;
     answer.await.map_err(|_| {
@@ -34,27 +46,70 @@ pub async fn submit(queue: &Queue, message: NewMessage) -> Result<String, CallFa
     })?
 }
 
+/// Stores batches. As many receipts of a batch as there are free delivery
+/// slots are stored already leased and delivered from memory at once: no
+/// `lease` call to fetch back what was just written, and no second parse of
+/// the body. The rest wait in the store, pending, for the delivery loop.
 pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
+    let inner = &queue.inner;
     let mut batch = Vec::with_capacity(BATCH);
     while pending.recv_many(&mut batch, BATCH).await > 0 {
+        let mut slots = Vec::new();
+        // Stopping: leave new receipts pending for the next start.
+        while slots.len() < batch.len() && !inner.stop.is_cancelled() {
+            match inner.in_flight.clone().try_acquire_owned() {
+                Ok(slot) => slots.push(slot),
+                Err(_) => break,
+            }
+        }
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut rest = Vec::with_capacity(batch.len());
         // Moved, not cloned: a receipt's body is copied into the store once.
-        let (messages, replies): (Vec<NewMessage>, Vec<_>) =
-            batch.drain(..).map(|p| (p.message, p.reply)).unzip();
-        debug!(size = messages.len(), "group commit");
-        let answers = match queue.inner.store.enqueue(&messages, now_ms()).await {
-            Ok(ids) if ids.len() == replies.len() => ids.into_iter().map(Ok).collect(),
+        for p in batch.drain(..) {
+            messages.push(p.message);
+            rest.push((p.body, p.reply));
+        }
+        debug!(size = messages.len(), leased = slots.len(), "group commit");
+        let stored = inner
+            .store
+            .enqueue(&messages, slots.len() as u32, inner.lease_ms, now_ms())
+            .await;
+        let ids = match stored {
+            Ok(ids) if ids.len() == rest.len() => ids,
             Ok(ids) => {
                 let why = format!(
                     "the store returned {} ids for {} messages",
                     ids.len(),
-                    replies.len()
+                    rest.len()
                 );
-                vec![Err(CallFailure::unavailable(why)); replies.len()]
+                for (_, reply) in rest {
+                    let _ = reply.send(Err(CallFailure::unavailable(why.clone())));
+                }
+                continue;
             }
-            Err(f) => vec![Err(f); replies.len()],
+            Err(f) => {
+                for (_, reply) in rest {
+                    let _ = reply.send(Err(f.clone()));
+                }
+                continue;
+            }
         };
-        for (reply, answer) in replies.into_iter().zip(answers) {
-            let _ = reply.send(answer);
+        let all_leased = slots.len() == ids.len();
+        let mut slots = slots.into_iter();
+        for ((id, message), (body, reply)) in ids.into_iter().zip(messages).zip(rest) {
+            let _ = reply.send(Ok(id.clone()));
+            if let Some(slot) = slots.next() {
+                let delivery = Delivery {
+                    waiter: pump::waiter_of(&message.metadata),
+                    id,
+                    attempt: 1,
+                    body: Body::Parsed(body),
+                };
+                pump::start(&queue, delivery, slot);
+            }
+        }
+        if !all_leased {
+            inner.wake.notify_one();
         }
     }
 }

@@ -4,9 +4,11 @@
 //! 202, and it is only acknowledged there once its runs have finished, so a
 //! process killed at any moment loses nothing it accepted: the next start
 //! delivers whatever was not acknowledged. Writes from concurrent requests
-//! are grouped into one `enqueue` call (one sync) by [`commit`]; delivery,
-//! retries with backoff and the dead-letter list are in [`pump`]. This module
-//! never answers for a receipt the store did not keep.
+//! are grouped into one `enqueue` call (one sync) by [`commit`], which also
+//! hands as many of them as there are free delivery slots straight to
+//! delivery, stored already leased. Leasing what else is pending, retries
+//! with backoff and the dead-letter list are in [`pump`]. This module never
+//! answers for a receipt the store did not keep.
 
 mod commit;
 mod pump;
@@ -58,9 +60,13 @@ struct Inner {
     /// Jobs of a message that need no further attempt (succeeded, or failed
     /// for good), so a retry re-runs only the ones that may still succeed.
     settled: Mutex<HashMap<String, Settled>>,
+    /// Delivery slots: receipts being delivered at once.
     in_flight: Arc<Semaphore>,
     /// How long a lease lasts: longer than any run can take.
     lease_ms: u64,
+    /// Stops delivery; deliveries run on `tracker` so a shutdown waits for them.
+    stop: CancellationToken,
+    tracker: TaskTracker,
 }
 
 enum KeyState {
@@ -147,22 +153,26 @@ impl Queue {
                 settled: Mutex::default(),
                 in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
                 lease_ms: lease.as_millis() as u64,
+                stop: stop.clone(),
+                tracker: tracker.clone(),
             }),
         };
         queue.rebuild_keys().await;
         // Not tracked: requests still in flight during a shutdown need their commits.
         tokio::spawn(commit::run(queue.clone(), pending));
         tokio::spawn(commit::acknowledge(queue.clone(), to_ack));
-        tracker.spawn(pump::run(queue.clone(), stop.clone(), tracker.clone()));
+        tracker.spawn(pump::run(queue.clone()));
         tracker.spawn(pump::compact(queue.clone(), retention, stop));
         Ok(queue)
     }
 
-    /// Stores a receipt (grouped with concurrent ones into one synced write).
-    /// With `wait`, also returns a receiver for the reports of its first attempt.
+    /// Stores a receipt (grouped with concurrent ones into one synced write):
+    /// `text` as received, `body` parsed from it. With `wait`, also returns a
+    /// receiver for the reports of its first attempt.
     pub async fn submit(
         &self,
-        body: String,
+        text: String,
+        body: Value,
         source: &str,
         idempotency_key: Option<String>,
         wait: bool,
@@ -215,11 +225,11 @@ impl Queue {
             rx
         });
         let message = NewMessage {
-            body,
+            body: text,
             source: source.to_string(),
             metadata,
         };
-        let stored = commit::submit(self, message).await;
+        let stored = commit::submit(self, message, body).await;
         if let (Some(key), Some(tx)) = (idempotency_key, claim) {
             let mut keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
             match &stored {
@@ -229,9 +239,7 @@ impl Queue {
             };
             tx.send_replace(Some(stored.clone()));
         }
-        let id = stored?;
-        self.inner.wake.notify_one();
-        Ok((Submitted::New(id), receiver))
+        Ok((Submitted::New(stored?), receiver))
     }
 
     /// How many stored receipts are in each status.

@@ -11,36 +11,80 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::{KEY_WAITER, Queue};
 use crate::clock::now_ms;
 use crate::dispatch::RunReport;
-use crate::plugins::persistence::Stored;
 
 /// How often the store is asked for due retries when nothing rang.
 const POLL: Duration = Duration::from_millis(500);
 /// Often enough that finished receipts never pile up in the store's memory.
 const COMPACT_EVERY: Duration = Duration::from_secs(60);
 
-pub async fn run(queue: Queue, stop: CancellationToken, tracker: TaskTracker) {
+/// A receipt on its way to its runs.
+pub(super) struct Delivery {
+    pub id: String,
+    /// Counts from 1.
+    pub attempt: u32,
+    pub body: Body,
+    /// The sync-mode request waiting for this attempt's reports, if any.
+    pub waiter: Option<String>,
+}
+
+pub(super) enum Body {
+    /// Fresh from `/inbox` or a trigger plugin, parsed there.
+    Parsed(Value),
+    /// Leased back from the store.
+    Stored(String),
+}
+
+pub(super) fn waiter_of(metadata: &[(String, String)]) -> Option<String> {
+    metadata
+        .iter()
+        .find(|(k, _)| k == KEY_WAITER)
+        .map(|(_, token)| token.clone())
+}
+
+/// Delivers in its own task, holding a delivery slot until it is done.
+pub(super) fn start(queue: &Queue, delivery: Delivery, slot: OwnedSemaphorePermit) {
+    let span = info_span!("delivery", message_id = %delivery.id, attempt = delivery.attempt);
+    let q = queue.clone();
+    queue.inner.tracker.spawn(
+        async move {
+            deliver(&q, delivery).await;
+            drop(slot);
+        }
+        .instrument(span),
+    );
+}
+
+/// Leases what the store holds pending (retries that came due, receipts
+/// stored while every slot was busy, what a previous process left).
+pub async fn run(queue: Queue) {
     let inner = &queue.inner;
+    let stop = &inner.stop;
     loop {
         tokio::select! {
             _ = inner.wake.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
             _ = stop.cancelled() => return,
         }
-        loop {
-            let free = inner.in_flight.available_permits();
-            if free == 0 || stop.is_cancelled() {
+        while !stop.is_cancelled() {
+            // Slots first, then as many messages as there are slots: a
+            // leased message must never wait for one.
+            let mut slots = Vec::new();
+            while let Ok(slot) = inner.in_flight.clone().try_acquire_owned() {
+                slots.push(slot);
+            }
+            if slots.is_empty() {
                 break;
             }
             let leased = match inner
                 .store
-                .lease(free as u32, inner.lease_ms, now_ms())
+                .lease(slots.len() as u32, inner.lease_ms, now_ms())
                 .await
             {
                 Ok(leased) => leased,
@@ -52,38 +96,39 @@ pub async fn run(queue: Queue, stop: CancellationToken, tracker: TaskTracker) {
             if leased.is_empty() {
                 break;
             }
-            for message in leased {
-                let Ok(permit) = inner.in_flight.clone().try_acquire_owned() else {
-                    break;
+            for (message, slot) in leased.into_iter().zip(slots) {
+                let delivery = Delivery {
+                    waiter: waiter_of(&message.message.metadata),
+                    attempt: message.attempts.max(1),
+                    id: message.id,
+                    body: Body::Stored(message.message.body),
                 };
-                let q = queue.clone();
-                let span =
-                    info_span!("delivery", message_id = %message.id, attempt = message.attempts);
-                tracker.spawn(
-                    async move {
-                        deliver(&q, message).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
+                start(&queue, delivery, slot);
             }
         }
     }
 }
 
-async fn deliver(queue: &Queue, message: Stored) {
+async fn deliver(queue: &Queue, delivery: Delivery) {
     let inner = &queue.inner;
     let store = &inner.store;
-    let id = message.id.clone();
-    let attempt = message.attempts.max(1);
-    let body: Value = match serde_json::from_str(&message.message.body) {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = store
-                .dead_letter(&id, &format!("the stored body is not JSON: {e}"), now_ms())
-                .await;
-            return;
-        }
+    let Delivery {
+        id,
+        attempt,
+        body,
+        waiter,
+    } = delivery;
+    let body: Value = match body {
+        Body::Parsed(v) => v,
+        Body::Stored(text) => match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = store
+                    .dead_letter(&id, &format!("the stored body is not JSON: {e}"), now_ms())
+                    .await;
+                return;
+            }
+        },
     };
     let settled_jobs = inner
         .settled
@@ -111,11 +156,7 @@ async fn deliver(queue: &Queue, message: Stored) {
         // A run panicked or was cancelled: leave the lease to run out.
         return;
     }
-    if let Some((_, token)) = message
-        .message
-        .metadata
-        .iter()
-        .find(|(k, _)| k == KEY_WAITER)
+    if let Some(token) = &waiter
         && let Some(waiter) = inner
             .waiters
             .lock()

@@ -3,11 +3,14 @@
 //!
 //! Config:
 //! - `dir`: default `/journal` (a guest path the operator grants, writable).
+//! - `max_done`: finished messages kept at most (default 1,000,000); the
+//!   oldest beyond it are forgotten before their retention ran out.
 //!
-//! The format is in `record.rs`, the store and its durability rules in
-//! `store.rs`. One instance owns the directory: two instances on the same
+//! The format is in `record.rs`, the file in `file.rs`, the store and its
+//! durability and memory rules in `store.rs`. One instance owns the directory: two instances on the same
 //! directory would corrupt it (WASI has no file locks to prevent that).
 
+mod file;
 mod record;
 mod store;
 
@@ -60,7 +63,15 @@ fn plugin_error(e: Error) -> PluginError {
 fn open_store() -> Result<Store, PluginError> {
     let dir = PathBuf::from(config("dir").unwrap_or_else(|| "/journal".to_string()));
     let nonce = wasi::random::random::get_random_u64();
-    let (store, report) = Store::open(&dir, nonce).map_err(plugin_error)?;
+    let (mut store, report) = Store::open(&dir, nonce).map_err(plugin_error)?;
+    if let Some(max) = config("max_done") {
+        let max = max.trim().parse::<u64>().map_err(|_| {
+            PluginError::Reject(format!(
+                "config `max_done` must be a whole number, not `{max}`"
+            ))
+        })?;
+        store.set_max_done(max);
+    }
     if report.skipped > 0 {
         host::log(
             Level::Warn,
@@ -96,6 +107,19 @@ fn open_store() -> Result<Store, PluginError> {
         ),
     );
     Ok(store)
+}
+
+/// Says so when finished messages had to be forgotten early.
+fn report_trimmed(store: &mut Store) {
+    let n = store.take_trimmed();
+    if n > 0 {
+        host::log(
+            Level::Warn,
+            &format!(
+                "{n} finished message(s) forgotten before their retention ran out: more than max_done are kept"
+            ),
+        );
+    }
 }
 
 /// Runs `f` on the store, opening it first if `open` was not called.
@@ -166,7 +190,12 @@ impl Guest for Journal {
         Ok(s)
     }
 
-    fn enqueue(messages: Vec<Message>, now_ms: u64) -> Result<Vec<String>, PluginError> {
+    fn enqueue(
+        messages: Vec<Message>,
+        lease_first: u32,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<String>, PluginError> {
         let msgs = messages
             .into_iter()
             .map(|m| Msg {
@@ -175,7 +204,7 @@ impl Guest for Journal {
                 metadata: m.metadata,
             })
             .collect();
-        with_store(|s| s.enqueue(msgs, now_ms))
+        with_store(|s| s.enqueue(msgs, lease_first, lease_ms, now_ms))
     }
 
     fn lease(max: u32, lease_ms: u64, now_ms: u64) -> Result<Vec<StoredMessage>, PluginError> {
@@ -183,11 +212,11 @@ impl Guest for Journal {
     }
 
     fn ack(id: String, now_ms: u64) -> Result<(), PluginError> {
-        with_store(|s| s.ack(&id, now_ms))
+        with_store(|s| s.ack(&id, now_ms).map(|()| report_trimmed(s)))
     }
 
     fn ack_many(ids: Vec<String>, now_ms: u64) -> Result<(), PluginError> {
-        with_store(|s| s.ack_many(&ids, now_ms))
+        with_store(|s| s.ack_many(&ids, now_ms).map(|()| report_trimmed(s)))
     }
 
     fn nack(
@@ -208,12 +237,12 @@ impl Guest for Journal {
     }
 
     fn list_messages(status: MessageStatus, limit: u32) -> Result<Vec<StoredMessage>, PluginError> {
-        with_store(|s| Ok(s.list(to_status(status), limit)))
+        with_store(|s| s.list(to_status(status), limit))
             .map(|v| v.into_iter().map(stored).collect())
     }
 
     fn get(id: String) -> Result<Option<StoredMessage>, PluginError> {
-        with_store(|s| Ok(s.get(&id))).map(|e| e.map(stored))
+        with_store(|s| s.get(&id)).map(|e| e.map(stored))
     }
 
     fn stats() -> Result<StoreStats, PluginError> {

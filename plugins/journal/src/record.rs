@@ -10,6 +10,8 @@
 //! appended; `compact` writes a new file of `put` records and renames it over
 //! the old one.
 
+use std::io::{self, Read, Seek, SeekFrom};
+
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"OFNJRNL1";
@@ -82,6 +84,9 @@ pub enum Op {
         /// Finished (done or dead) at.
         #[serde(default, skip_serializing_if = "is_zero_u64")]
         fin: u64,
+        /// Leased until (when `st` is leased: stored already leased by `enqueue`).
+        #[serde(default, skip_serializing_if = "is_zero_u64")]
+        lu: u64,
     },
     /// Leased until `until`; counts an attempt.
     Lease {
@@ -125,83 +130,79 @@ impl Op {
     }
 }
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
 /// CRC-32 (IEEE 802.3, the one of zip and PNG).
 pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in bytes {
-        c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
-    }
-    !c
+    crc32fast::hash(bytes)
 }
 
 /// Appends `op` as one framed record to `out`.
 pub fn encode(op: &Op, out: &mut Vec<u8>) {
-    let payload = serde_json::to_vec(op).expect("an Op always serializes");
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    serde_json::to_writer(&mut *out, op).expect("an Op always serializes");
+    let payload = &out[start + HEADER_LEN..];
+    let (len, crc) = (payload.len() as u32, crc32(payload));
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Reads the record at `buf[offset..]`: the op and the offset after it, or
-/// `None` if it is torn (short header or payload), garbled (length out of
-/// range, CRC mismatch) or undecodable.
-pub fn decode(buf: &[u8], offset: usize) -> Option<(Op, usize)> {
-    let rest = buf.get(offset..)?;
-    if rest.len() < HEADER_LEN {
-        return None;
+/// Reads the record at `offset`, where `reader` stands, in a file of
+/// `file_len` bytes: the op and the offset after it, or `None` if it is
+/// torn (short header or payload), garbled (length out of range, CRC
+/// mismatch) or undecodable. `buf` is scratch space, reused across calls.
+pub fn read<R: Read>(
+    reader: &mut R,
+    offset: u64,
+    file_len: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<(Op, u64)>> {
+    let rest = file_len.saturating_sub(offset);
+    if rest < HEADER_LEN as u64 {
+        return Ok(None);
     }
-    let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
-    let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
-    if len > MAX_PAYLOAD || rest.len() - HEADER_LEN < len {
-        return None;
+    let mut header = [0u8; HEADER_LEN];
+    reader.read_exact(&mut header)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
+    if len > MAX_PAYLOAD || rest - (HEADER_LEN as u64) < len as u64 {
+        return Ok(None);
     }
-    let payload = &rest[HEADER_LEN..HEADER_LEN + len];
-    if crc32(payload) != crc {
-        return None;
+    buf.clear();
+    buf.resize(len, 0);
+    reader.read_exact(buf)?;
+    if crc32(buf) != crc {
+        return Ok(None);
     }
-    let op = serde_json::from_slice(payload).ok()?;
-    Some((op, offset + HEADER_LEN + len))
+    let next = offset + (HEADER_LEN + len) as u64;
+    Ok(serde_json::from_slice(buf).ok().map(|op| (op, next)))
 }
 
-/// The outcome of reading a journal's records (after the magic).
+/// Where a scan stopped.
 #[derive(Debug, Default, PartialEq)]
-pub struct Scan {
-    pub ops: Vec<Op>,
+pub struct Scanned {
     /// Where the last good record ends: the file is cut there.
-    pub good_len: usize,
+    pub good_len: u64,
     /// The bad record at `good_len`, if any, plus the intact records that
     /// follow it and are dropped with it.
     pub skipped: u64,
 }
 
-/// Reads records from `start` until the end or the first bad one.
-pub fn scan(buf: &[u8], start: usize) -> Scan {
-    let mut ops = Vec::new();
+/// Hands each record from `start` to `on_op` (with its offset), until the
+/// end or the first bad one. One record is in memory at a time, so opening
+/// a large journal costs its index, not its size.
+pub fn scan<R: Read + Seek>(
+    reader: &mut R,
+    start: u64,
+    file_len: u64,
+    mut on_op: impl FnMut(Op, u64),
+) -> io::Result<Scanned> {
+    let mut buf = Vec::new();
     let mut offset = start;
-    while offset < buf.len() {
-        match decode(buf, offset) {
+    reader.seek(SeekFrom::Start(start))?;
+    while offset < file_len {
+        match read(reader, offset, file_len, &mut buf)? {
             Some((op, next)) => {
-                ops.push(op);
+                on_op(op, offset);
                 offset = next;
             }
             None => break,
@@ -209,34 +210,58 @@ pub fn scan(buf: &[u8], start: usize) -> Scan {
     }
     let good_len = offset;
     let mut skipped = 0;
-    if offset < buf.len() {
+    if offset < file_len {
         skipped = 1;
         // Count the intact records behind the bad one, if its length field
         // still frames them: they go too, the journal being append-only.
-        if buf.len() - offset >= HEADER_LEN {
-            let len = u32::from_le_bytes(buf[offset..offset + 4].try_into().unwrap()) as usize;
-            let mut next = offset + HEADER_LEN + len;
-            while len <= MAX_PAYLOAD && next < buf.len() {
-                match decode(buf, next) {
-                    Some((_, after)) => {
-                        skipped += 1;
-                        next = after;
+        if file_len - offset >= HEADER_LEN as u64 {
+            reader.seek(SeekFrom::Start(offset))?;
+            let mut len = [0u8; 4];
+            reader.read_exact(&mut len)?;
+            let len = u32::from_le_bytes(len) as u64;
+            let mut next = offset + HEADER_LEN as u64 + len;
+            if len <= MAX_PAYLOAD as u64 && next < file_len {
+                reader.seek(SeekFrom::Start(next))?;
+                while next < file_len {
+                    match read(reader, next, file_len, &mut buf)? {
+                        Some((_, after)) => {
+                            skipped += 1;
+                            next = after;
+                        }
+                        None => break,
                     }
-                    None => break,
                 }
             }
         }
     }
-    Scan {
-        ops,
-        good_len,
-        skipped,
-    }
+    Ok(Scanned { good_len, skipped })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scan of a whole buffer: the ops kept, where the good part ends,
+    /// how many records were skipped.
+    struct Scan {
+        ops: Vec<Op>,
+        good_len: usize,
+        skipped: u64,
+    }
+
+    fn scan(buf: &[u8], start: usize) -> Scan {
+        let mut ops = Vec::new();
+        let mut reader = io::Cursor::new(buf);
+        let scanned = super::scan(&mut reader, start as u64, buf.len() as u64, |op, _| {
+            ops.push(op)
+        })
+        .unwrap();
+        Scan {
+            ops,
+            good_len: scanned.good_len as usize,
+            skipped: scanned.skipped,
+        }
+    }
 
     fn ack(id: &str, t: u64) -> Op {
         Op::Ack {
@@ -265,6 +290,7 @@ mod tests {
                 nb: 0,
                 err: None,
                 fin: 0,
+                lu: 0,
             },
             Op::Lease {
                 id: "a".into(),
@@ -313,6 +339,7 @@ mod tests {
                 nb: 0,
                 err: None,
                 fin: 0,
+                lu: 0,
             },
             &mut buf,
         );

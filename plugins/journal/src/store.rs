@@ -1,4 +1,4 @@
-//! The message store: an in-memory index over an append-only journal file.
+//! The message store: an in-memory index over the journal file (`file.rs`).
 //! Plain `std::fs`, no WIT types: the tests run it on the build machine.
 //!
 //! Durability: `enqueue`, `nack`, `dead_letter` and `requeue` write their
@@ -8,25 +8,30 @@
 //! message is delivered again, which at-least-once delivery allows. (A sync
 //! per ack made acknowledging the bottleneck of a busy inbox.)
 //!
+//! `enqueue` can store messages already leased (their `put` record carries
+//! the lease), for a host that delivers them from its memory at once.
+//!
 //! Leases live in memory. While the store is open a lease runs out by time
 //! (`now >= leased-at + lease-ms`, noticed by the next `lease` call), and
 //! when the store is opened again every lease is gone: leased messages are
 //! pending again, keeping the attempts their lease records counted (a
 //! crash can lose the last, unsynced increments).
 //!
-//! Writes go at the end of the last good record: when a write or sync fails
-//! the file is cut back there (now, or before the next write if that fails
-//! too), so a half-written record never sits in front of later ones.
+//! Memory: only pending and leased messages keep their body, source and
+//! metadata in memory. A done or dead message keeps its place in the index
+//! (id, status, times, where its `put` record is) and is read back from the
+//! file when asked for, so the finished receipts a busy inbox keeps for the
+//! retention period cost tens of bytes each, whatever their size. Opening
+//! reads the file one record at a time. Done messages beyond `max_done`
+//! are forgotten early, oldest first, so memory stays bounded whatever the
+//! traffic: this store must never grow until the host's memory limit traps it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use crate::record::{self, MAGIC, Op, Status};
-
-pub const FILE_NAME: &str = "messages.journal";
-const COMPACT_NAME: &str = "messages.journal.compact";
+use crate::file::Journal;
+use crate::record::{Op, Status};
 
 #[derive(Debug, PartialEq)]
 pub enum Error {
@@ -35,13 +40,8 @@ pub enum Error {
     Reject(String),
     /// The disk failed us.
     Unavailable(String),
-    /// The file is not a journal.
+    /// The file is not a journal, or a record in it is unreadable.
     Other(String),
-}
-
-fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> Error {
-    let msg = format!("{what} {}", path.display());
-    move |e| Error::Unavailable(format!("{msg}: {e}"))
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +51,7 @@ pub struct Msg {
     pub metadata: Vec<(String, String)>,
 }
 
+/// A message as the store's callers see it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub id: String,
@@ -87,148 +88,76 @@ pub struct OpenReport {
     pub created: bool,
 }
 
-pub struct Store {
-    dir: PathBuf,
-    path: PathBuf,
-    /// `None` after a failed reopen (compaction): the next write retries.
-    file: Option<File>,
-    /// The file's length up to the end of its last good record.
-    good_len: u64,
-    /// A write failed and the file may hold a partial record after `good_len`.
-    needs_repair: bool,
+/// One message in the index.
+struct Slot {
+    id: Arc<str>,
+    status: Status,
+    attempts: u32,
+    enqueued_at: u64,
+    not_before: u64,
+    lease_until: u64,
+    finished_at: u64,
+    last_error: Option<Box<str>>,
+    /// Where its latest `put` record starts in the file.
+    offset: u64,
+    /// While pending or leased; otherwise read back from `offset`.
+    msg: Option<Box<Msg>>,
+}
+
+/// The in-memory state, apart from the file so replaying one can fill the other.
+#[derive(Default)]
+struct Index {
     /// By enqueue order.
-    entries: BTreeMap<u64, Entry>,
-    ids: HashMap<String, u64>,
+    slots: BTreeMap<u64, Slot>,
+    ids: HashMap<Arc<str>, u64>,
     /// Pending messages, by enqueue order.
     pending: BTreeSet<u64>,
     /// Leased messages by (lease end, enqueue order).
     leased: BTreeSet<(u64, u64)>,
     counts: [u64; 4],
     next_seq: u64,
+}
+
+pub struct Store {
+    file: Journal,
+    index: Index,
     nonce: u64,
     counter: u64,
     skipped: u64,
+    /// Messages forgotten since the file was last rewritten.
+    forgotten: u64,
+    /// The file's length after it was last rewritten (or opened).
+    rewritten_len: u64,
+    max_done: u64,
+    /// Done messages forgotten early (see `trim_done`), not yet reported.
+    trimmed: u64,
 }
 
-fn sync_dir(dir: &Path) {
-    // Not every platform lets a directory be opened and synced: best effort.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
+/// `compact` rewrites a file that grew past this many times its last
+/// rewritten length (lease, ack and retry records of messages still kept)...
+pub const GROWTH: u64 = 8;
+/// ...counting that length as at least this much, so a small file is left alone.
+pub const MIN_REWRITTEN: u64 = 1 << 20;
+/// Done messages kept by default (about 100 bytes of memory each).
+pub const DEFAULT_MAX_DONE: u64 = 1_000_000;
 
-impl Store {
-    /// Opens (creating it if need be) the journal in `dir` and replays it.
-    /// `nonce` makes this instance's ids unique: pass fresh randomness.
-    pub fn open(dir: &Path, nonce: u64) -> Result<(Store, OpenReport), Error> {
-        fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        let path = dir.join(FILE_NAME);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf)
-            .map_err(io_err("reading", &path))?;
-
-        let mut report = OpenReport::default();
-        if buf.len() < MAGIC.len() {
-            if !MAGIC.starts_with(&buf) {
-                return Err(Error::Other(format!(
-                    "{} is not a message journal",
-                    path.display()
-                )));
-            }
-            // New, or torn while being created.
-            file.set_len(0).map_err(io_err("truncating", &path))?;
-            file.seek(SeekFrom::Start(0))
-                .map_err(io_err("seeking", &path))?;
-            file.write_all(MAGIC).map_err(io_err("writing", &path))?;
-            file.sync_data().map_err(io_err("syncing", &path))?;
-            sync_dir(dir);
-            buf = MAGIC.to_vec();
-            report.created = true;
-        } else if &buf[..MAGIC.len()] != MAGIC {
-            return Err(Error::Other(format!(
-                "{} is not a message journal (bad magic)",
-                path.display()
-            )));
-        }
-
-        let scan = record::scan(&buf, MAGIC.len());
-        let good_len = scan.good_len as u64;
-        if good_len < buf.len() as u64 {
-            file.set_len(good_len)
-                .map_err(io_err("truncating", &path))?;
-            file.sync_data().map_err(io_err("syncing", &path))?;
-            report.cut_bytes = buf.len() as u64 - good_len;
-        }
-        file.seek(SeekFrom::Start(good_len))
-            .map_err(io_err("seeking", &path))?;
-        drop(buf);
-
-        let mut store = Store {
-            dir: dir.to_path_buf(),
-            path,
-            file: Some(file),
-            good_len,
-            needs_repair: false,
-            entries: BTreeMap::new(),
-            ids: HashMap::new(),
-            pending: BTreeSet::new(),
-            leased: BTreeSet::new(),
-            counts: [0; 4],
-            next_seq: 0,
-            nonce,
-            counter: 0,
-            skipped: scan.skipped,
-        };
-        report.records = scan.ops.len();
-        report.skipped = scan.skipped;
-        for op in scan.ops {
-            if !store.apply(op) {
-                report.orphans += 1;
-            }
-        }
-        // Leases do not outlive the instance that took them.
-        let leased: Vec<u64> = store.leased.iter().map(|&(_, seq)| seq).collect();
-        for seq in leased {
-            store.set_status(seq, Status::Pending, 0);
-        }
-        Ok((store, report))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn new_id(&mut self, now_ms: u64) -> String {
-        self.counter += 1;
-        format!(
-            "{now_ms:013}-{:012x}-{:x}",
-            self.nonce & 0xFFFF_FFFF_FFFF,
-            self.counter
-        )
-    }
-
-    /// Moves entry `seq` to `status`, keeping counts and indexes right.
+impl Index {
+    /// Moves `seq` to `status`, keeping counts and indexes right. A message
+    /// that is finished lets go of its body.
     fn set_status(&mut self, seq: u64, status: Status, lease_until: u64) {
-        let entry = self.entries.get_mut(&seq).expect("indexed entry");
-        match entry.status {
+        let slot = self.slots.get_mut(&seq).expect("indexed slot");
+        match slot.status {
             Status::Pending => {
                 self.pending.remove(&seq);
             }
             Status::Leased => {
-                self.leased.remove(&(entry.lease_until, seq));
+                self.leased.remove(&(slot.lease_until, seq));
             }
             Status::Done | Status::Dead => {}
         }
-        self.counts[entry.status.index()] -= 1;
-        entry.status = status;
-        entry.lease_until = if status == Status::Leased {
+        self.counts[slot.status.index()] -= 1;
+        slot.status = status;
+        slot.lease_until = if status == Status::Leased {
             lease_until
         } else {
             0
@@ -241,14 +170,14 @@ impl Store {
             Status::Leased => {
                 self.leased.insert((lease_until, seq));
             }
-            Status::Done | Status::Dead => {}
+            Status::Done | Status::Dead => slot.msg = None,
         }
     }
 
-    /// Applies a journaled op to the index. Ops are checked before they are
-    /// written, so replay applies them as they come; `false` when the op
-    /// names an unknown message.
-    fn apply(&mut self, op: Op) -> bool {
+    /// Applies a journaled op, its record at `offset`. Ops are checked
+    /// before they are written, so replay applies them as they come;
+    /// `false` when the op names an unknown message.
+    fn apply(&mut self, op: Op, offset: u64) -> bool {
         if let Op::Put {
             id,
             body,
@@ -260,40 +189,44 @@ impl Store {
             nb,
             err,
             fin,
+            lu,
         } = op
         {
-            let entry = Entry {
-                id: id.clone(),
-                msg: Msg {
-                    body,
-                    source,
-                    metadata: meta,
-                },
+            let slot = |id: Arc<str>| Slot {
+                id,
                 status: Status::Pending,
                 attempts: n,
                 enqueued_at: t,
                 not_before: nb,
-                last_error: err,
                 lease_until: 0,
                 finished_at: fin,
+                last_error: err.map(String::into_boxed_str),
+                offset,
+                msg: Some(Box::new(Msg {
+                    body,
+                    source,
+                    metadata: meta,
+                })),
             };
-            let seq = match self.ids.get(&id) {
+            let seq = match self.ids.get(id.as_str()) {
                 Some(&seq) => {
                     self.set_status(seq, Status::Pending, 0);
-                    self.entries.insert(seq, entry);
+                    let id = self.slots[&seq].id.clone();
+                    self.slots.insert(seq, slot(id));
                     seq
                 }
                 None => {
                     let seq = self.next_seq;
                     self.next_seq += 1;
-                    self.ids.insert(id, seq);
-                    self.entries.insert(seq, entry);
+                    let id: Arc<str> = id.into();
+                    self.ids.insert(id.clone(), seq);
+                    self.slots.insert(seq, slot(id));
                     self.counts[Status::Pending.index()] += 1;
                     self.pending.insert(seq);
                     seq
                 }
             };
-            self.set_status(seq, st, 0);
+            self.set_status(seq, st, lu);
             return true;
         }
         let Some(&seq) = self.ids.get(op.id()) else {
@@ -303,80 +236,102 @@ impl Store {
             Op::Put { .. } => unreachable!(),
             Op::Lease { until, .. } => {
                 self.set_status(seq, Status::Leased, until);
-                let e = self.entries.get_mut(&seq).unwrap();
-                e.attempts = e.attempts.saturating_add(1);
+                let s = self.slots.get_mut(&seq).unwrap();
+                s.attempts = s.attempts.saturating_add(1);
             }
             Op::Ack { t, .. } => {
                 self.set_status(seq, Status::Done, 0);
-                self.entries.get_mut(&seq).unwrap().finished_at = t;
+                self.slots.get_mut(&seq).unwrap().finished_at = t;
             }
             Op::Nack { nb, err, .. } => {
                 self.set_status(seq, Status::Pending, 0);
-                let e = self.entries.get_mut(&seq).unwrap();
-                e.not_before = nb;
-                e.last_error = Some(err);
-                e.finished_at = 0;
+                let s = self.slots.get_mut(&seq).unwrap();
+                s.not_before = nb;
+                s.last_error = Some(err.into_boxed_str());
+                s.finished_at = 0;
             }
             Op::Dead { t, err, .. } => {
                 self.set_status(seq, Status::Dead, 0);
-                let e = self.entries.get_mut(&seq).unwrap();
-                e.last_error = Some(err);
-                e.finished_at = t;
+                let s = self.slots.get_mut(&seq).unwrap();
+                s.last_error = Some(err.into_boxed_str());
+                s.finished_at = t;
             }
             Op::Requeue { t, .. } => {
                 self.set_status(seq, Status::Pending, 0);
-                let e = self.entries.get_mut(&seq).unwrap();
-                e.attempts = 0;
-                e.not_before = t;
-                e.finished_at = 0;
+                let s = self.slots.get_mut(&seq).unwrap();
+                s.attempts = 0;
+                s.not_before = t;
+                s.finished_at = 0;
             }
         }
         true
     }
 
-    /// Writes `bytes` after the last good record (and syncs if asked). On
-    /// failure the file is cut back, now or before the next write.
-    fn append(&mut self, bytes: &[u8], sync: bool) -> Result<(), Error> {
-        if self.file.is_none() {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&self.path)
-                .map_err(io_err("reopening", &self.path))?;
-            self.good_len = file
-                .seek(SeekFrom::End(0))
-                .map_err(io_err("seeking", &self.path))?;
-            self.file = Some(file);
-        }
-        let file = self.file.as_mut().unwrap();
-        if self.needs_repair {
-            file.set_len(self.good_len)
-                .and_then(|()| file.seek(SeekFrom::Start(self.good_len)).map(drop))
-                .map_err(io_err("repairing", &self.path))?;
-            self.needs_repair = false;
-        }
-        let written = file
-            .write_all(bytes)
-            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
-        match written {
-            Ok(()) => {
-                self.good_len += bytes.len() as u64;
-                Ok(())
+    /// Takes done message `seq` out of memory.
+    fn forget(&mut self, seq: u64) {
+        let slot = self.slots.remove(&seq).expect("indexed slot");
+        self.ids.remove(&slot.id);
+        self.counts[Status::Done.index()] -= 1;
+    }
+
+    fn status_of(&self, seq: u64) -> Status {
+        self.slots[&seq].status
+    }
+}
+
+impl Store {
+    /// Opens (creating it if need be) the journal in `dir` and replays it.
+    /// `nonce` makes this instance's ids unique: pass fresh randomness.
+    pub fn open(dir: &Path, nonce: u64) -> Result<(Store, OpenReport), Error> {
+        let mut index = Index::default();
+        let mut orphans = 0;
+        let (file, opened) = Journal::open(dir, |op, offset| {
+            if !index.apply(op, offset) {
+                orphans += 1;
             }
-            Err(e) => {
-                self.needs_repair = true;
-                let repaired = file
-                    .set_len(self.good_len)
-                    .and_then(|()| file.seek(SeekFrom::Start(self.good_len)));
-                if repaired.is_ok() {
-                    self.needs_repair = false;
-                }
-                Err(Error::Unavailable(format!(
-                    "writing {}: {e}",
-                    self.path.display()
-                )))
-            }
+        })?;
+        // Leases do not outlive the instance that took them.
+        let leased: Vec<u64> = index.leased.iter().map(|&(_, seq)| seq).collect();
+        for seq in leased {
+            index.set_status(seq, Status::Pending, 0);
         }
+        let report = OpenReport {
+            records: opened.records,
+            cut_bytes: opened.cut_bytes,
+            skipped: opened.skipped,
+            orphans,
+            created: opened.created,
+        };
+        let store = Store {
+            rewritten_len: file.len(),
+            file,
+            index,
+            nonce,
+            counter: 0,
+            skipped: opened.skipped,
+            forgotten: 0,
+            max_done: DEFAULT_MAX_DONE,
+            trimmed: 0,
+        };
+        Ok((store, report))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Keep at most `max` done messages (at least one).
+    pub fn set_max_done(&mut self, max: u64) {
+        self.max_done = max.max(1);
+    }
+
+    fn new_id(&mut self, now_ms: u64) -> String {
+        self.counter += 1;
+        format!(
+            "{now_ms:013}-{:012x}-{:x}",
+            self.nonce & 0xFFFF_FFFF_FFFF,
+            self.counter
+        )
     }
 
     /// Journals `ops` (one write, one sync if `sync`), then applies them.
@@ -385,44 +340,99 @@ impl Store {
             return Ok(());
         }
         let mut buf = Vec::new();
+        let mut starts = Vec::with_capacity(ops.len());
         for op in &ops {
-            record::encode(op, &mut buf);
+            starts.push(buf.len() as u64);
+            crate::record::encode(op, &mut buf);
         }
-        self.append(&buf, sync)?;
-        for op in ops {
-            self.apply(op);
+        let at = self.file.append(&buf, sync)?;
+        for (op, start) in ops.into_iter().zip(starts) {
+            self.index.apply(op, at + start);
         }
         Ok(())
     }
 
     fn seq_of(&self, id: &str) -> Result<u64, Error> {
-        self.ids
+        self.index
+            .ids
             .get(id)
             .copied()
             .ok_or_else(|| Error::Reject(format!("no message with id `{id}`")))
     }
 
-    fn status_of(&self, seq: u64) -> Status {
-        self.entries[&seq].status
+    /// The message as callers see it, its body read back from the file if
+    /// it is not in memory.
+    fn entry(&mut self, seq: u64) -> Result<Entry, Error> {
+        let slot = &self.index.slots[&seq];
+        let msg = match &slot.msg {
+            Some(msg) => Msg::clone(msg),
+            None => match self.file.read_at(slot.offset)? {
+                Op::Put {
+                    id,
+                    body,
+                    source,
+                    meta,
+                    ..
+                } if *id == *slot.id => Msg {
+                    body,
+                    source,
+                    metadata: meta,
+                },
+                _ => {
+                    return Err(Error::Other(format!(
+                        "{}: the record of message `{}` is not where the index says",
+                        self.file.path().display(),
+                        slot.id
+                    )));
+                }
+            },
+        };
+        let slot = &self.index.slots[&seq];
+        Ok(Entry {
+            id: slot.id.to_string(),
+            msg,
+            status: slot.status,
+            attempts: slot.attempts,
+            enqueued_at: slot.enqueued_at,
+            not_before: slot.not_before,
+            last_error: slot.last_error.as_deref().map(str::to_string),
+            lease_until: slot.lease_until,
+            finished_at: slot.finished_at,
+        })
     }
 
-    pub fn enqueue(&mut self, messages: Vec<Msg>, now_ms: u64) -> Result<Vec<String>, Error> {
+    /// Stores `messages`; the first `lease_first` of them already leased
+    /// for `lease_ms` (one attempt counted), the rest pending.
+    pub fn enqueue(
+        &mut self,
+        messages: Vec<Msg>,
+        lease_first: u32,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<String>, Error> {
         let mut ids = Vec::with_capacity(messages.len());
         let mut ops = Vec::with_capacity(messages.len());
-        for msg in messages {
+        let until = now_ms.saturating_add(lease_ms);
+        for (i, msg) in messages.into_iter().enumerate() {
             let id = self.new_id(now_ms);
             ids.push(id.clone());
+            let leased = (i as u64) < u64::from(lease_first);
             ops.push(Op::Put {
                 id,
                 body: msg.body,
                 source: msg.source,
                 meta: msg.metadata,
                 t: now_ms,
-                st: Status::Pending,
-                n: 0,
+                st: if leased {
+                    Status::Leased
+                } else {
+                    Status::Pending
+                },
+                n: u32::from(leased),
                 nb: now_ms,
                 err: None,
                 fin: 0,
+                lu: if leased { until } else { 0 },
             });
         }
         self.commit(ops, true)?;
@@ -432,38 +442,60 @@ impl Store {
     /// Leases up to `max` pending messages whose `not_before` has passed, in
     /// enqueue order. Leases that ran out are pending again first.
     pub fn lease(&mut self, max: u32, lease_ms: u64, now_ms: u64) -> Result<Vec<Entry>, Error> {
-        let expired: Vec<u64> = self
+        let index = &mut self.index;
+        let expired: Vec<u64> = index
             .leased
             .range(..(now_ms.saturating_add(1), 0))
             .map(|&(_, seq)| seq)
             .collect();
         for seq in expired {
-            self.set_status(seq, Status::Pending, 0);
+            index.set_status(seq, Status::Pending, 0);
         }
-        let chosen: Vec<u64> = self
+        let chosen: Vec<u64> = index
             .pending
             .iter()
             .copied()
-            .filter(|seq| self.entries[seq].not_before <= now_ms)
+            .filter(|seq| index.slots[seq].not_before <= now_ms)
             .take(max as usize)
             .collect();
-        let until = now_ms.saturating_add(lease_ms);
-        let ops = chosen
+        // Entries first: a requeued message's body is read back from the
+        // file, and one that cannot be read is not leased.
+        let entries = chosen
             .iter()
-            .map(|seq| Op::Lease {
-                id: self.entries[seq].id.clone(),
+            .map(|&seq| self.entry(seq))
+            .collect::<Result<Vec<_>, _>>()?;
+        let until = now_ms.saturating_add(lease_ms);
+        let ops = entries
+            .iter()
+            .map(|e| Op::Lease {
+                id: e.id.clone(),
                 t: now_ms,
                 until,
             })
             .collect();
         self.commit(ops, false)?;
-        Ok(chosen.iter().map(|seq| self.entries[seq].clone()).collect())
+        for (&seq, e) in chosen.iter().zip(&entries) {
+            let slot = self.index.slots.get_mut(&seq).unwrap();
+            if slot.msg.is_none() {
+                slot.msg = Some(Box::new(e.msg.clone()));
+            }
+        }
+        Ok(chosen
+            .iter()
+            .zip(entries)
+            .map(|(seq, mut e)| {
+                let slot = &self.index.slots[seq];
+                (e.status, e.attempts, e.lease_until) =
+                    (slot.status, slot.attempts, slot.lease_until);
+                e
+            })
+            .collect())
     }
 
     /// Done. Acknowledging a done message again is a no-op.
     pub fn ack(&mut self, id: &str, now_ms: u64) -> Result<(), Error> {
         let seq = self.seq_of(id)?;
-        if self.status_of(seq) == Status::Done {
+        if self.index.status_of(seq) == Status::Done {
             return Ok(());
         }
         self.commit(
@@ -472,7 +504,9 @@ impl Store {
                 t: now_ms,
             }],
             false,
-        )
+        )?;
+        self.trim_done();
+        Ok(())
     }
 
     /// `ack` for many messages in one write; unknown or done ids are skipped.
@@ -480,19 +514,19 @@ impl Store {
         let ops: Vec<Op> = ids
             .iter()
             .filter(|id| {
-                self.ids
+                self.index
+                    .ids
                     .get(id.as_str())
-                    .is_some_and(|seq| self.status_of(*seq) != Status::Done)
+                    .is_some_and(|seq| self.index.status_of(*seq) != Status::Done)
             })
             .map(|id| Op::Ack {
                 id: id.clone(),
                 t: now_ms,
             })
             .collect();
-        if ops.is_empty() {
-            return Ok(());
-        }
-        self.commit(ops, false)
+        self.commit(ops, false)?;
+        self.trim_done();
+        Ok(())
     }
 
     /// Pending again after `retry_after_ms`; only for a pending or leased message.
@@ -504,7 +538,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), Error> {
         let seq = self.seq_of(id)?;
-        let status = self.status_of(seq);
+        let status = self.index.status_of(seq);
         if matches!(status, Status::Done | Status::Dead) {
             return Err(Error::Reject(format!(
                 "message `{id}` is {}: nothing to retry",
@@ -526,7 +560,7 @@ impl Store {
     /// Dead. A dead message stays dead (no-op); a done one cannot die.
     pub fn dead_letter(&mut self, id: &str, reason: &str, now_ms: u64) -> Result<(), Error> {
         let seq = self.seq_of(id)?;
-        match self.status_of(seq) {
+        match self.index.status_of(seq) {
             Status::Dead => Ok(()),
             Status::Done => Err(Error::Reject(format!("message `{id}` is done"))),
             Status::Pending | Status::Leased => self.commit(
@@ -540,10 +574,11 @@ impl Store {
         }
     }
 
-    /// A done or dead message pending again, attempts reset.
+    /// A done or dead message pending again, attempts reset. Its body stays
+    /// on disk until it is leased.
     pub fn requeue(&mut self, id: &str, now_ms: u64) -> Result<(), Error> {
         let seq = self.seq_of(id)?;
-        let status = self.status_of(seq);
+        let status = self.index.status_of(seq);
         if matches!(status, Status::Pending | Status::Leased) {
             return Err(Error::Reject(format!(
                 "message `{id}` is {}: only done or dead ones are requeued",
@@ -560,112 +595,145 @@ impl Store {
     }
 
     /// Messages with `status`, in enqueue order.
-    pub fn list(&self, status: Status, limit: u32) -> Vec<Entry> {
+    pub fn list(&mut self, status: Status, limit: u32) -> Result<Vec<Entry>, Error> {
         let limit = limit as usize;
-        match status {
-            Status::Pending => self
-                .pending
-                .iter()
-                .take(limit)
-                .map(|seq| self.entries[seq].clone())
-                .collect(),
+        let seqs: Vec<u64> = match status {
+            Status::Pending => self.index.pending.iter().take(limit).copied().collect(),
             _ => self
-                .entries
-                .values()
-                .filter(|e| e.status == status)
+                .index
+                .slots
+                .iter()
+                .filter(|(_, s)| s.status == status)
                 .take(limit)
-                .cloned()
+                .map(|(&seq, _)| seq)
                 .collect(),
+        };
+        seqs.into_iter().map(|seq| self.entry(seq)).collect()
+    }
+
+    pub fn get(&mut self, id: &str) -> Result<Option<Entry>, Error> {
+        match self.index.ids.get(id) {
+            Some(&seq) => self.entry(seq).map(Some),
+            None => Ok(None),
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<Entry> {
-        self.ids.get(id).map(|seq| self.entries[seq].clone())
-    }
-
     pub fn stats(&self) -> Stats {
+        let counts = &self.index.counts;
         Stats {
-            pending: self.counts[Status::Pending.index()],
-            leased: self.counts[Status::Leased.index()],
-            done: self.counts[Status::Done.index()],
-            dead: self.counts[Status::Dead.index()],
+            pending: counts[Status::Pending.index()],
+            leased: counts[Status::Leased.index()],
+            done: counts[Status::Done.index()],
+            dead: counts[Status::Dead.index()],
             skipped: self.skipped,
         }
     }
 
-    /// Rewrites the journal without the messages done before `before_ms`
-    /// (one `put` record per message left); returns how many went.
-    pub fn compact(&mut self, before_ms: u64) -> Result<u64, Error> {
-        let gone: Vec<u64> = self
-            .entries
+    /// How many done messages were forgotten early since the last call.
+    pub fn take_trimmed(&mut self) -> u64 {
+        std::mem::take(&mut self.trimmed)
+    }
+
+    /// Forgets the oldest done messages while there are more than
+    /// `max_done` (a tenth more at once, so this is not paid on every ack).
+    fn trim_done(&mut self) {
+        let done = self.index.counts[Status::Done.index()];
+        if done <= self.max_done {
+            return;
+        }
+        let excess = done - self.max_done + self.max_done / 10;
+        let oldest: Vec<u64> = self
+            .index
+            .slots
             .iter()
-            .filter(|(_, e)| e.status == Status::Done && e.finished_at < before_ms)
+            .filter(|(_, s)| s.status == Status::Done)
+            .take(excess as usize)
             .map(|(&seq, _)| seq)
             .collect();
-        let gone_set: BTreeSet<u64> = gone.iter().copied().collect();
+        for &seq in &oldest {
+            self.index.forget(seq);
+        }
+        self.forgotten += oldest.len() as u64;
+        self.trimmed += oldest.len() as u64;
+    }
 
-        let mut buf = MAGIC.to_vec();
-        for (seq, e) in &self.entries {
-            if gone_set.contains(seq) {
-                continue;
-            }
-            record::encode(
-                &Op::Put {
-                    id: e.id.clone(),
-                    body: e.msg.body.clone(),
-                    source: e.msg.source.clone(),
-                    meta: e.msg.metadata.clone(),
+    /// Forgets the messages done before `before_ms`; returns how many went.
+    ///
+    /// They leave memory at once, but the file is rewritten (one `put`
+    /// record per message left, the lease and ack records of the past gone)
+    /// only once that is worth it: when what was forgotten since the last
+    /// rewrite is at least as much as what is left, or the file has grown
+    /// far past its last rewritten size. Rewriting a busy journal every time
+    /// a few old messages expire would copy all of it each minute. Until the
+    /// rewrite, a reopened store sees the forgotten messages again, done,
+    /// and the next `compact` forgets them again.
+    pub fn compact(&mut self, before_ms: u64) -> Result<u64, Error> {
+        let gone: Vec<u64> = self
+            .index
+            .slots
+            .iter()
+            .filter(|(_, s)| s.status == Status::Done && s.finished_at < before_ms)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for &seq in &gone {
+            self.index.forget(seq);
+        }
+        self.forgotten += gone.len() as u64;
+        let left = self.index.slots.len() as u64;
+        let grown = self.file.len() > GROWTH * self.rewritten_len.max(MIN_REWRITTEN);
+        if (self.forgotten > 0 && self.forgotten >= left) || grown {
+            self.rewrite()?;
+        }
+        Ok(gone.len() as u64)
+    }
+
+    /// Replaces the file with one `put` record per message in the index,
+    /// bodies not in memory copied from the old file one at a time.
+    fn rewrite(&mut self) -> Result<(), Error> {
+        let mut out = self.file.begin_rewrite()?;
+        let seqs: Vec<u64> = self.index.slots.keys().copied().collect();
+        let mut offsets = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let written = self.entry(seq).and_then(|e| {
+                out.push(&Op::Put {
+                    id: e.id,
+                    body: e.msg.body,
+                    source: e.msg.source,
+                    meta: e.msg.metadata,
                     t: e.enqueued_at,
                     st: e.status,
                     n: e.attempts,
                     nb: e.not_before,
-                    err: e.last_error.clone(),
+                    err: e.last_error,
                     fin: e.finished_at,
-                },
-                &mut buf,
-            );
-        }
-
-        let tmp = self.dir.join(COMPACT_NAME);
-        let written = File::create(&tmp)
-            .and_then(|mut f| f.write_all(&buf).and_then(|()| f.sync_all()))
-            .and_then(|()| fs::rename(&tmp, &self.path));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::Unavailable(format!(
-                "compacting {}: {e}",
-                self.path.display()
-            )));
-        }
-        sync_dir(&self.dir);
-        // The old handle points at the replaced file.
-        self.file = None;
-        self.needs_repair = false;
-        let reopened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .and_then(|mut f| {
-                f.seek(SeekFrom::End(0))?;
-                Ok(f)
+                    lu: e.lease_until,
+                })
             });
-        if let Ok(file) = reopened {
-            self.file = Some(file);
+            match written {
+                Ok(offset) => offsets.push((seq, offset)),
+                Err(e) => {
+                    self.file.abandon_rewrite(out);
+                    return Err(e);
+                }
+            }
         }
-        self.good_len = buf.len() as u64;
-
-        for seq in &gone {
-            let e = self.entries.remove(seq).expect("indexed entry");
-            self.ids.remove(&e.id);
-            self.counts[Status::Done.index()] -= 1;
+        self.file.finish_rewrite(out)?;
+        for (seq, offset) in offsets {
+            self.index.slots.get_mut(&seq).unwrap().offset = offset;
         }
-        Ok(gone.len() as u64)
+        self.rewritten_len = self.file.len();
+        self.forgotten = 0;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::file::{COMPACT_NAME, FILE_NAME};
+    use crate::record::{self, MAGIC};
+    use std::fs;
+    use std::path::PathBuf;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     struct TempDir(PathBuf);
@@ -723,7 +791,7 @@ mod tests {
         let dir = TempDir::new();
         let (mut store, _) = open(&dir);
         let ids = store
-            .enqueue(vec![msg("1"), msg("2"), msg("3")], 1000)
+            .enqueue(vec![msg("1"), msg("2"), msg("3")], 0, 0, 1000)
             .unwrap();
         assert_eq!(ids.len(), 3);
         assert!(ids[0] != ids[1] && ids[1] != ids[2]);
@@ -750,7 +818,7 @@ mod tests {
         );
 
         drop(store);
-        let (store, report) = open(&dir);
+        let (mut store, report) = open(&dir);
         assert_eq!(report.skipped, 0);
         // The lease on "2" did not survive; its attempt did.
         assert_eq!(
@@ -763,12 +831,15 @@ mod tests {
                 skipped: 0
             }
         );
-        let two = store.get(&ids[1]).unwrap();
+        let two = store.get(&ids[1]).unwrap().unwrap();
         assert_eq!((two.status, two.attempts), (Status::Pending, 1));
-        let one = store.get(&ids[0]).unwrap();
+        let one = store.get(&ids[0]).unwrap().unwrap();
         assert_eq!((one.status, one.finished_at), (Status::Done, 1100));
         assert_eq!(one.msg, msg("1"));
-        assert_eq!(bodies(&store.list(Status::Pending, 10)), ["2", "3"]);
+        assert_eq!(
+            bodies(&store.list(Status::Pending, 10).unwrap()),
+            ["2", "3"]
+        );
     }
 
     #[test]
@@ -778,8 +849,8 @@ mod tests {
         let (mut sa, _) = Store::open(&a.0, 1).unwrap();
         let (mut sb, _) = Store::open(&b.0, 2).unwrap();
         assert_ne!(
-            sa.enqueue(vec![msg("x")], 5).unwrap(),
-            sb.enqueue(vec![msg("x")], 5).unwrap()
+            sa.enqueue(vec![msg("x")], 0, 0, 5).unwrap(),
+            sb.enqueue(vec![msg("x")], 0, 0, 5).unwrap()
         );
     }
 
@@ -788,11 +859,11 @@ mod tests {
         let dir = TempDir::new();
         let (mut store, _) = open(&dir);
         let ids = store
-            .enqueue(vec![msg("a"), msg("b"), msg("c")], 0)
+            .enqueue(vec![msg("a"), msg("b"), msg("c")], 0, 0, 0)
             .unwrap();
         assert_eq!(bodies(&store.lease(1, 100, 10).unwrap()), ["a"]);
         store.nack(&ids[0], 1000, "busy", 20).unwrap();
-        let a = store.get(&ids[0]).unwrap();
+        let a = store.get(&ids[0]).unwrap().unwrap();
         assert_eq!(
             (a.status, a.not_before, a.last_error.as_deref()),
             (Status::Pending, 1020, Some("busy"))
@@ -819,14 +890,14 @@ mod tests {
         let dir = TempDir::new();
         let (mut store, _) = open(&dir);
         let ids = store
-            .enqueue(vec![msg("a"), msg("b"), msg("c")], 0)
+            .enqueue(vec![msg("a"), msg("b"), msg("c")], 0, 0, 0)
             .unwrap();
         store.lease(3, 1000, 1).unwrap();
         store.ack(&ids[0], 2).unwrap();
         let batch = vec![ids[0].clone(), ids[1].clone(), "nope".to_string()];
         store.ack_many(&batch, 3).unwrap();
-        assert_eq!(store.get(&ids[1]).unwrap().status, Status::Done);
-        assert_eq!(store.get(&ids[2]).unwrap().status, Status::Leased);
+        assert_eq!(store.get(&ids[1]).unwrap().unwrap().status, Status::Done);
+        assert_eq!(store.get(&ids[2]).unwrap().unwrap().status, Status::Leased);
         drop(store);
         let (store, _) = open(&dir);
         assert_eq!(store.stats().done, 2);
@@ -836,12 +907,12 @@ mod tests {
     fn dead_letter_requeue_and_their_rules() {
         let dir = TempDir::new();
         let (mut store, _) = open(&dir);
-        let ids = store.enqueue(vec![msg("a"), msg("b")], 0).unwrap();
+        let ids = store.enqueue(vec![msg("a"), msg("b")], 0, 0, 0).unwrap();
         store.lease(1, 100, 1).unwrap();
         store.dead_letter(&ids[0], "too many attempts", 2).unwrap();
         store.dead_letter(&ids[0], "again", 3).unwrap();
         assert_eq!(
-            store.get(&ids[0]).unwrap().last_error.as_deref(),
+            store.get(&ids[0]).unwrap().unwrap().last_error.as_deref(),
             Some("too many attempts")
         );
         assert!(matches!(
@@ -850,10 +921,10 @@ mod tests {
         ));
         assert!(matches!(store.requeue(&ids[1], 4), Err(Error::Reject(_))));
         assert!(matches!(store.ack("nope", 4), Err(Error::Reject(_))));
-        assert_eq!(bodies(&store.list(Status::Dead, 10)), ["a"]);
+        assert_eq!(bodies(&store.list(Status::Dead, 10).unwrap()), ["a"]);
 
         store.requeue(&ids[0], 5).unwrap();
-        let a = store.get(&ids[0]).unwrap();
+        let a = store.get(&ids[0]).unwrap().unwrap();
         assert_eq!(
             (a.status, a.attempts, a.not_before),
             (Status::Pending, 0, 5)
@@ -866,7 +937,7 @@ mod tests {
         store.requeue(&ids[1], 8).unwrap();
 
         drop(store);
-        let (store, _) = open(&dir);
+        let (mut store, _) = open(&dir);
         assert_eq!(
             store.stats(),
             Stats {
@@ -877,14 +948,14 @@ mod tests {
                 skipped: 0
             }
         );
-        assert_eq!(store.get(&ids[0]).unwrap().attempts, 0);
+        assert_eq!(store.get(&ids[0]).unwrap().unwrap().attempts, 0);
     }
 
     #[test]
     fn a_torn_tail_is_cut_counted_and_the_store_goes_on() {
         let dir = TempDir::new();
         let (mut store, _) = open(&dir);
-        let ids = store.enqueue(vec![msg("a"), msg("b")], 1).unwrap();
+        let ids = store.enqueue(vec![msg("a"), msg("b")], 0, 0, 1).unwrap();
         drop(store);
         let good = fs::read(dir.file()).unwrap();
         // A crash in the middle of writing the next record.
@@ -926,7 +997,7 @@ mod tests {
     fn a_corrupt_record_drops_it_and_what_follows() {
         let dir = TempDir::new();
         let (mut store, _) = open(&dir);
-        let ids = store.enqueue(vec![msg("a")], 1).unwrap();
+        let ids = store.enqueue(vec![msg("a")], 0, 0, 1).unwrap();
         let after_put = fs::metadata(dir.file()).unwrap().len() as usize;
         store.lease(1, 10, 2).unwrap();
         store.ack(&ids[0], 3).unwrap();
@@ -934,9 +1005,9 @@ mod tests {
         let mut bytes = fs::read(dir.file()).unwrap();
         bytes[after_put + 12] ^= 0xFF; // inside the lease record's payload
         fs::write(dir.file(), &bytes).unwrap();
-        let (store, report) = open(&dir);
+        let (mut store, report) = open(&dir);
         assert_eq!(report.skipped, 2);
-        let a = store.get(&ids[0]).unwrap();
+        let a = store.get(&ids[0]).unwrap().unwrap();
         assert_eq!((a.status, a.attempts), (Status::Pending, 0));
         assert_eq!(fs::metadata(dir.file()).unwrap().len() as usize, after_put);
     }
@@ -955,76 +1026,192 @@ mod tests {
     }
 
     #[test]
-    fn compact_drops_old_done_messages_and_keeps_the_rest() {
+    fn compact_rewrites_once_as_much_is_forgotten_as_kept() {
         let dir = TempDir::new();
         let (mut store, _) = open(&dir);
         let ids = store
-            .enqueue(vec![msg("a"), msg("b"), msg("c"), msg("d"), msg("e")], 0)
+            .enqueue(
+                vec![msg("a"), msg("b"), msg("c"), msg("d"), msg("e"), msg("f")],
+                0,
+                0,
+                0,
+            )
             .unwrap();
-        store.lease(5, 1000, 1).unwrap();
-        store.ack(&ids[0], 10).unwrap();
-        store.ack(&ids[1], 20).unwrap();
-        store.nack(&ids[2], 50, "later", 21).unwrap();
-        store.dead_letter(&ids[3], "bad", 22).unwrap();
+        store.lease(6, 1000, 1).unwrap();
+        store.ack_many(&ids[0..3], 10).unwrap();
+        store.nack(&ids[3], 50, "later", 21).unwrap();
+        store.dead_letter(&ids[4], "bad", 22).unwrap();
         let before = fs::metadata(dir.file()).unwrap().len();
-        assert_eq!(store.compact(15).unwrap(), 1);
+        // Three done messages go, three are kept: worth a rewrite.
+        assert_eq!(store.compact(15).unwrap(), 3);
         assert!(fs::metadata(dir.file()).unwrap().len() < before);
         assert!(!dir.0.join(COMPACT_NAME).exists());
-        assert!(store.get(&ids[0]).is_none());
+        assert!(store.get(&ids[0]).unwrap().is_none());
         assert_eq!(
             store.stats(),
             Stats {
                 pending: 1,
                 leased: 1,
-                done: 1,
-                dead: 1,
-                skipped: 0
-            }
-        );
-        // The store keeps working on the new file.
-        store.ack(&ids[4], 30).unwrap();
-        let expect = |s: &Store| {
-            let c = s.get(&ids[2]).unwrap();
-            assert_eq!(
-                (c.status, c.attempts, c.not_before, c.last_error.as_deref()),
-                (Status::Pending, 1, 71, Some("later"))
-            );
-            let d = s.get(&ids[3]).unwrap();
-            assert_eq!(
-                (d.status, d.finished_at, d.last_error.as_deref()),
-                (Status::Dead, 22, Some("bad"))
-            );
-            assert_eq!(s.get(&ids[1]).unwrap().finished_at, 20);
-        };
-        expect(&store);
-        drop(store);
-        let (mut store, report) = open(&dir);
-        assert_eq!(report.skipped, 0);
-        expect(&store);
-        assert_eq!(
-            store.stats(),
-            Stats {
-                pending: 1,
-                leased: 0,
-                done: 2,
-                dead: 1,
-                skipped: 0
-            }
-        );
-        assert_eq!(bodies(&store.list(Status::Done, 10)), ["b", "e"]);
-        assert_eq!(store.compact(u64::MAX).unwrap(), 2);
-        drop(store);
-        let (store, _) = open(&dir);
-        assert_eq!(
-            store.stats(),
-            Stats {
-                pending: 1,
-                leased: 0,
                 done: 0,
                 dead: 1,
                 skipped: 0
             }
         );
+        // The lease is kept across the rewrite, and the store keeps working
+        // on the new file.
+        assert_eq!(store.get(&ids[5]).unwrap().unwrap().lease_until, 1001);
+        store.ack(&ids[5], 30).unwrap();
+        let expect = |s: &mut Store| {
+            let d = s.get(&ids[3]).unwrap().unwrap();
+            assert_eq!(
+                (d.status, d.attempts, d.not_before, d.last_error.as_deref()),
+                (Status::Pending, 1, 71, Some("later"))
+            );
+            let e = s.get(&ids[4]).unwrap().unwrap();
+            assert_eq!(
+                (e.status, e.finished_at, e.last_error.as_deref()),
+                (Status::Dead, 22, Some("bad"))
+            );
+            assert_eq!(s.get(&ids[5]).unwrap().unwrap().finished_at, 30);
+        };
+        expect(&mut store);
+        drop(store);
+        let (mut store, report) = open(&dir);
+        assert_eq!(report.skipped, 0);
+        expect(&mut store);
+        assert_eq!(
+            store.stats(),
+            Stats {
+                pending: 1,
+                leased: 0,
+                done: 1,
+                dead: 1,
+                skipped: 0
+            }
+        );
+        assert_eq!(bodies(&store.list(Status::Done, 10).unwrap()), ["f"]);
+    }
+
+    #[test]
+    fn compact_forgets_at_once_but_rewrites_only_when_worth_it() {
+        let dir = TempDir::new();
+        let (mut store, _) = open(&dir);
+        let ids = store
+            .enqueue(vec![msg("a"), msg("b"), msg("c"), msg("d")], 0, 0, 0)
+            .unwrap();
+        store.lease(4, 1000, 1).unwrap();
+        store.ack(&ids[0], 10).unwrap();
+        let before = fs::metadata(dir.file()).unwrap().len();
+        // One of four: gone from memory, the file left as it is.
+        assert_eq!(store.compact(15).unwrap(), 1);
+        assert_eq!(fs::metadata(dir.file()).unwrap().len(), before);
+        assert!(store.get(&ids[0]).unwrap().is_none());
+        assert_eq!(store.stats().done, 0);
+        // A reopened store sees it again, done, and forgets it again.
+        drop(store);
+        let (mut store, _) = open(&dir);
+        assert_eq!(store.get(&ids[0]).unwrap().unwrap().status, Status::Done);
+        assert_eq!(store.compact(15).unwrap(), 1);
+        // A file grown far past its last rewrite is rewritten even when
+        // nothing is forgotten: here, retries with long errors.
+        let long = "x".repeat(100_000);
+        for i in 0..90 {
+            store.nack(&ids[1], 0, &long, 20 + i).unwrap();
+        }
+        let grown = fs::metadata(dir.file()).unwrap().len();
+        assert!(grown > GROWTH * MIN_REWRITTEN);
+        assert_eq!(store.compact(15).unwrap(), 0);
+        let rewritten = fs::metadata(dir.file()).unwrap().len();
+        assert!(rewritten < grown / 50, "{rewritten} of {grown}");
+        drop(store);
+        let (mut store, _) = open(&dir);
+        assert!(store.get(&ids[0]).unwrap().is_none());
+        assert_eq!(
+            store.get(&ids[1]).unwrap().unwrap().last_error.as_deref(),
+            Some(long.as_str())
+        );
+        assert_eq!(store.stats().pending, 3);
+    }
+
+    #[test]
+    fn enqueue_can_store_the_first_messages_leased() {
+        let dir = TempDir::new();
+        let (mut store, _) = open(&dir);
+        let ids = store
+            .enqueue(vec![msg("a"), msg("b"), msg("c")], 2, 500, 100)
+            .unwrap();
+        let a = store.get(&ids[0]).unwrap().unwrap();
+        assert_eq!(
+            (a.status, a.attempts, a.lease_until),
+            (Status::Leased, 1, 600)
+        );
+        assert_eq!(store.get(&ids[1]).unwrap().unwrap().status, Status::Leased);
+        let c = store.get(&ids[2]).unwrap().unwrap();
+        assert_eq!((c.status, c.attempts), (Status::Pending, 0));
+        // Only the pending one is leased out; the others come back when
+        // their lease runs out, as if `lease` had returned them.
+        assert_eq!(bodies(&store.lease(10, 500, 200).unwrap()), ["c"]);
+        store.ack(&ids[0], 300).unwrap();
+        let again = store.lease(10, 500, 600).unwrap();
+        assert_eq!(bodies(&again), ["b"]);
+        assert_eq!(again[0].attempts, 2);
+        // After a crash, a message stored leased is pending with its attempt.
+        drop(store);
+        let (mut store, _) = open(&dir);
+        let after = store.lease(10, 500, 700).unwrap();
+        assert_eq!(bodies(&after), ["b", "c"]);
+        assert_eq!(store.get(&ids[0]).unwrap().unwrap().status, Status::Done);
+    }
+
+    #[test]
+    fn finished_messages_leave_their_body_on_disk_and_it_reads_back() {
+        let dir = TempDir::new();
+        let (mut store, _) = open(&dir);
+        let ids = store
+            .enqueue(vec![msg("a"), msg("b"), msg("c")], 3, 1000, 0)
+            .unwrap();
+        store.ack_many(&ids[0..2], 5).unwrap();
+        store.dead_letter(&ids[2], "bad", 6).unwrap();
+        let in_memory = |s: &Store, id: &str| s.index.slots[&s.index.ids[id]].msg.is_some();
+        assert!(ids.iter().all(|id| !in_memory(&store, id)));
+        // Read back for `get` and `list`...
+        assert_eq!(store.get(&ids[1]).unwrap().unwrap().msg, msg("b"));
+        assert_eq!(bodies(&store.list(Status::Done, 10).unwrap()), ["a", "b"]);
+        // ...for a requeued message, once it is leased again...
+        store.requeue(&ids[0], 7).unwrap();
+        store.requeue(&ids[2], 7).unwrap();
+        assert!(!in_memory(&store, &ids[0]));
+        let again = store.lease(10, 100, 8).unwrap();
+        assert_eq!(bodies(&again), ["a", "c"]);
+        assert!(in_memory(&store, &ids[0]));
+        store.ack_many(&ids, 9).unwrap();
+        // ...and by a rewrite, which moves every record.
+        store.rewrite().unwrap();
+        assert_eq!(
+            bodies(&store.list(Status::Done, 10).unwrap()),
+            ["a", "b", "c"]
+        );
+        drop(store);
+        let (mut store, _) = open(&dir);
+        assert_eq!(store.get(&ids[2]).unwrap().unwrap().msg, msg("c"));
+    }
+
+    #[test]
+    fn done_messages_beyond_max_done_are_forgotten_oldest_first() {
+        let dir = TempDir::new();
+        let (mut store, _) = open(&dir);
+        store.set_max_done(10);
+        let msgs = (0..30).map(|i| msg(&i.to_string())).collect();
+        let ids = store.enqueue(msgs, 30, 1000, 0).unwrap();
+        for id in &ids {
+            store.ack(id, 5).unwrap();
+        }
+        let done = store.stats().done;
+        assert!((1..=10).contains(&done), "{done} done kept");
+        assert_eq!(store.take_trimmed(), 30 - done);
+        assert_eq!(store.take_trimmed(), 0);
+        assert!(store.get(&ids[0]).unwrap().is_none());
+        assert!(store.get(&ids[29]).unwrap().is_some());
     }
 
     #[test]
@@ -1035,7 +1222,7 @@ mod tests {
             let msgs = (0..50)
                 .map(|i| msg(&format!("{}", batch * 50 + i)))
                 .collect();
-            store.enqueue(msgs, batch).unwrap();
+            store.enqueue(msgs, 0, 0, batch).unwrap();
         }
         drop(store);
         let (mut store, report) = open(&dir);

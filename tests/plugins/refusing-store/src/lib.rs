@@ -43,7 +43,12 @@ impl Guest for RefusingStore {
         Ok(empty())
     }
 
-    fn enqueue(_messages: Vec<Message>, _now_ms: u64) -> Result<Vec<String>, PluginError> {
+    fn enqueue(
+        _messages: Vec<Message>,
+        _lease_first: u32,
+        _lease_ms: u64,
+        _now_ms: u64,
+    ) -> Result<Vec<String>, PluginError> {
         Err(PluginError::RetryAfter(RETRY_AFTER_MS))
     }
 

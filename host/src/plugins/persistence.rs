@@ -7,6 +7,7 @@
 //! out: a trapped instance is never used again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use wasmtime::Store;
@@ -25,6 +26,12 @@ pub use super::bindings::persistence::exports::openfn::microservice::message_sto
     MessageStatus as Status, StoreStats as Stats, StoredMessage as Stored,
 };
 pub use super::bindings::types::Message as NewMessage;
+
+/// Opening replays the store's file and compacting may copy it: their time
+/// grows with what the store holds, not with one request, so they get at
+/// least this long. A deadline hit there would trap the instance, and the
+/// next call would open (replay) all over again.
+const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A client for one persistence plugin.
 pub struct MessageStore {
@@ -206,7 +213,7 @@ impl MessageStore {
         let Pre::Persistence(pre) = &loaded.pre else {
             return Err(CallFailure::not_kind(Kind::Persistence));
         };
-        let timeout = loaded.grants.timeout;
+        let timeout = loaded.grants.timeout.max(MAINTENANCE_TIMEOUT);
         let engine = &self.host.runtime().engine;
         let mut store = loaded
             .grants
@@ -252,7 +259,10 @@ impl MessageStore {
         let mut guard = self.live.lock().await;
         self.ensure(&plugin, &mut guard).await?;
         let live = guard.as_mut().expect("ensured");
-        let timeout = plugin.current().grants.timeout;
+        let mut timeout = plugin.current().grants.timeout;
+        if matches!(call, Call::Compact(_)) {
+            timeout = timeout.max(MAINTENANCE_TIMEOUT);
+        }
         live.store.set_epoch_deadline(ticks(timeout));
         let (store, api) = (
             &mut live.store,

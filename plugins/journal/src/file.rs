@@ -10,7 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::record::{self, MAGIC, Op};
+use crate::record::{self, At, Format, MAGIC, Op};
 use crate::store::Error;
 
 pub const FILE_NAME: &str = "messages.journal";
@@ -37,6 +37,8 @@ pub struct Opened {
     pub cut_bytes: u64,
     /// Bad records at the end (the first bad one and the intact ones behind it).
     pub skipped: u64,
+    /// The file is of the first format: appends must wait for a rewrite.
+    pub old_format: bool,
 }
 
 pub struct Journal {
@@ -51,6 +53,7 @@ pub struct Journal {
     good_len: u64,
     /// A write failed and the file may hold a partial record after `good_len`.
     needs_repair: bool,
+    format: Format,
     scratch: Vec<u8>,
 }
 
@@ -63,23 +66,26 @@ pub struct Rewrite {
 }
 
 impl Rewrite {
-    /// Appends `op`; returns the offset its record starts at in the new file.
-    pub fn push(&mut self, op: &Op) -> Result<u64, Error> {
+    /// Appends `op`; returns where its record is in the new file.
+    pub fn push(&mut self, op: &Op) -> Result<At, Error> {
         self.buf.clear();
         record::encode(op, &mut self.buf);
         self.out
             .write_all(&self.buf)
             .map_err(io_err("writing", &self.tmp))?;
-        let at = self.len;
-        self.len += self.buf.len() as u64;
+        let at = At {
+            offset: self.len,
+            len: self.buf.len() as u64,
+        };
+        self.len += at.len;
         Ok(at)
     }
 }
 
 impl Journal {
     /// Opens (creating it if need be) `dir/messages.journal` and hands each
-    /// record to `on_op` with its offset. A torn or garbled tail is cut off.
-    pub fn open(dir: &Path, mut on_op: impl FnMut(Op, u64)) -> Result<(Journal, Opened), Error> {
+    /// record to `on_op` with where it is. A torn or garbled tail is cut off.
+    pub fn open(dir: &Path, mut on_op: impl FnMut(Op, At)) -> Result<(Journal, Opened), Error> {
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let path = dir.join(FILE_NAME);
         let mut file = OpenOptions::new()
@@ -113,24 +119,25 @@ impl Journal {
             file.sync_data().map_err(io_err("syncing", &path))?;
             sync_dir(dir);
             opened.created = true;
-            let journal = Journal::with(dir, path, file, MAGIC.len() as u64);
+            let journal = Journal::with(dir, path, file, MAGIC.len() as u64, Format::Binary);
             return Ok((journal, opened));
         }
-        if head != MAGIC {
+        let Some(format) = Format::of_magic(&head) else {
             return Err(Error::Other(format!(
                 "{} is not a message journal (bad magic)",
                 path.display()
             )));
-        }
+        };
+        opened.old_format = format != Format::Binary;
 
         let mut records = 0;
-        let mut counted = |op, offset| {
+        let mut counted = |op, at| {
             records += 1;
-            on_op(op, offset)
+            on_op(op, at)
         };
         let scanned = {
             let mut reader = BufReader::with_capacity(1 << 16, &mut file);
-            record::scan(&mut reader, MAGIC.len() as u64, len, &mut counted)
+            record::scan(&mut reader, format, MAGIC.len() as u64, len, &mut counted)
                 .map_err(io_err("reading", &path))?
         };
         opened.records = records;
@@ -143,10 +150,11 @@ impl Journal {
         }
         file.seek(SeekFrom::Start(scanned.good_len))
             .map_err(io_err("seeking", &path))?;
-        Ok((Journal::with(dir, path, file, scanned.good_len), opened))
+        let journal = Journal::with(dir, path, file, scanned.good_len, format);
+        Ok((journal, opened))
     }
 
-    fn with(dir: &Path, path: PathBuf, file: File, good_len: u64) -> Journal {
+    fn with(dir: &Path, path: PathBuf, file: File, good_len: u64, format: Format) -> Journal {
         Journal {
             dir: dir.to_path_buf(),
             path,
@@ -154,6 +162,7 @@ impl Journal {
             reader: None,
             good_len,
             needs_repair: false,
+            format,
             scratch: Vec::new(),
         }
     }
@@ -171,6 +180,12 @@ impl Journal {
     /// returns the offset they start at. On failure the file is cut back,
     /// now or before the next write.
     pub fn append(&mut self, bytes: &[u8], sync: bool) -> Result<u64, Error> {
+        if self.format != Format::Binary {
+            return Err(Error::Other(format!(
+                "{} is in an older format and was not rewritten",
+                self.path.display()
+            )));
+        }
         if self.file.is_none() {
             let mut file = OpenOptions::new()
                 .read(true)
@@ -223,7 +238,13 @@ impl Journal {
         reader
             .seek(SeekFrom::Start(offset))
             .map_err(io_err("seeking", &self.path))?;
-        match record::read(reader, offset, self.good_len, &mut self.scratch) {
+        match record::read(
+            reader,
+            self.format,
+            offset,
+            self.good_len,
+            &mut self.scratch,
+        ) {
             Ok(Some((op, _))) => Ok(op),
             Ok(None) => Err(Error::Other(format!(
                 "{}: the record at offset {offset} is unreadable",
@@ -233,8 +254,23 @@ impl Journal {
         }
     }
 
-    /// Starts a new file beside this one; records are read from this one
-    /// meanwhile.
+    /// Hands every record, from the first, to `on_op`: one pass, one
+    /// record in memory at a time.
+    pub fn for_each(&mut self, on_op: impl FnMut(Op, At)) -> Result<(), Error> {
+        let file = File::open(&self.path).map_err(io_err("opening", &self.path))?;
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        record::scan(
+            &mut reader,
+            self.format,
+            MAGIC.len() as u64,
+            self.good_len,
+            on_op,
+        )
+        .map_err(io_err("reading", &self.path))?;
+        Ok(())
+    }
+
+    /// Starts a new file beside this one.
     pub fn begin_rewrite(&self) -> Result<Rewrite, Error> {
         let tmp = self.dir.join(COMPACT_NAME);
         let mut out = BufWriter::with_capacity(
@@ -279,6 +315,7 @@ impl Journal {
             })
             .ok();
         self.good_len = len;
+        self.format = Format::Binary;
         Ok(())
     }
 

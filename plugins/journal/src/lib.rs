@@ -10,6 +10,7 @@
 //! durability and memory rules in `store.rs`. One instance owns the directory: two instances on the same
 //! directory would corrupt it (WASI has no file locks to prevent that).
 
+mod codec;
 mod file;
 mod record;
 mod store;

@@ -6,15 +6,42 @@
 //! [u32 LE payload length][u32 LE CRC-32 (IEEE) of the payload][payload]
 //! ```
 //!
-//! where the payload is one [`Op`] as compact JSON. Records are only ever
-//! appended; `compact` writes a new file of `put` records and renames it over
-//! the old one.
+//! where the payload is one [`Op`] in the binary layout of `codec.rs`.
+//! Records are only ever appended; `compact` writes a new file of `put`
+//! records and renames it over the old one. A file of the first format
+//! (`OFNJRNL1`, JSON payloads, same framing) is still read; the store
+//! rewrites it in the current one when it opens it.
 
 use std::io::{self, Read, Seek, SeekFrom};
 
 use serde::{Deserialize, Serialize};
 
-pub const MAGIC: &[u8; 8] = b"OFNJRNL1";
+use crate::codec;
+
+pub const MAGIC: &[u8; 8] = b"OFNJRNL2";
+/// The magic of the first format: JSON payloads.
+pub const MAGIC_V1: &[u8; 8] = b"OFNJRNL1";
+
+/// How a file's payloads are written, told by its magic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `OFNJRNL1`: JSON.
+    Json,
+    /// `OFNJRNL2`: binary, the current one.
+    Binary,
+}
+
+impl Format {
+    pub fn of_magic(magic: &[u8]) -> Option<Format> {
+        if magic == MAGIC {
+            Some(Format::Binary)
+        } else if magic == MAGIC_V1 {
+            Some(Format::Json)
+        } else {
+            None
+        }
+    }
+}
 pub const HEADER_LEN: usize = 8;
 /// A payload longer than this is taken as a garbled length.
 pub const MAX_PAYLOAD: usize = 1 << 28;
@@ -135,11 +162,11 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
 }
 
-/// Appends `op` as one framed record to `out`.
+/// Appends `op` as one framed record, in the current format, to `out`.
 pub fn encode(op: &Op, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    serde_json::to_writer(&mut *out, op).expect("an Op always serializes");
+    codec::encode(op, out);
     let payload = &out[start + HEADER_LEN..];
     let (len, crc) = (payload.len() as u32, crc32(payload));
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -152,6 +179,7 @@ pub fn encode(op: &Op, out: &mut Vec<u8>) {
 /// mismatch) or undecodable. `buf` is scratch space, reused across calls.
 pub fn read<R: Read>(
     reader: &mut R,
+    format: Format,
     offset: u64,
     file_len: u64,
     buf: &mut Vec<u8>,
@@ -174,7 +202,19 @@ pub fn read<R: Read>(
         return Ok(None);
     }
     let next = offset + (HEADER_LEN + len) as u64;
-    Ok(serde_json::from_slice(buf).ok().map(|op| (op, next)))
+    let op = match format {
+        Format::Binary => codec::decode(buf),
+        Format::Json => codec::decode_json(buf),
+    };
+    Ok(op.map(|op| (op, next)))
+}
+
+/// Where a record sits in the file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct At {
+    pub offset: u64,
+    /// Header included.
+    pub len: u64,
 }
 
 /// Where a scan stopped.
@@ -187,22 +227,29 @@ pub struct Scanned {
     pub skipped: u64,
 }
 
-/// Hands each record from `start` to `on_op` (with its offset), until the
+/// Hands each record from `start` to `on_op` (with where it is), until the
 /// end or the first bad one. One record is in memory at a time, so opening
 /// a large journal costs its index, not its size.
 pub fn scan<R: Read + Seek>(
     reader: &mut R,
+    format: Format,
     start: u64,
     file_len: u64,
-    mut on_op: impl FnMut(Op, u64),
+    mut on_op: impl FnMut(Op, At),
 ) -> io::Result<Scanned> {
     let mut buf = Vec::new();
     let mut offset = start;
     reader.seek(SeekFrom::Start(start))?;
     while offset < file_len {
-        match read(reader, offset, file_len, &mut buf)? {
+        match read(reader, format, offset, file_len, &mut buf)? {
             Some((op, next)) => {
-                on_op(op, offset);
+                on_op(
+                    op,
+                    At {
+                        offset,
+                        len: next - offset,
+                    },
+                );
                 offset = next;
             }
             None => break,
@@ -223,7 +270,7 @@ pub fn scan<R: Read + Seek>(
             if len <= MAX_PAYLOAD as u64 && next < file_len {
                 reader.seek(SeekFrom::Start(next))?;
                 while next < file_len {
-                    match read(reader, next, file_len, &mut buf)? {
+                    match read(reader, format, next, file_len, &mut buf)? {
                         Some((_, after)) => {
                             skipped += 1;
                             next = after;
@@ -252,7 +299,8 @@ mod tests {
     fn scan(buf: &[u8], start: usize) -> Scan {
         let mut ops = Vec::new();
         let mut reader = io::Cursor::new(buf);
-        let scanned = super::scan(&mut reader, start as u64, buf.len() as u64, |op, _| {
+        let end = buf.len() as u64;
+        let scanned = super::scan(&mut reader, Format::Binary, start as u64, end, |op, _at| {
             ops.push(op)
         })
         .unwrap();
@@ -322,31 +370,6 @@ mod tests {
         assert_eq!(scan.ops, ops);
         assert_eq!(scan.good_len, buf.len());
         assert_eq!(scan.skipped, 0);
-    }
-
-    #[test]
-    fn put_defaults_keep_records_small() {
-        let mut buf = Vec::new();
-        encode(
-            &Op::Put {
-                id: "i".into(),
-                body: "1".into(),
-                source: "s".into(),
-                meta: vec![],
-                t: 1,
-                st: Status::Pending,
-                n: 0,
-                nb: 0,
-                err: None,
-                fin: 0,
-                lu: 0,
-            },
-            &mut buf,
-        );
-        assert_eq!(
-            &buf[8..],
-            br#"{"op":"put","id":"i","body":"1","source":"s","t":1}"#
-        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::file::Journal;
-use crate::record::{Op, Status};
+use crate::record::{At, Op, Status};
 
 #[derive(Debug, PartialEq)]
 pub enum Error {
@@ -98,9 +98,10 @@ struct Slot {
     lease_until: u64,
     finished_at: u64,
     last_error: Option<Box<str>>,
-    /// Where its latest `put` record starts in the file.
-    offset: u64,
-    /// While pending or leased; otherwise read back from `offset`.
+    /// Where its `put` record is in the file (its only one: a message is
+    /// put once, and a rewrite puts each message once in the new file).
+    put: At,
+    /// While pending or leased; otherwise read back from `put`.
     msg: Option<Box<Msg>>,
 }
 
@@ -116,6 +117,9 @@ struct Index {
     leased: BTreeSet<(u64, u64)>,
     counts: [u64; 4],
     next_seq: u64,
+    /// The size of the `put` records of the messages here: what a rewrite
+    /// of the file would write.
+    live_bytes: u64,
 }
 
 pub struct Store {
@@ -124,22 +128,21 @@ pub struct Store {
     nonce: u64,
     counter: u64,
     skipped: u64,
-    /// Messages forgotten since the file was last rewritten.
-    forgotten: u64,
-    /// The file's length after it was last rewritten (or opened).
-    rewritten_len: u64,
     max_done: u64,
+    /// [`SLACK`], but for the tests.
+    rewrite_slack: u64,
     /// Done messages forgotten early (see `trim_done`), not yet reported.
     trimmed: u64,
 }
 
-/// `compact` rewrites a file that grew past this many times its last
-/// rewritten length (lease, ack and retry records of messages still kept)...
-pub const GROWTH: u64 = 8;
-/// ...counting that length as at least this much, so a small file is left alone.
-pub const MIN_REWRITTEN: u64 = 1 << 20;
-/// Done messages kept by default (about 100 bytes of memory each).
-pub const DEFAULT_MAX_DONE: u64 = 1_000_000;
+/// `compact` rewrites a file more than this many times the size of what a
+/// rewrite would write (the `put` records of the messages kept)...
+pub const GROWTH: u64 = 3;
+/// ...plus this much, so a small file is left alone.
+pub const SLACK: u64 = 1 << 20;
+/// Done messages kept by default: about 200 bytes of memory and one `put`
+/// record on disk each.
+pub const DEFAULT_MAX_DONE: u64 = 200_000;
 
 impl Index {
     /// Moves `seq` to `status`, keeping counts and indexes right. A message
@@ -177,7 +180,7 @@ impl Index {
     /// Applies a journaled op, its record at `offset`. Ops are checked
     /// before they are written, so replay applies them as they come;
     /// `false` when the op names an unknown message.
-    fn apply(&mut self, op: Op, offset: u64) -> bool {
+    fn apply(&mut self, op: Op, at: At) -> bool {
         if let Op::Put {
             id,
             body,
@@ -201,7 +204,7 @@ impl Index {
                 lease_until: 0,
                 finished_at: fin,
                 last_error: err.map(String::into_boxed_str),
-                offset,
+                put: at,
                 msg: Some(Box::new(Msg {
                     body,
                     source,
@@ -211,7 +214,9 @@ impl Index {
             let seq = match self.ids.get(id.as_str()) {
                 Some(&seq) => {
                     self.set_status(seq, Status::Pending, 0);
-                    let id = self.slots[&seq].id.clone();
+                    let old = &self.slots[&seq];
+                    self.live_bytes -= old.put.len;
+                    let id = old.id.clone();
                     self.slots.insert(seq, slot(id));
                     seq
                 }
@@ -226,6 +231,7 @@ impl Index {
                     seq
                 }
             };
+            self.live_bytes += at.len;
             self.set_status(seq, st, lu);
             return true;
         }
@@ -272,6 +278,7 @@ impl Index {
         let slot = self.slots.remove(&seq).expect("indexed slot");
         self.ids.remove(&slot.id);
         self.counts[Status::Done.index()] -= 1;
+        self.live_bytes -= slot.put.len;
     }
 
     fn status_of(&self, seq: u64) -> Status {
@@ -285,8 +292,8 @@ impl Store {
     pub fn open(dir: &Path, nonce: u64) -> Result<(Store, OpenReport), Error> {
         let mut index = Index::default();
         let mut orphans = 0;
-        let (file, opened) = Journal::open(dir, |op, offset| {
-            if !index.apply(op, offset) {
+        let (file, opened) = Journal::open(dir, |op, at| {
+            if !index.apply(op, at) {
                 orphans += 1;
             }
         })?;
@@ -302,17 +309,21 @@ impl Store {
             orphans,
             created: opened.created,
         };
-        let store = Store {
-            rewritten_len: file.len(),
+        let old_format = opened.old_format;
+        let mut store = Store {
             file,
             index,
             nonce,
             counter: 0,
             skipped: opened.skipped,
-            forgotten: 0,
+            rewrite_slack: SLACK,
             max_done: DEFAULT_MAX_DONE,
             trimmed: 0,
         };
+        if old_format {
+            // Written by an earlier build: appends go in the current format only.
+            store.rewrite()?;
+        }
         Ok((store, report))
     }
 
@@ -340,14 +351,19 @@ impl Store {
             return Ok(());
         }
         let mut buf = Vec::new();
-        let mut starts = Vec::with_capacity(ops.len());
+        let mut spans = Vec::with_capacity(ops.len());
         for op in &ops {
-            starts.push(buf.len() as u64);
+            let start = buf.len() as u64;
             crate::record::encode(op, &mut buf);
+            spans.push((start, buf.len() as u64 - start));
         }
-        let at = self.file.append(&buf, sync)?;
-        for (op, start) in ops.into_iter().zip(starts) {
-            self.index.apply(op, at + start);
+        let base = self.file.append(&buf, sync)?;
+        for (op, (start, len)) in ops.into_iter().zip(spans) {
+            let at = At {
+                offset: base + start,
+                len,
+            };
+            self.index.apply(op, at);
         }
         Ok(())
     }
@@ -366,7 +382,7 @@ impl Store {
         let slot = &self.index.slots[&seq];
         let msg = match &slot.msg {
             Some(msg) => Msg::clone(msg),
-            None => match self.file.read_at(slot.offset)? {
+            None => match self.file.read_at(slot.put.offset)? {
                 Op::Put {
                     id,
                     body,
@@ -653,20 +669,18 @@ impl Store {
         for &seq in &oldest {
             self.index.forget(seq);
         }
-        self.forgotten += oldest.len() as u64;
         self.trimmed += oldest.len() as u64;
     }
 
     /// Forgets the messages done before `before_ms`; returns how many went.
     ///
-    /// They leave memory at once, but the file is rewritten (one `put`
-    /// record per message left, the lease and ack records of the past gone)
-    /// only once that is worth it: when what was forgotten since the last
-    /// rewrite is at least as much as what is left, or the file has grown
-    /// far past its last rewritten size. Rewriting a busy journal every time
-    /// a few old messages expire would copy all of it each minute. Until the
-    /// rewrite, a reopened store sees the forgotten messages again, done,
-    /// and the next `compact` forgets them again.
+    /// They leave memory at once; the file is rewritten (one `put` record
+    /// per message kept, the lease, ack and retry records of the past gone)
+    /// only once it is more than [`GROWTH`] times what that would write.
+    /// Rewriting a busy journal every time a few old messages expire would
+    /// copy all of it each minute. Until the rewrite, a reopened store sees
+    /// the forgotten messages again, done, and the next `compact` forgets
+    /// them again.
     pub fn compact(&mut self, before_ms: u64) -> Result<u64, Error> {
         let gone: Vec<u64> = self
             .index
@@ -678,51 +692,79 @@ impl Store {
         for &seq in &gone {
             self.index.forget(seq);
         }
-        self.forgotten += gone.len() as u64;
-        let left = self.index.slots.len() as u64;
-        let grown = self.file.len() > GROWTH * self.rewritten_len.max(MIN_REWRITTEN);
-        if (self.forgotten > 0 && self.forgotten >= left) || grown {
+        if self.file.len() > GROWTH * self.index.live_bytes + self.rewrite_slack {
             self.rewrite()?;
         }
         Ok(gone.len() as u64)
     }
 
     /// Replaces the file with one `put` record per message in the index,
-    /// bodies not in memory copied from the old file one at a time.
+    /// in one pass over the old file: each message's `put` record is read
+    /// there and written again with the message's current state.
     fn rewrite(&mut self) -> Result<(), Error> {
         let mut out = self.file.begin_rewrite()?;
-        let seqs: Vec<u64> = self.index.slots.keys().copied().collect();
-        let mut offsets = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            let written = self.entry(seq).and_then(|e| {
-                out.push(&Op::Put {
-                    id: e.id,
-                    body: e.msg.body,
-                    source: e.msg.source,
-                    meta: e.msg.metadata,
-                    t: e.enqueued_at,
-                    st: e.status,
-                    n: e.attempts,
-                    nb: e.not_before,
-                    err: e.last_error,
-                    fin: e.finished_at,
-                    lu: e.lease_until,
-                })
-            });
-            match written {
-                Ok(offset) => offsets.push((seq, offset)),
-                Err(e) => {
-                    self.file.abandon_rewrite(out);
-                    return Err(e);
-                }
+        let mut moved: Vec<(u64, At)> = Vec::with_capacity(self.index.slots.len());
+        let mut failed = None;
+        let index = &self.index;
+        let scanned = self.file.for_each(|op, at| {
+            if failed.is_some() {
+                return;
             }
+            let Op::Put {
+                id,
+                body,
+                source,
+                meta,
+                ..
+            } = op
+            else {
+                return;
+            };
+            let Some(&seq) = index.ids.get(id.as_str()) else {
+                return;
+            };
+            let s = &index.slots[&seq];
+            if s.put != at {
+                return;
+            }
+            let put = Op::Put {
+                id,
+                body,
+                source,
+                meta,
+                t: s.enqueued_at,
+                st: s.status,
+                n: s.attempts,
+                nb: s.not_before,
+                err: s.last_error.as_deref().map(str::to_string),
+                fin: s.finished_at,
+                lu: s.lease_until,
+            };
+            match out.push(&put) {
+                Ok(new) => moved.push((seq, new)),
+                Err(e) => failed = Some(e),
+            }
+        });
+        let failed = failed.or(scanned.err()).or_else(|| {
+            (moved.len() != self.index.slots.len()).then(|| {
+                Error::Other(format!(
+                    "{}: {} of {} messages found while compacting",
+                    self.file.path().display(),
+                    moved.len(),
+                    self.index.slots.len()
+                ))
+            })
+        });
+        if let Some(e) = failed {
+            self.file.abandon_rewrite(out);
+            return Err(e);
         }
         self.file.finish_rewrite(out)?;
-        for (seq, offset) in offsets {
-            self.index.slots.get_mut(&seq).unwrap().offset = offset;
+        self.index.live_bytes = 0;
+        for (seq, at) in moved {
+            self.index.slots.get_mut(&seq).unwrap().put = at;
+            self.index.live_bytes += at.len;
         }
-        self.rewritten_len = self.file.len();
-        self.forgotten = 0;
         Ok(())
     }
 }
@@ -1026,9 +1068,10 @@ mod tests {
     }
 
     #[test]
-    fn compact_rewrites_once_as_much_is_forgotten_as_kept() {
+    fn compact_rewrites_once_the_file_is_mostly_the_past() {
         let dir = TempDir::new();
         let (mut store, _) = open(&dir);
+        store.rewrite_slack = 0;
         let ids = store
             .enqueue(
                 vec![msg("a"), msg("b"), msg("c"), msg("d"), msg("e"), msg("f")],
@@ -1042,7 +1085,9 @@ mod tests {
         store.nack(&ids[3], 50, "later", 21).unwrap();
         store.dead_letter(&ids[4], "bad", 22).unwrap();
         let before = fs::metadata(dir.file()).unwrap().len();
-        // Three done messages go, three are kept: worth a rewrite.
+        // Three done messages go, three are kept: the file (six puts, six
+        // leases, three acks, a nack and a dead-letter) is now more than
+        // three times the three puts a rewrite writes.
         assert_eq!(store.compact(15).unwrap(), 3);
         assert!(fs::metadata(dir.file()).unwrap().len() < before);
         assert!(!dir.0.join(COMPACT_NAME).exists());
@@ -1096,13 +1141,15 @@ mod tests {
     fn compact_forgets_at_once_but_rewrites_only_when_worth_it() {
         let dir = TempDir::new();
         let (mut store, _) = open(&dir);
+        store.rewrite_slack = 0;
         let ids = store
             .enqueue(vec![msg("a"), msg("b"), msg("c"), msg("d")], 0, 0, 0)
             .unwrap();
         store.lease(4, 1000, 1).unwrap();
         store.ack(&ids[0], 10).unwrap();
         let before = fs::metadata(dir.file()).unwrap().len();
-        // One of four: gone from memory, the file left as it is.
+        // One of four: gone from memory, the file (four puts, four leases,
+        // an ack) left as it is: less than three times three puts.
         assert_eq!(store.compact(15).unwrap(), 1);
         assert_eq!(fs::metadata(dir.file()).unwrap().len(), before);
         assert!(store.get(&ids[0]).unwrap().is_none());
@@ -1119,7 +1166,7 @@ mod tests {
             store.nack(&ids[1], 0, &long, 20 + i).unwrap();
         }
         let grown = fs::metadata(dir.file()).unwrap().len();
-        assert!(grown > GROWTH * MIN_REWRITTEN);
+        assert!(grown > GROWTH * store.index.live_bytes + SLACK);
         assert_eq!(store.compact(15).unwrap(), 0);
         let rewritten = fs::metadata(dir.file()).unwrap().len();
         assert!(rewritten < grown / 50, "{rewritten} of {grown}");
@@ -1212,6 +1259,71 @@ mod tests {
         assert_eq!(store.take_trimmed(), 0);
         assert!(store.get(&ids[0]).unwrap().is_none());
         assert!(store.get(&ids[29]).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_journal_of_the_first_format_is_read_and_rewritten_in_the_current_one() {
+        let dir = TempDir::new();
+        let id = |n: u32| format!("0000000000001-000000000001-{n:x}");
+        let ops = [
+            Op::Put {
+                id: id(1),
+                body: "{\"a\":1}".into(),
+                source: "inbox".into(),
+                meta: vec![("k".into(), "v".into())],
+                t: 1,
+                st: Status::Pending,
+                n: 0,
+                nb: 1,
+                err: None,
+                fin: 0,
+                lu: 0,
+            },
+            Op::Put {
+                id: id(2),
+                body: "2".into(),
+                source: "inbox".into(),
+                meta: vec![],
+                t: 1,
+                st: Status::Pending,
+                n: 0,
+                nb: 1,
+                err: None,
+                fin: 0,
+                lu: 0,
+            },
+            Op::Lease {
+                id: id(2),
+                t: 2,
+                until: 9,
+            },
+            Op::Ack { id: id(2), t: 3 },
+        ];
+        let mut v1 = record::MAGIC_V1.to_vec();
+        for op in &ops {
+            let payload = serde_json::to_vec(op).unwrap();
+            v1.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            v1.extend_from_slice(&record::crc32(&payload).to_le_bytes());
+            v1.extend_from_slice(&payload);
+        }
+        fs::write(dir.file(), &v1).unwrap();
+        let (mut store, report) = open(&dir);
+        assert_eq!((report.records, report.skipped), (4, 0));
+        assert!(fs::read(dir.file()).unwrap().starts_with(MAGIC));
+        let one = store.get(&id(1)).unwrap().unwrap();
+        assert_eq!((one.status, one.msg.metadata.len()), (Status::Pending, 1));
+        let two = store.get(&id(2)).unwrap().unwrap();
+        assert_eq!(
+            (two.status, two.attempts, two.finished_at),
+            (Status::Done, 1, 3)
+        );
+        assert_eq!(two.msg.body, "2");
+        store.ack(&id(1), 4).unwrap();
+        drop(store);
+        let (mut store, report) = open(&dir);
+        assert_eq!(report.skipped, 0);
+        assert_eq!(store.stats().done, 2);
+        assert_eq!(store.get(&id(1)).unwrap().unwrap().msg.body, "{\"a\":1}");
     }
 
     #[test]

@@ -36,6 +36,9 @@ run: plugins
 # `worker`), and so do the `microservice run` tests.
 test: setup
 	cargo test --workspace
+	# The first-party plugins' own unit tests (the journal's store, format
+	# and recovery among them), natively: they are plain std code.
+	cd plugins && cargo test --workspace --target "$$(rustc -vV | sed -n 's/^host: //p')"
 	ENGINE_MODE=cli cargo test --test e2e -- inbox:: flows:: engine:: sync:: credentials:: cron:: shutdown:: cli::run::
 
 lint:

@@ -288,9 +288,9 @@ impl Queue {
     }
 
     /// Queues an acknowledgement (written in a batch, soon).
-    fn acknowledge(&self, id: &str) {
+    fn acknowledge(&self, id: String) {
         self.inner.unwritten_acks.fetch_add(1, Ordering::SeqCst);
-        if self.inner.acks.send(id.to_string()).is_err() {
+        if self.inner.acks.send(id).is_err() {
             self.inner.unwritten_acks.fetch_sub(1, Ordering::SeqCst);
         }
     }

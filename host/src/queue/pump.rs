@@ -165,13 +165,28 @@ async fn deliver(queue: &Queue, delivery: Delivery) {
     {
         let _ = waiter.send(reports.clone());
     }
-    settle(queue, &id, attempt, &reports).await;
+    settle(queue, id, attempt, &reports).await;
 }
 
 /// Acknowledges, schedules a retry, or dead-letters after an attempt.
-async fn settle(queue: &Queue, id: &str, attempt: u32, reports: &[RunReport]) {
+async fn settle(queue: &Queue, id: String, attempt: u32, reports: &[RunReport]) {
     let inner = &queue.inner;
     let retry: Vec<&RunReport> = reports.iter().filter(|r| r.will_retry).collect();
+    if retry.is_empty() && reports.iter().all(|r| r.success) {
+        // The common case, kept cheap: everything ran (now or in an earlier
+        // attempt) and nothing failed for good.
+        let mut settled = inner.settled.lock().unwrap_or_else(|p| p.into_inner());
+        let failed_before = settled
+            .get(&id)
+            .is_some_and(|s| !s.failed_for_good.is_empty());
+        if !failed_before {
+            settled.remove(&id);
+            drop(settled);
+            queue.acknowledge(id);
+            return;
+        }
+    }
+    let id = id.as_str();
     let failed_for_good = {
         let mut settled = inner.settled.lock().unwrap_or_else(|p| p.into_inner());
         let entry = settled.entry(id.to_string()).or_default();
@@ -226,7 +241,7 @@ async fn settle(queue: &Queue, id: &str, attempt: u32, reports: &[RunReport]) {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         if failed_for_good.is_empty() {
-            queue.acknowledge(id);
+            queue.acknowledge(id.to_string());
             Ok(())
         } else {
             warn!(attempt, "receipt moved to the dead-letter list");

@@ -73,6 +73,7 @@ fn open_store() -> Result<Store, PluginError> {
         })?;
         store.set_max_done(max);
     }
+    report_trimmed(&mut store);
     if report.skipped > 0 {
         host::log(
             Level::Warn,

@@ -324,6 +324,9 @@ impl Store {
             // Written by an earlier build: appends go in the current format only.
             store.rewrite()?;
         }
+        // A file written under a higher `max_done` (or not compacted for a
+        // while) may hold more: keep memory as bounded as it was.
+        store.trim_done();
         Ok((store, report))
     }
 
@@ -334,6 +337,7 @@ impl Store {
     /// Keep at most `max` done messages (at least one).
     pub fn set_max_done(&mut self, max: u64) {
         self.max_done = max.max(1);
+        self.trim_done();
     }
 
     fn new_id(&mut self, now_ms: u64) -> String {
@@ -382,29 +386,77 @@ impl Store {
         let slot = &self.index.slots[&seq];
         let msg = match &slot.msg {
             Some(msg) => Msg::clone(msg),
-            None => match self.file.read_at(slot.put.offset)? {
-                Op::Put {
-                    id,
-                    body,
-                    source,
-                    meta,
-                    ..
-                } if *id == *slot.id => Msg {
-                    body,
-                    source,
-                    metadata: meta,
-                },
-                _ => {
-                    return Err(Error::Other(format!(
-                        "{}: the record of message `{}` is not where the index says",
-                        self.file.path().display(),
-                        slot.id
-                    )));
-                }
-            },
+            None => {
+                let op = self.file.read_at(slot.put.offset)?;
+                self.msg_of(seq, op)?
+            }
         };
+        Ok(self.entry_with(seq, msg))
+    }
+
+    /// `entry` for many messages. Past a few bodies to read back, one pass
+    /// over the file beats a seek and a read for each.
+    fn entries(&mut self, seqs: &[u64]) -> Result<Vec<Entry>, Error> {
+        const SEEKS: usize = 64;
+        let on_disk: HashMap<u64, usize> = seqs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, seq)| {
+                let slot = &self.index.slots[seq];
+                slot.msg.is_none().then_some((slot.put.offset, i))
+            })
+            .collect();
+        if on_disk.len() <= SEEKS {
+            return seqs.iter().map(|&seq| self.entry(seq)).collect();
+        }
+        let mut read: Vec<Option<Op>> = vec![None; seqs.len()];
+        self.file.for_each(|op, at| {
+            if let Some(&i) = on_disk.get(&at.offset) {
+                read[i] = Some(op);
+            }
+        })?;
+        seqs.iter()
+            .zip(read)
+            .map(|(&seq, op)| {
+                let msg = match (&self.index.slots[&seq].msg, op) {
+                    (Some(msg), _) => Msg::clone(msg),
+                    (None, Some(op)) => self.msg_of(seq, op)?,
+                    (None, None) => return Err(self.misplaced(seq)),
+                };
+                Ok(self.entry_with(seq, msg))
+            })
+            .collect()
+    }
+
+    /// The message in `op`, read at message `seq`'s `put` offset.
+    fn msg_of(&self, seq: u64, op: Op) -> Result<Msg, Error> {
+        match op {
+            Op::Put {
+                id,
+                body,
+                source,
+                meta,
+                ..
+            } if *id == *self.index.slots[&seq].id => Ok(Msg {
+                body,
+                source,
+                metadata: meta,
+            }),
+            _ => Err(self.misplaced(seq)),
+        }
+    }
+
+    fn misplaced(&self, seq: u64) -> Error {
+        Error::Other(format!(
+            "{}: the record of message `{}` is not where the index says",
+            self.file.path().display(),
+            self.index.slots[&seq].id
+        ))
+    }
+
+    fn entry_with(&self, seq: u64, msg: Msg) -> Entry {
         let slot = &self.index.slots[&seq];
-        Ok(Entry {
+        Entry {
             id: slot.id.to_string(),
             msg,
             status: slot.status,
@@ -414,7 +466,7 @@ impl Store {
             last_error: slot.last_error.as_deref().map(str::to_string),
             lease_until: slot.lease_until,
             finished_at: slot.finished_at,
-        })
+        }
     }
 
     /// Stores `messages`; the first `lease_first` of them already leased
@@ -476,10 +528,7 @@ impl Store {
             .collect();
         // Entries first: a requeued message's body is read back from the
         // file, and one that cannot be read is not leased.
-        let entries = chosen
-            .iter()
-            .map(|&seq| self.entry(seq))
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = self.entries(&chosen)?;
         let until = now_ms.saturating_add(lease_ms);
         let ops = entries
             .iter()
@@ -624,7 +673,7 @@ impl Store {
                 .map(|(&seq, _)| seq)
                 .collect(),
         };
-        seqs.into_iter().map(|seq| self.entry(seq)).collect()
+        self.entries(&seqs)
     }
 
     pub fn get(&mut self, id: &str) -> Result<Option<Entry>, Error> {
@@ -1259,6 +1308,36 @@ mod tests {
         assert_eq!(store.take_trimmed(), 0);
         assert!(store.get(&ids[0]).unwrap().is_none());
         assert!(store.get(&ids[29]).unwrap().is_some());
+        // A journal holding more than `max_done` is trimmed when opened.
+        drop(store);
+        let (mut store, _) = open(&dir);
+        store.set_max_done(5);
+        assert!(store.stats().done <= 5);
+        assert!(store.take_trimmed() > 0);
+    }
+
+    #[test]
+    fn listing_many_finished_messages_reads_them_in_one_pass() {
+        let dir = TempDir::new();
+        let (mut store, _) = open(&dir);
+        let msgs = (0..300).map(|i| msg(&i.to_string())).collect();
+        let ids = store.enqueue(msgs, 300, 1000, 0).unwrap();
+        store.ack_many(&ids[..250], 5).unwrap();
+        let done = store.list(Status::Done, 1000).unwrap();
+        let expected: Vec<String> = (0..250).map(|i| i.to_string()).collect();
+        assert_eq!(
+            bodies(&done),
+            expected.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        // A mix of bodies in memory and on disk, past the few-seeks threshold.
+        for id in &ids[..100] {
+            store.requeue(id, 6).unwrap();
+        }
+        // The first 100 from disk, the last 50 (their lease ran out) from memory.
+        let leased = store.lease(1000, 1000, 1001).unwrap();
+        assert_eq!(leased.len(), 150);
+        assert_eq!(leased[0].msg.body, "0");
+        assert_eq!(leased[149].msg.body, "299");
     }
 
     #[test]

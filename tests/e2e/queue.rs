@@ -317,6 +317,43 @@ fn log_matching(svc: &Service, needle: &str) -> Vec<String> {
 }
 
 #[test]
+fn finished_receipts_beyond_max_done_are_forgotten_oldest_first_with_a_warning() {
+    // The README's way of configuring the built-in journal.
+    let project = r#"
+[jobs.never]
+adaptor = "@openfn/language-common@3.3.4"
+expression = "fn(state => state);"
+trigger = "never"
+[triggers.never]
+criteria = { never = true }
+
+[plugins.journal]
+file = "journal.wasm"
+config = { dir = "/journal", max_done = 3 }
+dirs = [{ data = "journal", guest = "/journal", writable = true }]
+memory = "512MiB"
+timeout = "10s"
+"#;
+    let svc = Launch::new(project).start();
+    for n in 0..8 {
+        message_id(&svc.post_json("/inbox", &format!(r#"{{"n":{n}}}"#)));
+        wait_idle(&svc, QUEUE_TIMEOUT);
+    }
+    let done: Vec<Value> = messages(&svc, "done")
+        .into_iter()
+        .map(|m| m["body"]["n"].clone())
+        .collect();
+    assert_eq!(
+        done,
+        [json("5"), json("6"), json("7")],
+        "the newest three are kept"
+    );
+    let warned = log_matching(&svc, "forgotten before their retention ran out");
+    assert_eq!(warned.len(), 1, "one warning a minute at most: {warned:?}");
+    assert!(warned[0].contains("max_done (3)"), "{warned:?}");
+}
+
+#[test]
 fn a_garbled_or_torn_journal_tail_is_dropped_and_everything_before_it_survives() {
     let data = temp_dir("e2e-journal-");
     let journal = data.path().join("journal").join("messages.journal");

@@ -111,14 +111,29 @@ fn open_store() -> Result<Store, PluginError> {
     Ok(store)
 }
 
-/// Says so when finished messages had to be forgotten early.
+/// When the last "forgotten early" warning went out (monotonic ns).
+static LAST_TRIM_WARNING: Mutex<Option<u64>> = Mutex::new(None);
+const TRIM_WARNING_EVERY_NS: u64 = 60_000_000_000;
+
+/// Says so when finished messages had to be forgotten early: at once the
+/// first time, then at most once a minute with the count since, so a busy
+/// inbox does not fill the log with it.
 fn report_trimmed(store: &mut Store) {
+    let now = wasi::clocks::monotonic_clock::now();
+    let mut last = LAST_TRIM_WARNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if last.is_some_and(|at| now.saturating_sub(at) < TRIM_WARNING_EVERY_NS) {
+        return;
+    }
     let n = store.take_trimmed();
     if n > 0 {
+        *last = Some(now);
         host::log(
             Level::Warn,
             &format!(
-                "{n} finished message(s) forgotten before their retention ran out: more than max_done are kept"
+                "{n} finished message(s) forgotten before their retention ran out: more than max_done ({}) are kept",
+                store.max_done()
             ),
         );
     }

@@ -334,6 +334,10 @@ impl Store {
         self.file.path()
     }
 
+    pub fn max_done(&self) -> u64 {
+        self.max_done
+    }
+
     /// Keep at most `max` done messages (at least one).
     pub fn set_max_done(&mut self, max: u64) {
         self.max_done = max.max(1);

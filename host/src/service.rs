@@ -112,8 +112,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             )
         })?;
     let addr = listener.local_addr()?;
-    info!(style = ?settings.endpoint_style, "listening on http://{addr}");
+    // Before "listening on": whoever waits for that line (a supervisor, the
+    // tests) has read everything start-up had to say.
     announce_security(&settings, addr);
+    info!(style = ?settings.endpoint_style, "listening on http://{addr}");
     let metrics = crate::metrics::get();
     metrics.set_engine_slots(project.engine.concurrency);
     metrics.declare(project.jobs.keys().map(String::as_str));

@@ -6,10 +6,10 @@ All three servers run at once on 127.0.0.1 and wrk is pointed at each in
 turn, alternating the order every round, so machine noise hits all alike.
 The service's project has one job whose trigger never matches the bench body:
 no @openfn/core run starts, but every receipt is parsed and matched and, when
-durable, stored (fsync per group commit) before the 202, then leased and
-acknowledged by the delivery loop. After each durable run the script waits
-until the service has drained that backlog (its CPU goes quiet) before the
-next run, and reports how long that took.
+durable, stored (fsync per group commit) before the 202: already leased while
+a delivery slot is free, then delivered from memory and acknowledged. After
+each durable run the script waits until the service has drained its backlog
+(its CPU goes quiet) before the next run, and reports how long that took.
 
 Needs wrk. If it is missing and this runs as root, it is installed with
 `apt-get install -y wrk` (after `apt-get update` if the first try fails);

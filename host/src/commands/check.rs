@@ -14,7 +14,7 @@ use crate::plugins::Kind;
 use crate::project::Project;
 use crate::settings::Settings;
 
-pub fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
+pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut errors = 0usize;
     let file = settings.project_dir.join("project.toml");
     let project = match Project::load(&settings.project_dir) {
@@ -47,6 +47,7 @@ pub fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     for path in &files {
         let i = inspector
             .inspect(path)
+            .await
             .unwrap_or_else(|why| unreadable(path, why));
         let kind_name = i.kind.map(|k| format!("{k:?}").to_lowercase());
         if i.disabled {

@@ -24,12 +24,12 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
     match command {
         Command::Serve => service::serve(settings).await.map(|()| ExitCode::SUCCESS),
         Command::Run { job, data, state } => run::run(&settings, &job, data, state).await,
-        Command::Check => check::check(&settings),
+        Command::Check => check::check(&settings).await,
         Command::Import { file, out, force } => import::import(&file, out, force),
         Command::Install => install::install(&settings).await,
-        Command::Plugin(PluginCommand::List { json }) => plugin::list(&settings, json),
+        Command::Plugin(PluginCommand::List { json }) => plugin::list(&settings, json).await,
         Command::Plugin(PluginCommand::Inspect { file, json }) => {
-            plugin::inspect(&settings, &file, json)
+            plugin::inspect(&settings, &file, json).await
         }
     }
 }

@@ -2,7 +2,8 @@
 //! plugin file is and whether the service would load it under the
 //! project's grants ([`crate::plugins::inspect`] does the judging).
 //!
-//! Both only read: nothing is instantiated, nothing written to the project.
+//! Both only read: a plugin is instantiated once, with no grants, to check
+//! its functions' types, never called; nothing is written to the project.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,13 +14,13 @@ use super::project_if_any;
 use crate::plugins::inspect::{Inspection, Inspector};
 use crate::settings::Settings;
 
-pub fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     let project = project_if_any(settings)?;
     let inspector = inspector(settings, project.as_ref())?;
     let files = wasm_files(&settings.plugins_dir)?;
     let mut rows = Vec::new();
     for file in &files {
-        rows.push(match inspector.inspect(file) {
+        rows.push(match inspector.inspect(file).await {
             Ok(i) => i,
             Err(why) => unreadable(file, why),
         });
@@ -58,10 +59,10 @@ pub fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn inspect(settings: &Settings, file: &Path, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn inspect(settings: &Settings, file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let project = project_if_any(settings)?;
     let inspector = inspector(settings, project.as_ref())?;
-    let i = inspector.inspect(file).map_err(anyhow::Error::msg)?;
+    let i = inspector.inspect(file).await.map_err(anyhow::Error::msg)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&i)?);
         return Ok(ExitCode::SUCCESS);

@@ -3,12 +3,15 @@
 //!
 //! It goes through the service's own runtime (engine, linker, grants, world
 //! bindings), so "would load" means what loading means in the service. It
-//! never instantiates or calls a plugin, and writes nothing to the project
-//! or `DATA_DIR`: compiled code goes to a throw-away cache, and granted
-//! folders are checked, not created.
+//! instantiates a plugin once, with no grants, because that is where the
+//! exported functions' types are checked (linking checks their names only),
+//! and never calls it. It writes nothing to the project or `DATA_DIR`:
+//! compiled code goes to a throw-away cache, and granted folders are
+//! checked, not created.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -16,7 +19,7 @@ use wasmtime::component::types::{ComponentExtern, ComponentItem};
 
 use super::grants::Grants;
 use super::plugin::{self, Kind};
-use super::runtime::Runtime;
+use super::runtime::{Runtime, ticks};
 use crate::project::PluginSpec;
 
 /// Judges plugin files against one project's `[plugins.<name>]` tables.
@@ -87,7 +90,7 @@ impl Inspector {
     /// Inspects the file at `path`. Errors only when it cannot be read or
     /// is not a WebAssembly component at all; a component the service
     /// would refuse is an [`Inspection`] with `would_load: false`.
-    pub fn inspect(&self, path: &Path) -> Result<Inspection, String> {
+    pub async fn inspect(&self, path: &Path) -> Result<Inspection, String> {
         let bytes =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let (component, _, _) = self
@@ -117,11 +120,10 @@ impl Inspector {
             format!("openfn:microservice/{}{version}", world_name(*k))
         });
         let disabled = spec.is_some_and(|s| !s.enabled);
-        let verdict = kind.clone().and_then(|kind| {
-            let grants = Grants::preview(spec, &self.project_dir, &self.data_dir)?;
-            grants.check_imports(&component, engine)?;
-            plugin::link(&self.runtime.linker, &component, kind).map(|_| ())
-        });
+        let verdict = match kind.clone() {
+            Ok(kind) => self.judge(spec, &component, kind, &name).await,
+            Err(why) => Err(why),
+        };
         Ok(Inspection {
             file: path.display().to_string(),
             name,
@@ -140,6 +142,31 @@ impl Inspector {
 }
 
 /// The world of each kind, as named in `wit/worlds.wit`.
+impl Inspector {
+    /// Whether the service would load `component` as `kind`: its grants,
+    /// its imports, its links, and the types of what it exports.
+    async fn judge(
+        &self,
+        spec: Option<&PluginSpec>,
+        component: &wasmtime::component::Component,
+        kind: Kind,
+        name: &str,
+    ) -> Result<(), String> {
+        let engine = &self.runtime.engine;
+        let grants = Grants::preview(spec, &self.project_dir, &self.data_dir)?;
+        grants.check_imports(component, engine)?;
+        let pre = plugin::link(&self.runtime.linker, component, kind)?;
+        // No grants: instantiating opens nothing and runs no plugin code.
+        let mut store = Grants::preview(None, &self.project_dir, &self.data_dir)?
+            .store(engine, &Arc::from(name))
+            .map_err(|e| format!("{e:#}"))?;
+        store.set_epoch_deadline(ticks(grants.timeout));
+        plugin::instantiate(&pre, &mut store)
+            .await
+            .map_err(|e| format!("does not match the {kind:?} world: {e:#}"))
+    }
+}
+
 fn world_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Trigger => "trigger",

@@ -88,6 +88,20 @@ pub(super) fn link(
     })
 }
 
+/// Instantiates `pre` in `store` and drops the instance: the check of the
+/// exported functions' types that linking leaves to instantiation.
+pub(super) async fn instantiate(
+    pre: &Pre,
+    store: &mut wasmtime::Store<PluginState>,
+) -> wasmtime::Result<()> {
+    match pre {
+        Pre::Trigger(p) => p.instantiate_async(store).await.map(drop),
+        Pre::Notification(p) => p.instantiate_async(store).await.map(drop),
+        Pre::Logging(p) => p.instantiate_async(store).await.map(drop),
+        Pre::Persistence(p) => p.instantiate_async(store).await.map(drop),
+    }
+}
+
 /// Pre-linked instances, one type per world.
 pub enum Pre {
     Trigger(TriggerPre<PluginState>),

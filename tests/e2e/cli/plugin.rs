@@ -159,3 +159,36 @@ fn plugin_inspect_describes_each_first_party_plugin() {
         describe(&out)
     );
 }
+
+#[test]
+fn a_plugin_built_against_another_wit_text_would_not_load() {
+    // stale-notify's names match the notification world, its `notify` type
+    // does not: linking passes, instantiating fails, and so must the verdict.
+    let (_, test_plugins) = wasm_plugins();
+    let stale = test_plugins.join("stale_notify.wasm");
+    let scratch = Scratch::new(None);
+    let out = scratch.run(
+        &["plugin", "inspect", "--json", stale.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let i: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(i["kind"], "notification", "{i}");
+    assert_eq!(i["would_load"], false, "{i}");
+    let refusal = i["refusal"].as_str().unwrap();
+    assert!(
+        refusal.contains("does not match the Notification world")
+            && refusal.contains("type mismatch"),
+        "{i}"
+    );
+    let plugins = scratch.project().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(&stale, plugins.join("stale_notify.wasm")).unwrap();
+    let out = scratch.run(&["check"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("plugin `stale_notify` would not load: does not match"),
+        "{}",
+        describe(&out)
+    );
+}

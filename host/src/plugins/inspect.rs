@@ -156,7 +156,7 @@ impl Inspector {
         let grants = Grants::preview(spec, &self.project_dir, &self.data_dir)?;
         grants.check_imports(component, engine)?;
         let pre = plugin::link(&self.runtime.linker, component, kind)?;
-        // No grants: instantiating opens nothing and runs no plugin code.
+        // No grants, so instantiating opens nothing; no export is called.
         let mut store = Grants::preview(None, &self.project_dir, &self.data_dir)?
             .store(engine, &Arc::from(name))
             .map_err(|e| format!("{e:#}"))?;

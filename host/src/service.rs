@@ -23,7 +23,8 @@ use crate::packages::{Packages, Progress};
 use crate::plugins::persistence::MessageStore;
 use crate::plugins::{self, MessageSink, PluginHost};
 use crate::project::Project;
-use crate::project::{AdaptorSpec, DirBase, DirGrant, EngineMode, PluginSpec, PollSchedule};
+use crate::project::plugins::{JOURNAL, builtin_journal};
+use crate::project::{AdaptorSpec, EngineMode};
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::store::Store;
@@ -244,9 +245,7 @@ fn start_plugins(
             let mut specs = project.plugins.clone();
             // A journal.wasm dropped in the folder (a newer journal) gets the
             // built-in journal's grants unless the project configures it.
-            specs
-                .entry("journal".into())
-                .or_insert_with(default_journal);
+            specs.entry(JOURNAL.into()).or_insert_with(builtin_journal);
             specs
         },
     };
@@ -265,12 +264,12 @@ async fn start_queue(
     tracker: &TaskTracker,
 ) -> anyhow::Result<Queue> {
     let name = &project.inbox.store;
-    if name == "journal" {
+    if name == JOURNAL {
         let spec = project
             .plugins
             .get(name)
             .cloned()
-            .unwrap_or_else(default_journal);
+            .unwrap_or_else(builtin_journal);
         plugins
             .embed(name, JOURNAL_WASM, &spec)
             .map_err(|e| anyhow::anyhow!("the built-in journal could not be loaded: {e}"))?;
@@ -302,26 +301,6 @@ async fn start_queue(
         tracker.clone(),
     )
     .await
-}
-
-/// The journal with no `[plugins.journal]` table: its files in `DATA_DIR/journal`.
-fn default_journal() -> PluginSpec {
-    PluginSpec {
-        name: "journal".into(),
-        file: "journal.wasm".into(),
-        config: vec![("dir".into(), "/journal".into())],
-        allowed_hosts: Vec::new(),
-        dirs: vec![DirGrant {
-            base: DirBase::Data,
-            path: "journal".into(),
-            guest: "/journal".into(),
-            writable: true,
-        }],
-        timeout: std::time::Duration::from_secs(10),
-        memory_bytes: 512 << 20,
-        schedule: PollSchedule::Every(std::time::Duration::from_secs(10)),
-        enabled: true,
-    }
 }
 
 /// Creates `DATA_DIR` and empties `DATA_DIR/tmp`: temp dirs left by a killed

@@ -106,7 +106,10 @@ pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
 
     if let Some(p) = &project {
         let store = &p.inbox.store;
-        if p.inbox.durable && store != "journal" && !persistence.contains(store) {
+        if p.inbox.durable
+            && store != crate::project::plugins::JOURNAL
+            && !persistence.contains(store)
+        {
             eprintln!(
                 "error: {}: [inbox] store = \"{store}\" names no persistence plugin that would load from {}; the service would not start",
                 file.display(),

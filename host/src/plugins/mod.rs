@@ -156,7 +156,7 @@ impl PluginHost {
         for (name, spec) in &host.inner.options.specs {
             // The journal is built into the binary: a missing file is the norm.
             if spec.enabled
-                && name != "journal"
+                && name != crate::project::plugins::JOURNAL
                 && !host.inner.options.plugins_dir.join(&spec.file).exists()
             {
                 warn!(plugin = %name, file = %spec.file, dir = %host.inner.options.plugins_dir.display(), "configured plugin file is not in the plugins folder (yet)");

@@ -119,7 +119,7 @@ pub(super) fn inbox(cx: &Ctx, t: Option<&Table>) -> Result<InboxConfig, ProjectE
         max_body_bytes: positive(cx, "inbox", t, "max_body_bytes")?.unwrap_or(10 * 1024 * 1024),
         durable,
         store: string(cx, "inbox", t, "store")?
-            .unwrap_or("journal")
+            .unwrap_or(super::plugins::JOURNAL)
             .to_string(),
         retention: duration(cx, "inbox", t, "retention")?.unwrap_or(Duration::from_secs(3600)),
         idempotency_field: string(cx, "inbox", t, "idempotency_field")?.map(str::to_string),

@@ -46,7 +46,7 @@ pub struct PluginSpec {
 }
 
 /// A host directory a plugin may use, mounted at `guest`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirGrant {
     pub base: DirBase,
     /// Relative to `base`; must stay inside it.

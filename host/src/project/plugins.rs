@@ -31,6 +31,53 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Memory cap of a plugin that does not set `memory`.
 pub const DEFAULT_MEMORY: usize = 64 * 1024 * 1024;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// The built-in message store's name.
+pub const JOURNAL: &str = "journal";
+
+/// The built-in journal's settings: its files in `DATA_DIR/journal`, and
+/// more memory and time than a plugin's defaults (it holds the index of
+/// every stored receipt, and replays its file when opened). A
+/// `[plugins.journal]` table starts from these: what it leaves out keeps
+/// its built-in value, so `config = { max_done = 500000 }` alone works.
+pub fn builtin_journal() -> PluginSpec {
+    PluginSpec {
+        name: JOURNAL.into(),
+        file: format!("{JOURNAL}.wasm"),
+        config: vec![("dir".into(), "/journal".into())],
+        allowed_hosts: Vec::new(),
+        dirs: vec![DirGrant {
+            base: DirBase::Data,
+            path: "journal".into(),
+            guest: "/journal".into(),
+            writable: true,
+        }],
+        timeout: Duration::from_secs(10),
+        memory_bytes: 512 << 20,
+        schedule: PollSchedule::Every(DEFAULT_INTERVAL),
+        enabled: true,
+    }
+}
+
+/// `spec`, parsed from `body`, with the keys `body` leaves out taken from
+/// the built-in journal.
+fn over_builtin_journal(mut spec: PluginSpec, body: &Table) -> PluginSpec {
+    let base = builtin_journal();
+    if !body.contains_key("dirs") {
+        spec.dirs = base.dirs;
+    }
+    if !body.contains_key("timeout") {
+        spec.timeout = base.timeout;
+    }
+    if !body.contains_key("memory") {
+        spec.memory_bytes = base.memory_bytes;
+    }
+    for (key, value) in base.config.into_iter().rev() {
+        if !spec.config.iter().any(|(k, _)| *k == key) {
+            spec.config.insert(0, (key, value));
+        }
+    }
+    spec
+}
 
 pub(super) fn parse(
     cx: &Ctx,
@@ -79,20 +126,23 @@ pub(super) fn parse(
             Some(toml::Value::Boolean(b)) => *b,
             Some(_) => return Err(cx.err(&table, Some("enabled"), "must be true or false")),
         };
-        out.insert(
-            name.clone(),
-            PluginSpec {
-                name: name.clone(),
-                file,
-                config: config(cx, &table, body)?,
-                allowed_hosts: allowed_hosts(cx, &table, body)?,
-                dirs: dirs(cx, &table, body)?,
-                timeout: duration(cx, &table, body, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
-                memory_bytes: memory(cx, &table, body)?,
-                schedule,
-                enabled,
-            },
-        );
+        let spec = PluginSpec {
+            name: name.clone(),
+            file,
+            config: config(cx, &table, body)?,
+            allowed_hosts: allowed_hosts(cx, &table, body)?,
+            dirs: dirs(cx, &table, body)?,
+            timeout: duration(cx, &table, body, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+            memory_bytes: memory(cx, &table, body)?,
+            schedule,
+            enabled,
+        };
+        let spec = if name == JOURNAL {
+            over_builtin_journal(spec, body)
+        } else {
+            spec
+        };
+        out.insert(name.clone(), spec);
     }
     Ok(out)
 }

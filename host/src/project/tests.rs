@@ -318,3 +318,34 @@ fn install_loads_a_project_without_its_secrets() {
     assert_eq!(p.credentials["dhis2"]["password"], serde_json::Value::Null);
     assert_eq!(p.adaptors().len(), 1);
 }
+
+#[test]
+fn a_journal_table_keeps_the_built_in_settings_it_leaves_out() {
+    let builtin = plugins::builtin_journal();
+    let p = load("[plugins.journal]\nconfig = { max_done = 500000 }\n").unwrap();
+    let j = &p.plugins["journal"];
+    assert_eq!(j.file, "journal.wasm");
+    assert_eq!(j.dirs, builtin.dirs);
+    assert_eq!(j.timeout, builtin.timeout);
+    assert_eq!(j.memory_bytes, builtin.memory_bytes);
+    assert_eq!(
+        j.config,
+        [
+            ("dir".to_string(), "/journal".to_string()),
+            ("max_done".to_string(), "500000".to_string())
+        ]
+    );
+    // What the table does say wins; other plugins get no such defaults.
+    let p = load(
+        "[plugins.journal]\nconfig = { dir = \"/j\" }\nmemory = \"128MiB\"\ndirs = [{ data = \"j\", guest = \"/j\", writable = true }]\n\n[plugins.other]\n",
+    )
+    .unwrap();
+    let j = &p.plugins["journal"];
+    assert_eq!(j.config, [("dir".to_string(), "/j".to_string())]);
+    assert_eq!(j.memory_bytes, 128 << 20);
+    assert_eq!(j.dirs[0].path, "j");
+    assert_eq!(j.timeout, builtin.timeout);
+    let other = &p.plugins["other"];
+    assert!(other.dirs.is_empty() && other.config.is_empty());
+    assert_eq!(other.timeout, plugins::DEFAULT_TIMEOUT);
+}

@@ -2,7 +2,7 @@
 //! plugin file is and whether the service would load it under the
 //! project's grants ([`crate::plugins::inspect`] does the judging).
 //!
-//! Both only read: a plugin is instantiated once, with no grants, to check
+//! Both only read: a plugin is instantiated once, with no folders granted, to check
 //! its functions' types, never called; nothing is written to the project.
 
 use std::path::{Path, PathBuf};

@@ -3,9 +3,9 @@
 //!
 //! It goes through the service's own runtime (engine, linker, grants, world
 //! bindings), so "would load" means what loading means in the service. It
-//! instantiates a plugin once, with no grants, because that is where the
-//! exported functions' types are checked (linking checks their names only),
-//! and never calls it. It writes nothing to the project or `DATA_DIR`:
+//! instantiates a plugin once, under its limits but with no folders, because
+//! that is where the exported functions' types are checked (linking checks
+//! their names only), and never calls it. It writes nothing to the project or `DATA_DIR`:
 //! compiled code goes to a throw-away cache, and granted folders are
 //! checked, not created.
 
@@ -139,10 +139,7 @@ impl Inspector {
             refusal: verdict.err(),
         })
     }
-}
 
-/// The world of each kind, as named in `wit/worlds.wit`.
-impl Inspector {
     /// Whether the service would load `component` as `kind`: its grants,
     /// its imports, its links, and the types of what it exports.
     async fn judge(
@@ -156,17 +153,23 @@ impl Inspector {
         let grants = Grants::preview(spec, &self.project_dir, &self.data_dir)?;
         grants.check_imports(component, engine)?;
         let pre = plugin::link(&self.runtime.linker, component, kind)?;
-        // No grants, so instantiating opens nothing; no export is called.
-        let mut store = Grants::preview(None, &self.project_dir, &self.data_dir)?
+        // Its limits but no folders (which may not exist yet), so
+        // instantiating opens nothing; no export is called.
+        let bare = Grants {
+            dirs: Vec::new(),
+            ..grants
+        };
+        let mut store = bare
             .store(engine, &Arc::from(name))
             .map_err(|e| format!("{e:#}"))?;
-        store.set_epoch_deadline(ticks(grants.timeout));
+        store.set_epoch_deadline(ticks(bare.timeout));
         plugin::instantiate(&pre, &mut store)
             .await
             .map_err(|e| format!("does not match the {kind:?} world: {e:#}"))
     }
 }
 
+/// The world of each kind, as named in `wit/worlds.wit`.
 fn world_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Trigger => "trigger",

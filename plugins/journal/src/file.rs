@@ -321,8 +321,9 @@ impl Journal {
 
     /// Drops a rewrite that failed half way.
     pub fn abandon_rewrite(&self, rewrite: Rewrite) {
-        let tmp = rewrite.tmp.clone();
-        drop(rewrite);
+        // The file is closed before it is removed.
+        let Rewrite { out, tmp, .. } = rewrite;
+        drop(out);
         let _ = fs::remove_file(tmp);
     }
 }

@@ -543,17 +543,16 @@ impl Store {
             })
             .collect();
         self.commit(ops, false)?;
-        for (&seq, e) in chosen.iter().zip(&entries) {
-            let slot = self.index.slots.get_mut(&seq).unwrap();
-            if slot.msg.is_none() {
-                slot.msg = Some(Box::new(e.msg.clone()));
-            }
-        }
+        // Leased now: bodies read back stay in memory while it is out, and
+        // the entries say what the lease made of them.
         Ok(chosen
             .iter()
             .zip(entries)
             .map(|(seq, mut e)| {
-                let slot = &self.index.slots[seq];
+                let slot = self.index.slots.get_mut(seq).unwrap();
+                if slot.msg.is_none() {
+                    slot.msg = Some(Box::new(e.msg.clone()));
+                }
                 (e.status, e.attempts, e.lease_until) =
                     (slot.status, slot.attempts, slot.lease_until);
                 e

@@ -291,7 +291,8 @@ async fn start_queue(
         .unwrap_or(project.engine.timeout);
     // A lease must outlast any run, or a slow receipt would be delivered twice.
     let lease = longest_run * 2 + std::time::Duration::from_secs(60);
-    let store = MessageStore::new(plugins.clone(), name);
+    let store = MessageStore::new(plugins.clone(), name)
+        .context("could not start the message store's thread")?;
     Queue::start(
         store,
         dispatcher.clone(),

@@ -144,7 +144,20 @@ impl Grants {
 
     /// A fresh store with these grants, its deadline armed.
     pub fn store(&self, engine: &Engine, plugin: &Arc<str>) -> anyhow::Result<Store<PluginState>> {
+        self.store_with(engine, plugin, false)
+    }
+
+    /// As [`Self::store`]; with `file_io_on_thread`, the plugin's file reads,
+    /// writes and syncs run on the calling thread instead of a hop to
+    /// tokio's blocking pool and back for each one.
+    pub fn store_with(
+        &self,
+        engine: &Engine,
+        plugin: &Arc<str>,
+        file_io_on_thread: bool,
+    ) -> anyhow::Result<Store<PluginState>> {
         let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(file_io_on_thread);
         wasi.stdout(LogStream {
             plugin: plugin.clone(),
             level: Level::INFO,

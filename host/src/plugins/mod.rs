@@ -11,8 +11,9 @@
 //! Layout: [`runtime`] (engine, linker, compile cache, epoch ticker),
 //! [`grants`] (what a plugin may touch), [`state`] (a store's contents and
 //! the `host` imports), [`plugin`] (a plugin's versions and health), one
-//! file per kind: [`notify`], [`poll`], [`log_sink`], [`persistence`], and
-//! [`inspect`] (a plugin file judged without serving it, for the CLI).
+//! file per kind: [`notify`], [`poll`], [`log_sink`], [`persistence`] (on
+//! its [`own_thread`]), and [`inspect`] (a plugin file judged without
+//! serving it, for the CLI).
 
 /// One call on a fresh instance of a plugin, under its deadline: the store
 /// (with the plugin's grants), instantiation, the re-armed deadline, then
@@ -47,6 +48,7 @@ mod grants;
 pub mod inspect;
 pub mod log_sink;
 pub mod notify;
+mod own_thread;
 pub mod persistence;
 mod plugin;
 mod poll;

@@ -4,7 +4,9 @@
 //! index of the journal), so the host keeps one instance per store and
 //! serializes calls to it. The instance is replaced, and `open` called again,
 //! when the plugin file changes (hot reload) or after a call trapped or timed
-//! out: a trapped instance is never used again.
+//! out: a trapped instance is never used again. Every call runs on the
+//! store's own thread, where its file I/O blocks that thread and nothing
+//! else: it must never run on the HTTP workers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use super::bindings::persistence::exports::openfn::microservice::message_store::
     MessageStatus, StoreStats, StoredMessage,
 };
 use super::bindings::types::Message;
+use super::own_thread::OwnThread;
 use super::plugin::{CallFailure, Kind, Plugin, Pre};
 use super::runtime::ticks;
 use super::state::PluginState;
@@ -33,11 +36,17 @@ pub use super::bindings::types::Message as NewMessage;
 /// next call would open (replay) all over again.
 const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A client for one persistence plugin.
+/// A client for one persistence plugin; clones share its instance.
+#[derive(Clone)]
 pub struct MessageStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     host: PluginHost,
     name: String,
     live: Mutex<Option<Live>>,
+    thread: OwnThread,
 }
 
 struct Live {
@@ -48,18 +57,19 @@ struct Live {
     opened: StoreStats,
 }
 
-/// The call to make, as data, so one function can run them all.
-enum Call<'a> {
+/// The call to make, as data, so one function can run them all (owned:
+/// it crosses to the store's thread).
+enum Call {
     /// Messages, how many of them to store leased, for how long, now.
-    Enqueue(&'a [Message], u32, u64, u64),
+    Enqueue(Vec<Message>, u32, u64, u64),
     Lease(u32, u64, u64),
-    Ack(&'a str, u64),
-    AckMany(&'a [String], u64),
-    Nack(&'a str, u64, &'a str, u64),
-    Dead(&'a str, &'a str, u64),
-    Requeue(&'a str, u64),
+    Ack(String, u64),
+    AckMany(Vec<String>, u64),
+    Nack(String, u64, String, u64),
+    Dead(String, String, u64),
+    Requeue(String, u64),
     List(MessageStatus, u32),
-    Get(&'a str),
+    Get(String),
     Stats,
     Compact(u64),
 }
@@ -74,43 +84,57 @@ enum Answer {
 }
 
 impl MessageStore {
-    pub fn new(host: PluginHost, name: &str) -> Self {
-        MessageStore {
-            host,
-            name: name.to_string(),
-            live: Mutex::new(None),
-        }
+    /// Starts the store's thread; the instance is made at the first call.
+    pub fn new(host: PluginHost, name: &str) -> std::io::Result<Self> {
+        Ok(MessageStore {
+            shared: Arc::new(Shared {
+                host,
+                name: name.to_string(),
+                live: Mutex::new(None),
+                thread: OwnThread::start("message-store")?,
+            }),
+        })
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.shared.name
+    }
+
+    /// The store's thread, for tasks that do little but call the store.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        self.shared.thread.handle()
     }
 
     fn plugin(&self) -> Result<Arc<Plugin>, CallFailure> {
-        self.host
-            .get(&self.name)
+        let name = &self.shared.name;
+        self.shared
+            .host
+            .get(name)
             .filter(|p| p.current().kind == Kind::Persistence)
             .ok_or_else(|| {
-                CallFailure::unavailable(format!(
-                    "persistence plugin `{}` is not loaded",
-                    self.name
-                ))
+                CallFailure::unavailable(format!("persistence plugin `{name}` is not loaded"))
             })
     }
 
     /// Stats as of the last `open` (records skipped while recovering included).
     pub async fn opened_stats(&self) -> Result<StoreStats, CallFailure> {
-        let plugin = self.plugin()?;
-        let mut live = self.live.lock().await;
-        self.ensure(&plugin, &mut live).await?;
-        Ok(live.as_ref().map(|l| l.opened).expect("ensured"))
+        let this = self.clone();
+        self.shared
+            .thread
+            .run(async move {
+                let plugin = this.plugin()?;
+                let mut live = this.shared.live.lock().await;
+                this.ensure(&plugin, &mut live).await?;
+                Ok(live.as_ref().map(|l| l.opened).expect("ensured"))
+            })
+            .await
     }
 
     /// Stores `messages`, the first `lease_first` of them already leased to
     /// the caller for `lease_ms`.
     pub async fn enqueue(
         &self,
-        messages: &[Message],
+        messages: Vec<Message>,
         lease_first: u32,
         lease_ms: u64,
         now_ms: u64,
@@ -137,11 +161,13 @@ impl MessageStore {
     }
 
     pub async fn ack(&self, id: &str, now_ms: u64) -> Result<(), CallFailure> {
-        self.call(Call::Ack(id, now_ms)).await.map(|_| ())
+        self.call(Call::Ack(id.to_string(), now_ms))
+            .await
+            .map(|_| ())
     }
 
     /// Acknowledges many messages in one call (one write).
-    pub async fn ack_many(&self, ids: &[String], now_ms: u64) -> Result<(), CallFailure> {
+    pub async fn ack_many(&self, ids: Vec<String>, now_ms: u64) -> Result<(), CallFailure> {
         self.call(Call::AckMany(ids, now_ms)).await.map(|_| ())
     }
 
@@ -152,9 +178,14 @@ impl MessageStore {
         error: &str,
         now_ms: u64,
     ) -> Result<(), CallFailure> {
-        self.call(Call::Nack(id, retry_after_ms, error, now_ms))
-            .await
-            .map(|_| ())
+        self.call(Call::Nack(
+            id.to_string(),
+            retry_after_ms,
+            error.to_string(),
+            now_ms,
+        ))
+        .await
+        .map(|_| ())
     }
 
     pub async fn dead_letter(
@@ -163,11 +194,15 @@ impl MessageStore {
         reason: &str,
         now_ms: u64,
     ) -> Result<(), CallFailure> {
-        self.call(Call::Dead(id, reason, now_ms)).await.map(|_| ())
+        self.call(Call::Dead(id.to_string(), reason.to_string(), now_ms))
+            .await
+            .map(|_| ())
     }
 
     pub async fn requeue(&self, id: &str, now_ms: u64) -> Result<(), CallFailure> {
-        self.call(Call::Requeue(id, now_ms)).await.map(|_| ())
+        self.call(Call::Requeue(id.to_string(), now_ms))
+            .await
+            .map(|_| ())
     }
 
     pub async fn list(
@@ -182,7 +217,7 @@ impl MessageStore {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<StoredMessage>, CallFailure> {
-        match self.call(Call::Get(id)).await? {
+        match self.call(Call::Get(id.to_string())).await? {
             Answer::One(m) => Ok(m),
             _ => unreachable!("get answers one message"),
         }
@@ -214,10 +249,10 @@ impl MessageStore {
             return Err(CallFailure::not_kind(Kind::Persistence));
         };
         let timeout = loaded.grants.timeout.max(MAINTENANCE_TIMEOUT);
-        let engine = &self.host.runtime().engine;
+        let engine = &self.shared.host.runtime().engine;
         let mut store = loaded
             .grants
-            .store(engine, &plugin.name)
+            .store_with(engine, &plugin.name, true)
             .map_err(|e| CallFailure::unavailable(format!("{e:#}")))?;
         let instance = pre
             .instantiate_async(&mut store)
@@ -248,15 +283,23 @@ impl MessageStore {
         Ok(())
     }
 
-    async fn call(&self, call: Call<'_>) -> Result<Answer, CallFailure> {
+    async fn call(&self, call: Call) -> Result<Answer, CallFailure> {
+        let this = self.clone();
+        self.shared
+            .thread
+            .run(async move { this.call_here(call).await })
+            .await
+    }
+
+    async fn call_here(&self, call: Call) -> Result<Answer, CallFailure> {
         let plugin = self.plugin()?;
         if !plugin.available() {
             return Err(CallFailure::unavailable(format!(
                 "persistence plugin `{}` is disabled after repeated failures",
-                self.name
+                self.shared.name
             )));
         }
-        let mut guard = self.live.lock().await;
+        let mut guard = self.shared.live.lock().await;
         self.ensure(&plugin, &mut guard).await?;
         let live = guard.as_mut().expect("ensured");
         let mut timeout = plugin.current().grants.timeout;
@@ -272,7 +315,7 @@ impl MessageStore {
             .guard(timeout, async {
                 Ok(match call {
                     Call::Enqueue(m, first, lease, now) => api
-                        .call_enqueue(&mut *store, m, first, lease, now)
+                        .call_enqueue(&mut *store, &m, first, lease, now)
                         .await?
                         .map(Answer::Ids),
                     Call::Lease(max, lease, now) => api
@@ -280,30 +323,30 @@ impl MessageStore {
                         .await?
                         .map(Answer::Messages),
                     Call::Ack(id, now) => api
-                        .call_ack(&mut *store, id, now)
+                        .call_ack(&mut *store, &id, now)
                         .await?
                         .map(|()| Answer::Done),
                     Call::AckMany(ids, now) => api
-                        .call_ack_many(&mut *store, ids, now)
+                        .call_ack_many(&mut *store, &ids, now)
                         .await?
                         .map(|()| Answer::Done),
                     Call::Nack(id, after, err, now) => api
-                        .call_nack(&mut *store, id, after, err, now)
+                        .call_nack(&mut *store, &id, after, &err, now)
                         .await?
                         .map(|()| Answer::Done),
                     Call::Dead(id, why, now) => api
-                        .call_dead_letter(&mut *store, id, why, now)
+                        .call_dead_letter(&mut *store, &id, &why, now)
                         .await?
                         .map(|()| Answer::Done),
                     Call::Requeue(id, now) => api
-                        .call_requeue(&mut *store, id, now)
+                        .call_requeue(&mut *store, &id, now)
                         .await?
                         .map(|()| Answer::Done),
                     Call::List(status, limit) => api
                         .call_list_messages(&mut *store, status, limit)
                         .await?
                         .map(Answer::Messages),
-                    Call::Get(id) => api.call_get(&mut *store, id).await?.map(Answer::One),
+                    Call::Get(id) => api.call_get(&mut *store, &id).await?.map(Answer::One),
                     Call::Stats => api.call_stats(&mut *store).await?.map(Answer::Stats),
                     Call::Compact(before) => api
                         .call_compact(&mut *store, before)

@@ -66,13 +66,13 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
         let mut rest = Vec::with_capacity(batch.len());
         // Moved, not cloned: a receipt's body is copied into the store once.
         for p in batch.drain(..) {
+            rest.push((p.body, p.reply, pump::waiter_of(&p.message.metadata)));
             messages.push(p.message);
-            rest.push((p.body, p.reply));
         }
         debug!(size = messages.len(), leased = slots.len(), "group commit");
         let stored = inner
             .store
-            .enqueue(&messages, slots.len() as u32, inner.lease_ms, now_ms())
+            .enqueue(messages, slots.len() as u32, inner.lease_ms, now_ms())
             .await;
         let ids = match stored {
             Ok(ids) if ids.len() == rest.len() => ids,
@@ -82,13 +82,13 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
                     ids.len(),
                     rest.len()
                 );
-                for (_, reply) in rest {
+                for (_, reply, _) in rest {
                     let _ = reply.send(Err(CallFailure::unavailable(why.clone())));
                 }
                 continue;
             }
             Err(f) => {
-                for (_, reply) in rest {
+                for (_, reply, _) in rest {
                     let _ = reply.send(Err(f.clone()));
                 }
                 continue;
@@ -96,11 +96,11 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
         };
         let all_leased = slots.len() == ids.len();
         let mut slots = slots.into_iter();
-        for ((id, message), (body, reply)) in ids.into_iter().zip(messages).zip(rest) {
+        for (id, (body, reply, waiter)) in ids.into_iter().zip(rest) {
             let _ = reply.send(Ok(id.clone()));
             if let Some(slot) = slots.next() {
                 let delivery = Delivery {
-                    waiter: pump::waiter_of(&message.metadata),
+                    waiter,
                     id,
                     attempt: 1,
                     body: Body::Parsed(body),
@@ -120,13 +120,14 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
 pub async fn acknowledge(queue: Queue, mut acks: mpsc::UnboundedReceiver<String>) {
     let mut batch = Vec::with_capacity(BATCH);
     while acks.recv_many(&mut batch, BATCH).await > 0 {
-        if let Err(f) = queue.inner.store.ack_many(&batch, now_ms()).await {
-            tracing::warn!(cause = %f.message, count = batch.len(), "could not acknowledge receipts; they will be delivered again");
+        let count = batch.len();
+        let ids = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        if let Err(f) = queue.inner.store.ack_many(ids, now_ms()).await {
+            tracing::warn!(cause = %f.message, count, "could not acknowledge receipts; they will be delivered again");
         }
         queue
             .inner
             .unwritten_acks
-            .fetch_sub(batch.len(), std::sync::atomic::Ordering::SeqCst);
-        batch.clear();
+            .fetch_sub(count, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -7,8 +7,10 @@
 //! are grouped into one `enqueue` call (one sync) by [`commit`], which also
 //! hands as many of them as there are free delivery slots straight to
 //! delivery, stored already leased. Leasing what else is pending, retries
-//! with backoff and the dead-letter list are in [`pump`]. This module never
-//! answers for a receipt the store did not keep.
+//! with backoff and the dead-letter list are in [`pump`]. The loops that
+//! only talk to the store run on the store's own thread; deliveries run on
+//! the service's runtime. This module never answers for a receipt the store
+//! did not keep.
 
 mod commit;
 mod pump;
@@ -33,8 +35,10 @@ use crate::plugins::persistence::{MessageStore, NewMessage, Status, Stored};
 /// Metadata keys the queue puts on stored messages.
 const KEY_IDEMPOTENCY: &str = "idempotency-key";
 const KEY_WAITER: &str = "waiter";
-/// Receipts being delivered at once (their runs still queue for engine slots).
-const IN_FLIGHT: usize = 64;
+/// Receipts being delivered at once (their runs still queue for engine
+/// slots). Enough that a busy inbox's receipts are handed straight from the
+/// group commit to delivery instead of stored pending and leased again.
+const IN_FLIGHT: usize = 256;
 
 #[derive(Clone)]
 pub struct Queue {
@@ -67,6 +71,8 @@ struct Inner {
     /// Stops delivery; deliveries run on `tracker` so a shutdown waits for them.
     stop: CancellationToken,
     tracker: TaskTracker,
+    /// The service's runtime: deliveries run here, not on the store's thread.
+    main: tokio::runtime::Handle,
 }
 
 enum KeyState {
@@ -155,14 +161,19 @@ impl Queue {
                 lease_ms: lease.as_millis() as u64,
                 stop: stop.clone(),
                 tracker: tracker.clone(),
+                main: tokio::runtime::Handle::current(),
             }),
         };
         queue.rebuild_keys().await;
+        // The loops that do little but call the store run on its thread, so
+        // a commit cycle never queues behind request tasks; deliveries run
+        // on this runtime (see `Inner::main`).
+        let store_thread = queue.inner.store.runtime();
         // Not tracked: requests still in flight during a shutdown need their commits.
-        tokio::spawn(commit::run(queue.clone(), pending));
-        tokio::spawn(commit::acknowledge(queue.clone(), to_ack));
-        tracker.spawn(pump::run(queue.clone()));
-        tracker.spawn(pump::compact(queue.clone(), retention, stop));
+        store_thread.spawn(commit::run(queue.clone(), pending));
+        store_thread.spawn(commit::acknowledge(queue.clone(), to_ack));
+        tracker.spawn_on(pump::run(queue.clone()), store_thread);
+        tracker.spawn_on(pump::compact(queue.clone(), retention, stop), store_thread);
         Ok(queue)
     }
 

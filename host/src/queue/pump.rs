@@ -52,12 +52,13 @@ pub(super) fn waiter_of(metadata: &[(String, String)]) -> Option<String> {
 pub(super) fn start(queue: &Queue, delivery: Delivery, slot: OwnedSemaphorePermit) {
     let span = info_span!("delivery", message_id = %delivery.id, attempt = delivery.attempt);
     let q = queue.clone();
-    queue.inner.tracker.spawn(
+    queue.inner.tracker.spawn_on(
         async move {
             deliver(&q, delivery).await;
             drop(slot);
         }
         .instrument(span),
+        &queue.inner.main,
     );
 }
 

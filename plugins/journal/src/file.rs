@@ -21,6 +21,33 @@ pub fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> Error {
     move |e| Error::Unavailable(format!("{msg}: {e}"))
 }
 
+/// Writes all of `bytes` at `offset`. Positional writes, because a host may
+/// run them (and syncs) on the calling thread, while a streamed `write` is
+/// always handed to a blocking pool and waited for: a thread hop per batch.
+fn write_all_at(file: &File, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !bytes.is_empty() {
+        let at = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        // SAFETY: the buffer is a live slice of `bytes.len()` bytes, and the
+        // descriptor belongs to `file`, which is borrowed for the call.
+        let n = unsafe { libc::pwrite(file.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), at) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n as usize..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) {
     // Not every platform lets a directory be opened and synced: best effort.
     if let Ok(d) = File::open(dir) {
@@ -204,8 +231,7 @@ impl Journal {
                 .map_err(io_err("repairing", &self.path))?;
             self.needs_repair = false;
         }
-        let written = file
-            .write_all(bytes)
+        let written = write_all_at(file, bytes, self.good_len)
             .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
         match written {
             Ok(()) => {

@@ -3,11 +3,12 @@
 //!
 //! Config:
 //! - `dir`: default `/journal` (a guest path the operator grants, writable).
-//! - `max_done`: finished messages kept at most (default 1,000,000); the
+//! - `max_done`: finished messages kept at most (default 200,000); the
 //!   oldest beyond it are forgotten before their retention ran out.
 //!
-//! The format is in `record.rs`, the file in `file.rs`, the store and its
-//! durability and memory rules in `store.rs`. One instance owns the directory: two instances on the same
+//! The payload layout is in `codec.rs`, the framing in `record.rs`, the file
+//! in `file.rs`, the store and its durability and memory rules in
+//! `store.rs`. One instance owns the directory: two instances on the same
 //! directory would corrupt it (WASI has no file locks to prevent that).
 
 mod codec;

@@ -27,6 +27,8 @@
 //! traffic: this store must never grow until the host's memory limit traps it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -110,7 +112,7 @@ struct Slot {
 struct Index {
     /// By enqueue order.
     slots: BTreeMap<u64, Slot>,
-    ids: HashMap<Arc<str>, u64>,
+    ids: FxHashMap<Arc<str>, u64>,
     /// Pending messages, by enqueue order.
     pending: BTreeSet<u64>,
     /// Leased messages by (lease end, enqueue order).

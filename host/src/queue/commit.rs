@@ -15,8 +15,13 @@ use crate::clock::now_ms;
 use crate::plugins::CallFailure;
 use crate::plugins::persistence::NewMessage;
 
+/// Receipts waiting for their group commit at most. Past it, `/inbox`
+/// answers 503 at once: the store is not keeping up (a slow disk, a long
+/// compaction), and a client told to come back beats one left hanging.
 pub const QUEUE: usize = 4096;
 const BATCH: usize = 512;
+/// What a 503 for a full commit queue tells the client to wait.
+const BEHIND_RETRY_MS: u64 = 1000;
 
 pub struct Pending {
     message: NewMessage,
@@ -31,19 +36,32 @@ pub async fn submit(
     body: Value,
 ) -> Result<String, CallFailure> {
     let (reply, answer) = oneshot::channel();
-    queue
-        .inner
-        .commits
-        .send(Pending {
+    hand_over(
+        &queue.inner.commits,
+        Pending {
             message,
             body,
             reply,
-        })
-        .await
-        .map_err(|_| CallFailure::unavailable("the message store is shutting down".into()))?;
+        },
+    )?;
     answer.await.map_err(|_| {
         CallFailure::unavailable("the message store stopped before answering".into())
     })?
+}
+
+/// Queues a receipt for the next group commit, or says why it cannot wait.
+fn hand_over(commits: &mpsc::Sender<Pending>, pending: Pending) -> Result<(), CallFailure> {
+    commits.try_send(pending).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => CallFailure {
+            retry_after_ms: Some(BEHIND_RETRY_MS),
+            ..CallFailure::unavailable(format!(
+                "the message store is behind: {QUEUE} receipts are waiting to be stored"
+            ))
+        },
+        mpsc::error::TrySendError::Closed(_) => {
+            CallFailure::unavailable("the message store is shutting down".into())
+        }
+    })
 }
 
 /// Stores batches. As many receipts of a batch as there are free delivery
@@ -129,5 +147,48 @@ pub async fn acknowledge(queue: Queue, mut acks: mpsc::UnboundedReceiver<String>
             .inner
             .unwritten_acks
             .fetch_sub(count, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending() -> (Pending, oneshot::Receiver<Result<String, CallFailure>>) {
+        let (reply, answer) = oneshot::channel();
+        let message = NewMessage {
+            body: "{}".into(),
+            source: "inbox".into(),
+            metadata: Vec::new(),
+        };
+        let body = Value::Object(Default::default());
+        (
+            Pending {
+                message,
+                body,
+                reply,
+            },
+            answer,
+        )
+    }
+
+    #[test]
+    fn a_full_commit_queue_refuses_at_once_with_a_retry_time() {
+        let (commits, mut waiting) = mpsc::channel(1);
+        assert!(hand_over(&commits, pending().0).is_ok());
+        let refused = hand_over(&commits, pending().0).unwrap_err();
+        assert_eq!(refused.retry_after_ms, Some(BEHIND_RETRY_MS));
+        assert!(refused.message.contains("behind"), "{}", refused.message);
+        // Room again once the commit task took what was waiting.
+        assert!(waiting.try_recv().is_ok());
+        assert!(hand_over(&commits, pending().0).is_ok());
+        drop(waiting);
+        let closed = hand_over(&commits, pending().0).unwrap_err();
+        assert_eq!(closed.retry_after_ms, None);
+        assert!(
+            closed.message.contains("shutting down"),
+            "{}",
+            closed.message
+        );
     }
 }

@@ -35,6 +35,10 @@ use crate::plugins::persistence::{MessageStore, NewMessage, Status, Stored};
 /// Metadata keys the queue puts on stored messages.
 const KEY_IDEMPOTENCY: &str = "idempotency-key";
 const KEY_WAITER: &str = "waiter";
+/// Idempotency keys remembered at most: past it (plus a tenth, so trimming
+/// is rare) the oldest are forgotten before `retention` ran out, so an inbox
+/// where every receipt carries a key cannot grow the map without bound.
+const MAX_KEYS: usize = 1_000_000;
 /// Receipts being delivered at once (their runs still queue for engine
 /// slots). Enough that a busy inbox's receipts are handed straight from the
 /// group commit to delivery instead of stored pending and leased again.
@@ -248,6 +252,14 @@ impl Queue {
                 // Not kept: the key is free for the client's next try.
                 Err(_) => keys.remove(&key),
             };
+            if keys.len() > MAX_KEYS + MAX_KEYS / 10 {
+                let forgotten = forget_oldest_keys(&mut keys, MAX_KEYS);
+                warn!(
+                    forgotten,
+                    kept = MAX_KEYS,
+                    "idempotency keys forgotten before their retention ran out: too many are kept"
+                );
+            }
             tx.send_replace(Some(stored.clone()));
         }
         Ok((Submitted::New(stored?), receiver))
@@ -360,6 +372,37 @@ impl Queue {
     }
 }
 
+/// Forgets the oldest stored keys until at most `keep` are left (keys
+/// being stored stay); returns how many went.
+fn forget_oldest_keys(keys: &mut HashMap<String, KeyState>, keep: usize) -> usize {
+    let mut times: Vec<u64> = keys
+        .values()
+        .filter_map(|state| match state {
+            KeyState::Stored(_, at) => Some(*at),
+            KeyState::Storing(_) => None,
+        })
+        .collect();
+    if times.len() <= keep {
+        return 0;
+    }
+    let excess = times.len() - keep;
+    let (_, cutoff, _) = times.select_nth_unstable(excess - 1);
+    let cutoff = *cutoff;
+    let before = keys.len();
+    // Everything strictly older goes, and of the keys stored at the cutoff
+    // time itself as many as it takes.
+    let mut at_cutoff = excess - times.iter().filter(|&&t| t < cutoff).count();
+    keys.retain(|_, state| match state {
+        KeyState::Stored(_, at) if *at < cutoff => false,
+        KeyState::Stored(_, at) if *at == cutoff && at_cutoff > 0 => {
+            at_cutoff -= 1;
+            false
+        }
+        _ => true,
+    });
+    before - keys.len()
+}
+
 pub fn status_name(status: Status) -> &'static str {
     match status {
         Status::Pending => "pending",
@@ -389,5 +432,30 @@ fn view(m: Stored) -> MessageView {
         last_error: m.last_error.clone(),
         body: serde_json::from_str(&m.message.body).unwrap_or(Value::String(m.message.body)),
         id: m.id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_keys_are_forgotten_first_and_keys_being_stored_stay() {
+        let mut keys = HashMap::new();
+        for (key, at) in [("a", 5), ("b", 1), ("c", 3), ("d", 3), ("e", 9)] {
+            keys.insert(key.to_string(), KeyState::Stored(format!("id-{key}"), at));
+        }
+        let (_tx, rx) = watch::channel(None);
+        keys.insert("storing".to_string(), KeyState::Storing(rx));
+        assert_eq!(forget_oldest_keys(&mut keys, 3), 2);
+        assert!(!keys.contains_key("b"));
+        assert!(keys.contains_key("storing"));
+        assert!(keys.contains_key("a") && keys.contains_key("e"));
+        // One of the two stored at 3 went, the other stays.
+        assert_eq!(
+            ["c", "d"].iter().filter(|k| keys.contains_key(**k)).count(),
+            1
+        );
+        assert_eq!(forget_oldest_keys(&mut keys, 10), 0);
     }
 }

@@ -10,6 +10,7 @@ fn main() {
     for watched in [
         "plugins/journal/src",
         "plugins/journal/Cargo.toml",
+        "plugins/plugin-config",
         "plugins/Cargo.toml",
         "wit",
     ] {

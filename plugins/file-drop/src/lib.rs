@@ -44,25 +44,11 @@ const SOURCE: &str = "plugin:file-drop";
 
 /// A setting, with the JSON quoting removed if the host sent a JSON string.
 fn config(key: &str) -> Option<String> {
-    let raw = host::get_config(key)?;
-    let trimmed = raw.trim();
-    if trimmed.starts_with('"')
-        && let Ok(s) = serde_json::from_str::<String>(trimmed)
-    {
-        return Some(s);
-    }
-    Some(raw)
+    host::get_config(key).map(plugin_config::unquote)
 }
 
 fn config_num(key: &str, default: u64) -> Result<u64, PluginError> {
-    match config(key) {
-        None => Ok(default),
-        Some(v) => v.trim().parse::<u64>().map_err(|_| {
-            PluginError::Reject(format!(
-                "config `{key}` must be a non-negative integer, got `{v}`"
-            ))
-        }),
-    }
+    plugin_config::number(key, config(key), default).map_err(PluginError::Reject)
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -44,14 +44,7 @@ static STORE: Mutex<Option<Store>> = Mutex::new(None);
 
 /// A setting, with the JSON quoting removed if the host sent a JSON string.
 fn config(key: &str) -> Option<String> {
-    let raw = host::get_config(key)?;
-    let trimmed = raw.trim();
-    if trimmed.starts_with('"')
-        && let Ok(s) = serde_json::from_str::<String>(trimmed)
-    {
-        return Some(s);
-    }
-    Some(raw)
+    host::get_config(key).map(plugin_config::unquote)
 }
 
 fn plugin_error(e: Error) -> PluginError {
@@ -66,14 +59,9 @@ fn open_store() -> Result<Store, PluginError> {
     let dir = PathBuf::from(config("dir").unwrap_or_else(|| "/journal".to_string()));
     let nonce = wasi::random::random::get_random_u64();
     let (mut store, report) = Store::open(&dir, nonce).map_err(plugin_error)?;
-    if let Some(max) = config("max_done") {
-        let max = max.trim().parse::<u64>().map_err(|_| {
-            PluginError::Reject(format!(
-                "config `max_done` must be a whole number, not `{max}`"
-            ))
-        })?;
-        store.set_max_done(max);
-    }
+    let max_done = plugin_config::number("max_done", config("max_done"), store.max_done())
+        .map_err(PluginError::Reject)?;
+    store.set_max_done(max_done);
     report_trimmed(&mut store);
     if report.skipped > 0 {
         host::log(

@@ -6,6 +6,7 @@
 //! original's 202 at once; in sync style the request waits for the matched
 //! runs (not for the flows after them).
 
+use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -128,7 +129,28 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
 
 /// The original's 202, plus the stored message's id in a header.
 fn accepted(names: &[String], id: Option<&str>) -> Response<Body> {
-    // A typed body: the hottest answer of the service builds no JSON map.
+    let mut res = if names.is_empty() {
+        // The hottest answer of the service, a constant.
+        let mut res = Response::new(Body::new(Bytes::from_static(ACCEPTED_NOTHING)));
+        *res.status_mut() = StatusCode::ACCEPTED;
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res
+    } else {
+        accepted_jobs(names)
+    };
+    if let Some(id) = id.and_then(|i| HeaderValue::from_str(i).ok()) {
+        res.headers_mut().insert("x-message-id", id);
+    }
+    res
+}
+
+/// The 202 for a receipt that matched no job.
+const ACCEPTED_NOTHING: &[u8] =
+    br#"{"meta":{"message":"Data accepted and processing has begun."},"data":[],"errors":[]}"#;
+
+fn accepted_jobs(names: &[String]) -> Response<Body> {
+    // A typed body: no JSON map is built.
     #[derive(Serialize)]
     struct Meta {
         message: &'static str,
@@ -146,11 +168,7 @@ fn accepted(names: &[String], id: Option<&str>) -> Response<Body> {
         data: names,
         errors: [],
     };
-    let mut res = json(StatusCode::ACCEPTED, &body);
-    if let Some(id) = id.and_then(|i| HeaderValue::from_str(i).ok()) {
-        res.headers_mut().insert("x-message-id", id);
-    }
-    res
+    json(StatusCode::ACCEPTED, &body)
 }
 
 /// Sync style: 201 when every matched run succeeded, 206 when any failed,
@@ -202,6 +220,8 @@ fn is_json(content_type: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn json_content_types() {
         for ok in [
@@ -222,5 +242,21 @@ mod tests {
         ] {
             assert!(!super::is_json(bad), "{bad}");
         }
+    }
+
+    async fn body_of(res: Response<Body>) -> Bytes {
+        res.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn the_constant_202_is_what_the_typed_body_would_say() {
+        let constant = accepted(&[], Some("m-1"));
+        assert_eq!(constant.status(), StatusCode::ACCEPTED);
+        assert_eq!(constant.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(constant.headers()["x-message-id"], "m-1");
+        assert_eq!(body_of(constant).await, body_of(accepted_jobs(&[])).await);
+        let matched = body_of(accepted(&["job-1".to_string()], None)).await;
+        let v: Value = serde_json::from_slice(&matched).unwrap();
+        assert_eq!(v["data"], json!(["job-1"]));
     }
 }

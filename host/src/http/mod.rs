@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -102,6 +102,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
 async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
     // The hottest route, taken before the path is copied and split.
     if req.method() == Method::POST && req.uri().path() == "/inbox" {
+        if let Some(refused) = refusal(app, auth::Scope::Inbox, req.headers()) {
+            return refused;
+        }
         return post_inbox(app, req).await;
     }
     let path = req.uri().path().to_string();
@@ -113,11 +116,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
         .collect();
     let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     let method = req.method().clone();
-    let scope = auth::scope_of(segs[0]);
-    if let Some(refused) = app.api_keys.refusal(scope, req.headers()) {
-        if scope == auth::Scope::Inbox {
-            crate::metrics::get().receipt(crate::metrics::Outcome::unauthorized);
-        }
+    if let Some(refused) = refusal(app, auth::scope_of(segs[0]), req.headers()) {
         return refused;
     }
     match (&method, segs.as_slice()) {
@@ -161,13 +160,19 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// `POST /inbox` (also spelled `//inbox/` and the like): the key check,
-/// the receipt, its metric.
-async fn post_inbox(app: &App, req: Request<Incoming>) -> Response<Body> {
-    if let Some(refused) = app.api_keys.refusal(auth::Scope::Inbox, req.headers()) {
+/// The answer when the request lacks the key its scope needs; a refused
+/// receipt is counted.
+fn refusal(app: &App, scope: auth::Scope, headers: &HeaderMap) -> Option<Response<Body>> {
+    let refused = app.api_keys.refusal(scope, headers)?;
+    if scope == auth::Scope::Inbox {
         crate::metrics::get().receipt(crate::metrics::Outcome::unauthorized);
-        return refused;
     }
+    Some(refused)
+}
+
+/// `POST /inbox` (also spelled `//inbox/` and the like), its key checked:
+/// the receipt and its metric.
+async fn post_inbox(app: &App, req: Request<Incoming>) -> Response<Body> {
     let res = inbox::receive(app, req).await;
     crate::metrics::get().receipt(metrics::outcome(&res));
     res

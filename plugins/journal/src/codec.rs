@@ -243,10 +243,11 @@ pub fn decode_json(payload: &[u8]) -> Option<Op> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn every_op() -> Vec<Op> {
+    /// One of each op, edge values included (the framing tests use it too).
+    pub(crate) fn every_op() -> Vec<Op> {
         vec![
             Op::Put {
                 id: "0000000000005-00000000abcd-1".into(),

@@ -326,42 +326,7 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let ops = vec![
-            Op::Put {
-                id: "a".into(),
-                body: "{\"x\":1}".into(),
-                source: "inbox".into(),
-                meta: vec![("k".into(), "v".into())],
-                t: 5,
-                st: Status::Pending,
-                n: 0,
-                nb: 0,
-                err: None,
-                fin: 0,
-                lu: 0,
-            },
-            Op::Lease {
-                id: "a".into(),
-                t: 6,
-                until: 100,
-            },
-            Op::Nack {
-                id: "a".into(),
-                t: 7,
-                nb: 70,
-                err: "no".into(),
-            },
-            Op::Dead {
-                id: "a".into(),
-                t: 8,
-                err: "gone".into(),
-            },
-            Op::Requeue {
-                id: "a".into(),
-                t: 9,
-            },
-            ack("a", 10),
-        ];
+        let ops = crate::codec::tests::every_op();
         let mut buf = MAGIC.to_vec();
         for op in &ops {
             encode(op, &mut buf);

@@ -236,6 +236,13 @@ def main():
               f"{statistics.median(x['p50'] for x in rs):.2f} | {statistics.median(x['p99'] for x in rs):.2f} | "
               f"{statistics.median(x['cpu_ms_per_req'] for x in rs) * 1000:.0f} | "
               f"{statistics.median(x['drain_s'] for x in rs):.1f} |")
+    # Each round's runs are minutes apart at most: their ratio to that
+    # round's bare run is less exposed to the machine's drift than the medians.
+    print()
+    for n in names[1:]:
+        paired = [x["rps"] / b["rps"] for x, b in zip(results[n], results["bare hyper"])]
+        print(f"{n}: ratio to bare hyper round by round {', '.join('%.3f' % r for r in paired)}; "
+              f"median {statistics.median(paired):.3f}")
     if any(x["non2xx"] for rs in results.values() for x in rs):
         print("WARNING: some answers were not 2xx (see non-2xx above)")
 

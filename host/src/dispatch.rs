@@ -68,6 +68,8 @@ struct Inner {
     engine: Engine,
     store: Store,
     redactor: Redactor,
+    /// The criteria triggers' keys, for a look at a receipt before parsing it.
+    prefilter: criteria::Prefilter,
     slots: Semaphore,
     /// Every run in flight, so a shutdown can wait for them.
     tracker: TaskTracker,
@@ -84,12 +86,19 @@ impl Dispatcher {
     ) -> Self {
         let redactor = Redactor::new(project.credentials.values());
         let slots = Semaphore::new(project.engine.concurrency);
+        let prefilter = criteria::Prefilter::new(project.jobs.values().filter_map(|job| {
+            match &project.triggers[&job.trigger].kind {
+                TriggerKind::Criteria(c) => Some(c),
+                _ => None,
+            }
+        }));
         Dispatcher {
             inner: Arc::new(Inner {
                 project,
                 engine,
                 store,
                 redactor,
+                prefilter,
                 slots,
                 tracker: TaskTracker::new(),
                 finished,
@@ -112,6 +121,12 @@ impl Dispatcher {
 
     pub fn redactor(&self) -> &Redactor {
         &self.inner.redactor
+    }
+
+    /// Checks a receipt's JSON without building it: `Ok(false)` when it is
+    /// valid and no job's criteria can match it (see [`criteria::Prefilter`]).
+    pub fn may_match(&self, json: &[u8]) -> serde_json::Result<bool> {
+        self.inner.prefilter.may_match(json)
     }
 
     /// The jobs whose criteria the message meets, with their trigger.

@@ -1,6 +1,11 @@
 //! Graceful shutdown: SIGTERM while a run is in progress lets the run finish,
 //! the service exits 0, and the finished run and its state are there after a
-//! restart on the same data directory.
+//! restart on the same data directory. A request open at SIGTERM gets its
+//! answer; idle keep-alive connections are closed.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
 
 use crate::harness::{Launch, RUN_TIMEOUT, temp_dir};
 
@@ -40,4 +45,90 @@ fn sigterm_lets_running_runs_finish() {
         .job_state("slow")
         .expect("state of the run that finished during shutdown");
     assert_eq!(state["data"]["n"], 1, "{state}");
+}
+
+/// Reads one HTTP/1.1 response (headers and a `content-length` body) from `conn`.
+fn read_response(conn: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = conn.read(&mut buf).expect("read a response");
+        assert!(n > 0, "the connection closed mid-response after {text:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn sigterm_answers_the_open_request_and_closes_idle_connections() {
+    let mut svc = Launch::new(SLOW_PROJECT)
+        .env("ENDPOINT_STYLE", "sync")
+        .start();
+    let addr = svc.addr().to_string();
+
+    // A keep-alive connection that has had its answer and now sits idle.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.set_read_timeout(Some(RUN_TIMEOUT)).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        .unwrap();
+    assert!(read_response(&mut idle).starts_with("HTTP/1.1 200"));
+
+    // A sync receipt whose run takes three seconds: open when SIGTERM comes.
+    let open = std::thread::spawn(move || {
+        let body = r#"{"kind":"slow","n":2}"#;
+        let mut conn = TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(RUN_TIMEOUT)).unwrap();
+        write!(
+            conn,
+            "POST /inbox HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let answer = read_response(&mut conn);
+        (answer, Instant::now())
+    });
+    svc.wait_until("the slow run to start", RUN_TIMEOUT, || {
+        svc.runs("slow")
+            .into_iter()
+            .find(|r| r["status"] == "running")
+    });
+
+    let idle_closed = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let unread = idle.read_to_end(&mut rest).unwrap();
+        (unread, Instant::now())
+    });
+    let status = svc.stop();
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}\n{}",
+        svc.log_tail()
+    );
+    let (answer, answered) = open.join().unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "the open request's answer: {answer}"
+    );
+    assert!(answer.contains(r#""n":2"#), "{answer}");
+    // The idle connection was closed when shutdown began, while the open
+    // request was still running, not when the process went away.
+    let (unread, closed) = idle_closed.join().unwrap();
+    assert_eq!(unread, 0);
+    assert!(
+        closed < answered,
+        "the idle connection closed only after the open request's answer"
+    );
 }

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -19,6 +19,8 @@ use super::{App, Body, error, json};
 use crate::dispatch::RunReport;
 use crate::queue::Submitted;
 use crate::settings::EndpointStyle;
+
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
@@ -30,9 +32,11 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
             );
         }
     }
-    let req_key = req
-        .headers()
-        .get("idempotency-key")
+    // Only the message store de-duplicates; without it the key means nothing.
+    let req_key = app
+        .queue
+        .as_ref()
+        .and_then(|_| req.headers().get(&IDEMPOTENCY_KEY))
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .map(str::to_string);
@@ -55,8 +59,24 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
-    let message: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
+    // Without the message store, a receipt no trigger can match is checked
+    // but never built into a `Value`: building it is most of its cost.
+    let needed = match &app.queue {
+        Some(_) => Ok(true),
+        None => app.dispatcher.may_match(&bytes),
+    };
+    let parsed = needed.and_then(|needed| {
+        needed
+            .then(|| serde_json::from_slice::<Value>(&bytes))
+            .transpose()
+    });
+    let (message, jobs) = match parsed {
+        Ok(Some(message)) => {
+            let jobs = app.dispatcher.matching_jobs(&message);
+            (message, jobs)
+        }
+        // Not parsed: the store is off and no job can match.
+        Ok(None) => (Value::Null, Vec::new()),
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -64,8 +84,6 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
-    let idempotency_key = req_key.or_else(|| body_key(app, &message));
-    let jobs = app.dispatcher.matching_jobs(&message);
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     info!(matched = ?names, bytes = bytes.len(), "receipt");
     app.activity.receipt();
@@ -91,11 +109,10 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
         return finished(reports);
     };
+    let idempotency_key = req_key.or_else(|| body_key(app, &message));
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    match queue
-        .submit(text, message, "inbox", idempotency_key, sync)
-        .await
-    {
+    // Boxed, so that a receipt that is not stored does not carry its space.
+    match Box::pin(queue.submit(text, message, "inbox", idempotency_key, sync)).await {
         Err(f) => {
             let secs = f
                 .retry_after_ms
@@ -209,13 +226,14 @@ fn too_large(limit: usize) -> Response<Body> {
 
 /// `application/json`, `text/json` or any `+json` type, parameters ignored.
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    // Compared in place: this runs on every receipt.
+    let ends_with_json = essence.len() >= 5
+        && essence.is_char_boundary(essence.len() - 5)
+        && essence[essence.len() - 5..].eq_ignore_ascii_case("+json");
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("text/json")
+        || ends_with_json
 }
 
 #[cfg(test)]
@@ -229,6 +247,7 @@ mod tests {
             "application/json; charset=utf-8",
             "Application/JSON",
             "application/vnd.api+json",
+            "APPLICATION/LD+JSON ; charset=utf-8",
             "text/json",
         ] {
             assert!(super::is_json(ok), "{ok}");
@@ -238,6 +257,9 @@ mod tests {
             "application/x-www-form-urlencoded",
             "multipart/form-data; boundary=x",
             "application/xml",
+            "json",
+            "+jsonx",
+            "été+jso",
             "",
         ] {
             assert!(!super::is_json(bad), "{bad}");

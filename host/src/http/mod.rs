@@ -12,6 +12,7 @@
 mod api;
 mod auth;
 mod dashboard;
+mod graceful;
 mod health;
 mod inbox;
 mod metrics;
@@ -32,7 +33,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -62,7 +62,7 @@ pub struct App {
 
 /// Serves until `stop` fires, then waits up to `grace` for open requests.
 pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken, grace: Duration) {
-    let graceful = GracefulShutdown::new();
+    let connections = graceful::Connections::default();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -83,18 +83,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
             async move { Ok::<_, Infallible>(route(&app, req).await) }.instrument(span)
         });
         let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+        connections.spawn(conn, move |ended| {
+            if let Err(e) = ended {
                 debug!(%peer, cause = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if !connections.shutdown(grace).await {
         warn!("open requests did not finish within the grace period");
     }
 }
@@ -107,6 +103,12 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
         return post_inbox(app, req).await;
     }
+    // Boxed: the largest of these futures would otherwise set the size of
+    // every request's future, moved whole on each receipt.
+    Box::pin(route_other(app, req)).await
+}
+
+async fn route_other(app: &App, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     // Borrowed unless a segment holds an escape: `/inbox` allocates nothing here.
     let segments: Vec<std::borrow::Cow<str>> = path

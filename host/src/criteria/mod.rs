@@ -10,6 +10,10 @@
 
 use serde_json::Value;
 
+mod prefilter;
+
+pub use prefilter::Prefilter;
+
 /// True when `message` contains `criteria`.
 pub fn matches(criteria: &Value, message: &Value) -> bool {
     if let Value::Object(c) = criteria

@@ -35,6 +35,10 @@ use std::sync::Arc;
 use crate::file::Journal;
 use crate::record::{At, Op, Status};
 
+mod compact;
+
+use compact::SLACK;
+
 #[derive(Debug, PartialEq)]
 pub enum Error {
     /// The caller asked for something that cannot be done (unknown id,
@@ -103,6 +107,9 @@ struct Slot {
     /// Where its `put` record is in the file (its only one: a message is
     /// put once, and a rewrite puts each message once in the new file).
     put: At,
+    /// Where its `put` record is in the file a rewrite under way is writing,
+    /// once it is there (see `compact.rs`).
+    moved: Option<At>,
     /// While pending or leased; otherwise read back from `put`.
     msg: Option<Box<Msg>>,
 }
@@ -133,15 +140,16 @@ pub struct Store {
     max_done: u64,
     /// [`SLACK`], but for the tests.
     rewrite_slack: u64,
+    /// A compaction under way, moved on a step at a time.
+    rewriting: Option<compact::Rewriting>,
+    /// How much a step copies: [`compact::STEP`], but for the tests.
+    step_bytes: u64,
+    /// Why the last compaction was given up, for the next `compact` to report.
+    rewrite_failed: Option<Error>,
     /// Done messages forgotten early (see `trim_done`), not yet reported.
     trimmed: u64,
 }
 
-/// `compact` rewrites a file more than this many times the size of what a
-/// rewrite would write (the `put` records of the messages kept)...
-pub const GROWTH: u64 = 3;
-/// ...plus this much, so a small file is left alone.
-pub const SLACK: u64 = 1 << 20;
 /// Done messages kept by default: about 200 bytes of memory and one `put`
 /// record on disk each.
 pub const DEFAULT_MAX_DONE: u64 = 200_000;
@@ -180,9 +188,10 @@ impl Index {
     }
 
     /// Applies a journaled op, its record at `offset`. Ops are checked
-    /// before they are written, so replay applies them as they come;
-    /// `false` when the op names an unknown message.
-    fn apply(&mut self, op: Op, at: At) -> bool {
+    /// before they are written, so replay applies them as they come.
+    /// Returns the message's place in the index; `None` when the op names
+    /// an unknown message.
+    fn apply(&mut self, op: Op, at: At) -> Option<u64> {
         if let Op::Put {
             id,
             body,
@@ -207,6 +216,7 @@ impl Index {
                 finished_at: fin,
                 last_error: err.map(String::into_boxed_str),
                 put: at,
+                moved: None,
                 msg: Some(Box::new(Msg {
                     body,
                     source,
@@ -235,11 +245,9 @@ impl Index {
             };
             self.live_bytes += at.len;
             self.set_status(seq, st, lu);
-            return true;
+            return Some(seq);
         }
-        let Some(&seq) = self.ids.get(op.id()) else {
-            return false;
-        };
+        let &seq = self.ids.get(op.id())?;
         match op {
             Op::Put { .. } => unreachable!(),
             Op::Lease { until, .. } => {
@@ -272,7 +280,7 @@ impl Index {
                 s.finished_at = 0;
             }
         }
-        true
+        Some(seq)
     }
 
     /// Takes done message `seq` out of memory.
@@ -295,7 +303,7 @@ impl Store {
         let mut index = Index::default();
         let mut orphans = 0;
         let (file, opened) = Journal::open(dir, |op, at| {
-            if !index.apply(op, at) {
+            if index.apply(op, at).is_none() {
                 orphans += 1;
             }
         })?;
@@ -319,6 +327,9 @@ impl Store {
             counter: 0,
             skipped: opened.skipped,
             rewrite_slack: SLACK,
+            rewriting: None,
+            step_bytes: compact::STEP,
+            rewrite_failed: None,
             max_done: DEFAULT_MAX_DONE,
             trimmed: 0,
         };
@@ -368,13 +379,23 @@ impl Store {
             spans.push((start, buf.len() as u64 - start));
         }
         let base = self.file.append(&buf, sync)?;
+        let mut applied = Vec::with_capacity(ops.len());
         for (op, (start, len)) in ops.into_iter().zip(spans) {
             let at = At {
                 offset: base + start,
                 len,
             };
-            self.index.apply(op, at);
+            let is_put = matches!(op, Op::Put { .. });
+            let seq = self.index.apply(op, at);
+            applied.push(compact::Applied {
+                seq,
+                is_put,
+                start: start as usize,
+                len: len as usize,
+            });
         }
+        // A compaction under way gets the same records, and moves on a step.
+        self.follow_commit(&buf, &applied);
         Ok(())
     }
 
@@ -725,117 +746,21 @@ impl Store {
         }
         self.trimmed += oldest.len() as u64;
     }
-
-    /// Forgets the messages done before `before_ms`; returns how many went.
-    ///
-    /// They leave memory at once; the file is rewritten (one `put` record
-    /// per message kept, the lease, ack and retry records of the past gone)
-    /// only once it is more than [`GROWTH`] times what that would write.
-    /// Rewriting a busy journal every time a few old messages expire would
-    /// copy all of it each minute. Until the rewrite, a reopened store sees
-    /// the forgotten messages again, done, and the next `compact` forgets
-    /// them again.
-    pub fn compact(&mut self, before_ms: u64) -> Result<u64, Error> {
-        let gone: Vec<u64> = self
-            .index
-            .slots
-            .iter()
-            .filter(|(_, s)| s.status == Status::Done && s.finished_at < before_ms)
-            .map(|(&seq, _)| seq)
-            .collect();
-        for &seq in &gone {
-            self.index.forget(seq);
-        }
-        if self.file.len() > GROWTH * self.index.live_bytes + self.rewrite_slack {
-            self.rewrite()?;
-        }
-        Ok(gone.len() as u64)
-    }
-
-    /// Replaces the file with one `put` record per message in the index,
-    /// in one pass over the old file: each message's `put` record is read
-    /// there and written again with the message's current state.
-    fn rewrite(&mut self) -> Result<(), Error> {
-        let mut out = self.file.begin_rewrite()?;
-        let mut moved: Vec<(u64, At)> = Vec::with_capacity(self.index.slots.len());
-        let mut failed = None;
-        let index = &self.index;
-        let scanned = self.file.for_each(|op, at| {
-            if failed.is_some() {
-                return;
-            }
-            let Op::Put {
-                id,
-                body,
-                source,
-                meta,
-                ..
-            } = op
-            else {
-                return;
-            };
-            let Some(&seq) = index.ids.get(id.as_str()) else {
-                return;
-            };
-            let s = &index.slots[&seq];
-            if s.put != at {
-                return;
-            }
-            let put = Op::Put {
-                id,
-                body,
-                source,
-                meta,
-                t: s.enqueued_at,
-                st: s.status,
-                n: s.attempts,
-                nb: s.not_before,
-                err: s.last_error.as_deref().map(str::to_string),
-                fin: s.finished_at,
-                lu: s.lease_until,
-            };
-            match out.push(&put) {
-                Ok(new) => moved.push((seq, new)),
-                Err(e) => failed = Some(e),
-            }
-        });
-        let failed = failed.or(scanned.err()).or_else(|| {
-            (moved.len() != self.index.slots.len()).then(|| {
-                Error::Other(format!(
-                    "{}: {} of {} messages found while compacting",
-                    self.file.path().display(),
-                    moved.len(),
-                    self.index.slots.len()
-                ))
-            })
-        });
-        if let Some(e) = failed {
-            self.file.abandon_rewrite(out);
-            return Err(e);
-        }
-        self.file.finish_rewrite(out)?;
-        self.index.live_bytes = 0;
-        for (seq, at) in moved {
-            self.index.slots.get_mut(&seq).unwrap().put = at;
-            self.index.live_bytes += at.len;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::file::{COMPACT_NAME, FILE_NAME};
+    use crate::file::FILE_NAME;
     use crate::record::{self, MAGIC};
     use std::fs;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    struct TempDir(PathBuf);
+    pub(super) struct TempDir(pub(super) PathBuf);
 
     impl TempDir {
-        fn new() -> TempDir {
+        pub(super) fn new() -> TempDir {
             static N: AtomicU32 = AtomicU32::new(0);
             let dir = std::env::temp_dir().join(format!(
                 "journal-test-{}-{}",
@@ -846,7 +771,7 @@ mod tests {
             fs::create_dir_all(&dir).unwrap();
             TempDir(dir)
         }
-        fn file(&self) -> PathBuf {
+        pub(super) fn file(&self) -> PathBuf {
             self.0.join(FILE_NAME)
         }
     }
@@ -857,7 +782,7 @@ mod tests {
         }
     }
 
-    fn msg(body: &str) -> Msg {
+    pub(super) fn msg(body: &str) -> Msg {
         Msg {
             body: body.to_string(),
             source: "inbox".to_string(),
@@ -865,11 +790,11 @@ mod tests {
         }
     }
 
-    fn open(dir: &TempDir) -> (Store, OpenReport) {
+    pub(super) fn open(dir: &TempDir) -> (Store, OpenReport) {
         Store::open(&dir.0, 7).unwrap()
     }
 
-    fn bodies(entries: &[Entry]) -> Vec<&str> {
+    pub(super) fn bodies(entries: &[Entry]) -> Vec<&str> {
         entries.iter().map(|e| e.msg.body.as_str()).collect()
     }
 
@@ -1119,119 +1044,6 @@ mod tests {
         let (store, report) = Store::open(&dir.0, 1).unwrap();
         assert!(report.created);
         assert_eq!(store.stats(), Stats::default());
-    }
-
-    #[test]
-    fn compact_rewrites_once_the_file_is_mostly_the_past() {
-        let dir = TempDir::new();
-        let (mut store, _) = open(&dir);
-        store.rewrite_slack = 0;
-        let ids = store
-            .enqueue(
-                vec![msg("a"), msg("b"), msg("c"), msg("d"), msg("e"), msg("f")],
-                0,
-                0,
-                0,
-            )
-            .unwrap();
-        store.lease(6, 1000, 1).unwrap();
-        store.ack_many(&ids[0..3], 10).unwrap();
-        store.nack(&ids[3], 50, "later", 21).unwrap();
-        store.dead_letter(&ids[4], "bad", 22).unwrap();
-        let before = fs::metadata(dir.file()).unwrap().len();
-        // Three done messages go, three are kept: the file (six puts, six
-        // leases, three acks, a nack and a dead-letter) is now more than
-        // three times the three puts a rewrite writes.
-        assert_eq!(store.compact(15).unwrap(), 3);
-        assert!(fs::metadata(dir.file()).unwrap().len() < before);
-        assert!(!dir.0.join(COMPACT_NAME).exists());
-        assert!(store.get(&ids[0]).unwrap().is_none());
-        assert_eq!(
-            store.stats(),
-            Stats {
-                pending: 1,
-                leased: 1,
-                done: 0,
-                dead: 1,
-                skipped: 0
-            }
-        );
-        // The lease is kept across the rewrite, and the store keeps working
-        // on the new file.
-        assert_eq!(store.get(&ids[5]).unwrap().unwrap().lease_until, 1001);
-        store.ack(&ids[5], 30).unwrap();
-        let expect = |s: &mut Store| {
-            let d = s.get(&ids[3]).unwrap().unwrap();
-            assert_eq!(
-                (d.status, d.attempts, d.not_before, d.last_error.as_deref()),
-                (Status::Pending, 1, 71, Some("later"))
-            );
-            let e = s.get(&ids[4]).unwrap().unwrap();
-            assert_eq!(
-                (e.status, e.finished_at, e.last_error.as_deref()),
-                (Status::Dead, 22, Some("bad"))
-            );
-            assert_eq!(s.get(&ids[5]).unwrap().unwrap().finished_at, 30);
-        };
-        expect(&mut store);
-        drop(store);
-        let (mut store, report) = open(&dir);
-        assert_eq!(report.skipped, 0);
-        expect(&mut store);
-        assert_eq!(
-            store.stats(),
-            Stats {
-                pending: 1,
-                leased: 0,
-                done: 1,
-                dead: 1,
-                skipped: 0
-            }
-        );
-        assert_eq!(bodies(&store.list(Status::Done, 10).unwrap()), ["f"]);
-    }
-
-    #[test]
-    fn compact_forgets_at_once_but_rewrites_only_when_worth_it() {
-        let dir = TempDir::new();
-        let (mut store, _) = open(&dir);
-        store.rewrite_slack = 0;
-        let ids = store
-            .enqueue(vec![msg("a"), msg("b"), msg("c"), msg("d")], 0, 0, 0)
-            .unwrap();
-        store.lease(4, 1000, 1).unwrap();
-        store.ack(&ids[0], 10).unwrap();
-        let before = fs::metadata(dir.file()).unwrap().len();
-        // One of four: gone from memory, the file (four puts, four leases,
-        // an ack) left as it is: less than three times three puts.
-        assert_eq!(store.compact(15).unwrap(), 1);
-        assert_eq!(fs::metadata(dir.file()).unwrap().len(), before);
-        assert!(store.get(&ids[0]).unwrap().is_none());
-        assert_eq!(store.stats().done, 0);
-        // A reopened store sees it again, done, and forgets it again.
-        drop(store);
-        let (mut store, _) = open(&dir);
-        assert_eq!(store.get(&ids[0]).unwrap().unwrap().status, Status::Done);
-        assert_eq!(store.compact(15).unwrap(), 1);
-        // A file grown far past its last rewrite is rewritten even when
-        // nothing is forgotten: here, retries with long errors.
-        let long = "x".repeat(100_000);
-        for i in 0..90 {
-            store.nack(&ids[1], 0, &long, 20 + i).unwrap();
-        }
-        let grown = fs::metadata(dir.file()).unwrap().len();
-        assert!(grown > GROWTH * store.index.live_bytes + SLACK);
-        assert_eq!(store.compact(15).unwrap(), 0);
-        let rewritten = fs::metadata(dir.file()).unwrap().len();
-        assert!(rewritten < grown / 50, "{rewritten} of {grown}");
-        drop(store);
-        let (mut store, _) = open(&dir);
-        assert!(store.get(&ids[0]).unwrap().is_none());
-        assert_eq!(
-            store.get(&ids[1]).unwrap().unwrap().last_error.as_deref(),
-            Some(long.as_str())
-        );
-        assert_eq!(store.stats().pending, 3);
     }
 
     #[test]

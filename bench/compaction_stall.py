@@ -36,6 +36,7 @@ SLOW_S = 0.2
 
 def probe(addr, stop, out):
     host, port = addr.rsplit(":", 1)
+    start = time.monotonic()
     while not stop.is_set():
         t0 = time.monotonic()
         try:
@@ -48,7 +49,7 @@ def probe(addr, stop, out):
             conn.close()
         except OSError as e:
             status = type(e).__name__
-        out.append((time.monotonic() - t0, status))
+        out.append((time.monotonic() - t0, status, t0 - start))
         time.sleep(0.01)
 
 
@@ -76,8 +77,9 @@ def measure(name, server, root, args, lua):
         stop.set()
         prober.join()
         watcher.join()
-    times = sorted(t for t, _ in samples)
-    bad = [s for _, s in samples if s != 202]
+    times = sorted(t for t, _, _ in samples)
+    bad = [s for _, s, _ in samples if s != 202]
+    slow_at = [f"{at:.0f}s:{t * 1000:.0f}ms" for t, _, at in samples if t > SLOW_S]
     row = {
         "name": name, "rps": res["rps"], "timeouts": res["socket_errors"] or "none",
         "non2xx": res["non2xx"], "probes": len(times),
@@ -89,6 +91,8 @@ def measure(name, server, root, args, lua):
     print(f"  {name}: {row['rps']:.0f} req/s, probe p50 {row['p50']:.1f} ms, p99 {row['p99']:.1f} ms, "
           f"worst {row['worst']:.0f} ms, {row['slow']} over {SLOW_S * 1000:.0f} ms, "
           f"journal peak {row['journal_mb']:.0f} MB", flush=True)
+    if slow_at:
+        print(f"    slow probes (seconds into the run: answer time): {', '.join(slow_at)}", flush=True)
     return row
 
 

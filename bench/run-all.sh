@@ -5,6 +5,8 @@
 #                                durable = false, durable = true
 #   3. plugin_bench (example)    notification call cost (fresh vs reused instance),
 #                                start-up with four plugins (cold vs warm cache)
+#   4. bench/compaction_stall.py worst wait of a receipt while the journal is
+#                                compacted under sustained load (~5 min; STALL=0 skips it)
 #
 # Usage: bench/run-all.sh            (from anywhere; ~15 min on 2 cores when
 #                                     nothing is built yet, ~3 min after)
@@ -41,13 +43,18 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -p microservice --example plugin_bench
 fi
 
-step "1/3 latency: python3 bench/latency.py --runs ${LATENCY_RUNS:-20}"
+step "1/4 latency: python3 bench/latency.py --runs ${LATENCY_RUNS:-20}"
 python3 bench/latency.py --runs "${LATENCY_RUNS:-20}"
 
-step "2/3 inbox throughput: python3 bench/inbox_throughput.py ${THROUGHPUT_ARGS:-}"
+step "2/4 inbox throughput: python3 bench/inbox_throughput.py ${THROUGHPUT_ARGS:-}"
 # shellcheck disable=SC2086
 python3 bench/inbox_throughput.py ${THROUGHPUT_ARGS:-}
 
-step "3/3 plugins: target/release/examples/plugin_bench ${PLUGIN_BENCH_ARGS:-}"
+step "3/4 plugins: target/release/examples/plugin_bench ${PLUGIN_BENCH_ARGS:-}"
 # shellcheck disable=SC2086
 target/release/examples/plugin_bench ${PLUGIN_BENCH_ARGS:-}
+
+if [ "${STALL:-1}" != 0 ]; then
+    step "4/4 compaction stall: python3 bench/compaction_stall.py"
+    python3 bench/compaction_stall.py
+fi

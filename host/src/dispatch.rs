@@ -77,6 +77,14 @@ struct Inner {
     finished: Option<mpsc::Sender<RunFinished>>,
 }
 
+/// The criteria of `job`'s trigger, when it is a criteria trigger.
+fn criteria_of<'p>(project: &'p Project, job: &Job) -> Option<&'p Value> {
+    match &project.triggers[&job.trigger].kind {
+        TriggerKind::Criteria(c) => Some(c),
+        _ => None,
+    }
+}
+
 impl Dispatcher {
     pub fn new(
         project: Arc<Project>,
@@ -86,12 +94,12 @@ impl Dispatcher {
     ) -> Self {
         let redactor = Redactor::new(project.credentials.values());
         let slots = Semaphore::new(project.engine.concurrency);
-        let prefilter = criteria::Prefilter::new(project.jobs.values().filter_map(|job| {
-            match &project.triggers[&job.trigger].kind {
-                TriggerKind::Criteria(c) => Some(c),
-                _ => None,
-            }
-        }));
+        let prefilter = criteria::Prefilter::new(
+            project
+                .jobs
+                .values()
+                .filter_map(|job| criteria_of(&project, job)),
+        );
         Dispatcher {
             inner: Arc::new(Inner {
                 project,
@@ -134,10 +142,7 @@ impl Dispatcher {
         let p = &self.inner.project;
         p.jobs
             .values()
-            .filter(|job| match &p.triggers[&job.trigger].kind {
-                TriggerKind::Criteria(c) => criteria::matches(c, message),
-                _ => false,
-            })
+            .filter(|job| criteria_of(p, job).is_some_and(|c| criteria::matches(c, message)))
             .cloned()
             .collect()
     }

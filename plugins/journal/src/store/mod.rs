@@ -379,7 +379,9 @@ impl Store {
             spans.push((start, buf.len() as u64 - start));
         }
         let base = self.file.append(&buf, sync)?;
-        let mut applied = Vec::with_capacity(ops.len());
+        // Only a compaction under way needs to know what was applied.
+        let following = self.rewriting.is_some();
+        let mut applied = Vec::new();
         for (op, (start, len)) in ops.into_iter().zip(spans) {
             let at = At {
                 offset: base + start,
@@ -387,12 +389,14 @@ impl Store {
             };
             let is_put = matches!(op, Op::Put { .. });
             let seq = self.index.apply(op, at);
-            applied.push(compact::Applied {
-                seq,
-                is_put,
-                start: start as usize,
-                len: len as usize,
-            });
+            if following {
+                applied.push(compact::Applied {
+                    seq,
+                    is_put,
+                    start: start as usize,
+                    len: len as usize,
+                });
+            }
         }
         // A compaction under way gets the same records, and moves on a step.
         self.follow_commit(&buf, &applied);

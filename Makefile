@@ -1,9 +1,10 @@
 # The few commands everyone runs. `make help` lists them.
-.PHONY: help run test setup plugins lint bench release image
+.PHONY: help run test test-stress setup plugins lint bench release image
 
 help:
 	@echo "make run     serve ./project on http://127.0.0.1:4001 (installs core and adaptors on first start)"
 	@echo "make test    install what the tests need, then run every test"
+	@echo "make test-stress  make test three times in a row beside stress-ng on every core (RUNS=, STRESS_WORKERS=)"
 	@echo "make lint    cargo fmt --check and cargo clippy"
 	@echo "make bench   release builds, then every benchmark (figures in the README)"
 	@echo "make image   docker build -t openfn-microservice . (needs a Docker engine; see Deploy in the README)"
@@ -40,6 +41,11 @@ test: setup
 	# and recovery among them), natively: they are plain std code.
 	cd plugins && cargo test --workspace --target "$$(rustc -vV | sed -n 's/^host: //p')"
 	ENGINE_MODE=cli cargo test --test e2e -- inbox:: flows:: engine:: sync:: credentials:: cron:: shutdown:: cli::run::
+
+# The suite on a busy machine: `make test` RUNS times (default 3) while
+# stress-ng hogs every core twice over; prints each run's time and load.
+test-stress:
+	tests/stress.sh
 
 lint:
 	cargo fmt --all -- --check

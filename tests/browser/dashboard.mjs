@@ -43,6 +43,23 @@ function check(cond, message) {
   if (!cond) throw new Error(message);
 }
 
+/**
+ * Polls `probe` (async, returns `{ ok, seen }`) every 250 ms until `ok`, for
+ * up to WAIT_MS: the page draws after its fetches settle, which on a busy
+ * machine can be seconds after the action that caused it. Fails with what
+ * was last seen, so a timeout says how far the page got.
+ */
+async function eventually(what, probe) {
+  const deadline = Date.now() + WAIT_MS;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (last.ok) return last.seen;
+    if (Date.now() >= deadline) throw new Error(`${what} (waited ${WAIT_MS} ms; last seen: ${JSON.stringify(last.seen)})`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 async function step(name, fn) {
   const started = Date.now();
   await fn();
@@ -112,7 +129,11 @@ try {
       await page.waitForSelector('#key-overlay', { state: 'hidden', timeout: WAIT_MS });
       const kept = await page.evaluate(() => sessionStorage.getItem('microservice.adminKey'));
       check(kept === adminKey, 'the key is not kept in sessionStorage');
-      check(await page.isVisible('#forget-key'), 'no way to forget the key');
+      // The link is drawn when the first call with the key comes back.
+      await eventually('no way to forget the key', async () => {
+        const visible = await page.isVisible('#forget-key');
+        return { ok: visible, seen: { visible, live: await page.textContent('#live-text') } };
+      });
     }
     await page.waitForSelector('body[data-loaded="overview"]', { timeout: WAIT_MS });
     const charts = await page.$$eval('.chart-box', (boxes) => boxes.map((b) => ({
@@ -120,7 +141,10 @@ try {
     })));
     check(charts.length === 5, `expected 5 charts, found ${JSON.stringify(charts)}`);
     for (const c of charts) check(c.svg && c.points === '60', `chart ${c.id} is not a 60-minute SVG: ${JSON.stringify(c)}`);
-    check((await page.textContent('#kpi-queue')) !== '–', 'the queue depth card stayed empty');
+    await eventually('the queue depth card stayed empty', async () => {
+      const queue = await page.textContent('#kpi-queue');
+      return { ok: queue !== '–', seen: queue };
+    });
   });
 
   await step('receipts are accepted', async () => {
@@ -192,29 +216,44 @@ try {
     const finished = async () => (await getJson('/api/runs?job=doomed')).filter((r) => r.status !== 'running').length;
     const before = await finished();
     await row.locator('button', { hasText: 'Retry' }).click();
-    await page.waitForSelector('#toast:not([hidden])', { timeout: WAIT_MS });
-    check((await page.textContent('#toast')).includes('queued again'), `toast: ${await page.textContent('#toast')}`);
+    await eventually('no "queued again" toast after Retry', async () => {
+      const toast = await page.textContent('#toast');
+      const shown = await page.isVisible('#toast');
+      return { ok: shown && toast.includes('queued again'), seen: { shown, toast } };
+    });
     const deadline = Date.now() + WAIT_MS;
     let after = before;
     while (after <= before && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 300));
       after = await finished();
     }
-    check(after > before, `the retried receipt did not run again (doomed runs: ${before} -> ${after})`);
+    check(after > before, `the retried receipt did not run again within ${WAIT_MS} ms (finished doomed runs: ${before} -> ${after})`);
     await snapshotText();
   });
 
   await step('the jobs panel shows last runs, success rates and states', async () => {
     await openTab('jobs');
-    const rows = await page.$$eval('#jobs-table tbody tr[data-job]', (trs) => trs.map((tr) => ({
-      job: tr.dataset.job, text: tr.innerText,
-    })));
-    const double = rows.find((r) => r.job === 'double');
-    const doomed = rows.find((r) => r.job === 'doomed');
-    check(double && double.text.includes('success') && double.text.includes('100%'), `double: ${JSON.stringify(double)}`);
-    check(doomed && doomed.text.includes('failure') && doomed.text.includes('0%'), `doomed: ${JSON.stringify(doomed)}`);
+    // The retried dead letter may still be finishing: wait for the table to
+    // show both jobs' settled figures (the page refreshes every few seconds).
+    await eventually('the jobs table shows double at 100% and doomed at 0%', async () => {
+      const rows = await page.$$eval('#jobs-table tbody tr[data-job]', (trs) => trs.map((tr) => ({
+        job: tr.dataset.job, text: tr.innerText,
+      })));
+      const double = rows.find((r) => r.job === 'double');
+      const doomed = rows.find((r) => r.job === 'doomed');
+      const ok = Boolean(double && double.text.includes('success') && double.text.includes('100%')
+        && doomed && doomed.text.includes('failure') && doomed.text.includes('0%'));
+      return { ok, seen: { double, doomed } };
+    });
     await page.locator('#jobs-table tr[data-job="double"] button', { hasText: 'View state' }).click();
     await page.waitForSelector('#job-state', { timeout: WAIT_MS });
+    // #job-state exists once the drawer opens; its text arrives with the fetch.
+    await eventually('double\'s state never filled the drawer', async () => {
+      const text = await page.textContent('#job-state');
+      let ok = false;
+      try { ok = typeof JSON.parse(text).data.number === 'number'; } catch (_) { ok = false; }
+      return { ok, seen: text };
+    });
     const saved = JSON.parse(await page.textContent('#job-state'));
     check(saved.data && typeof saved.data.number === 'number', `double's state: ${JSON.stringify(saved)}`);
     await snapshotText();
@@ -226,9 +265,11 @@ try {
 
   await step('the plugins panel lists the loaded plugins', async () => {
     await openTab('plugins');
-    const expected = (await getJson('/api/plugins')).length;
-    const rows = await page.$$eval('#plugins-table tbody tr[data-plugin]', (trs) => trs.length);
-    check(rows === expected, `${rows} plugin rows for ${expected} plugins in /api/plugins`);
+    await eventually('the plugins table does not list every plugin of /api/plugins', async () => {
+      const expected = (await getJson('/api/plugins')).length;
+      const rows = await page.$$eval('#plugins-table tbody tr[data-plugin]', (trs) => trs.length);
+      return { ok: rows === expected, seen: { rows, expected } };
+    });
     await snapshotText();
     const file = join(out, 'dashboard-plugins.png');
     await page.screenshot({ path: file });

@@ -214,8 +214,9 @@ cron = "0 0 1 1 *"
         serde_json::json!(["job-1"]),
         "{reply:?}"
     );
-    let state = svc.wait_until("job-1 state", crate::harness::RUN_TIMEOUT, || {
+    let state = svc.poll_until("job-1 state", crate::harness::RUN_TIMEOUT, || {
         svc.job_state("job-1")
+            .ok_or_else(|| format!("no state; job-1 runs: {:?}", svc.runs("job-1")))
     });
     assert_eq!(state["data"]["number"], 10, "{state}");
 }

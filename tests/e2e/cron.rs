@@ -8,6 +8,12 @@ use serde_json::Value;
 
 use crate::harness::{Launch, RUN_TIMEOUT, Service, temp_dir, wait_for, wait_for_runs};
 
+/// How long to look for a moment in which no tick finished while the state
+/// was read: with a run every second and each read a few HTTP round trips,
+/// most tries hit one, but on a loaded machine runs back up and reads slow
+/// down, so it may take many tries.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(90);
+
 const CRON_PROJECT: &str = include_str!("../projects/cron/project.toml");
 
 fn count(state: &Value) -> u64 {
@@ -56,7 +62,7 @@ fn cron_job_runs_every_second_and_chains_its_state() {
     // only possible when each run starts from the previous run's final state
     // and runs never overlap.
     let mut last = None;
-    let consistent = wait_for(Duration::from_secs(20), || {
+    let consistent = wait_for(SNAPSHOT_TIMEOUT, || {
         let before = successes(&svc);
         let state = svc.job_state("tick")?;
         let after = successes(&svc);
@@ -66,7 +72,7 @@ fn cron_job_runs_every_second_and_chains_its_state() {
     });
     let state = consistent.unwrap_or_else(|| {
         panic!(
-            "state.count never matched the number of successful runs \
+            "state.count never matched the number of successful runs within {SNAPSHOT_TIMEOUT:?} \
              (last observation: successes before, count, successes after = {last:?})\n{}",
             svc.log_tail()
         )
@@ -82,8 +88,11 @@ fn cron_state_survives_a_restart() {
     let data = temp_dir("e2e-cron-restart-");
 
     let mut first = Launch::new(CRON_PROJECT).data_dir(data.path()).start();
-    first.wait_until("tick state with count >= 1", RUN_TIMEOUT, || {
-        first.job_state("tick").filter(|s| count(s) >= 1)
+    first.poll_until("tick state with count >= 1", RUN_TIMEOUT, || {
+        match first.job_state("tick") {
+            Some(s) if count(&s) >= 1 => Ok(s),
+            other => Err(format!("state {other:?}")),
+        }
     });
     let status = first.stop();
     assert!(
@@ -101,8 +110,13 @@ fn cron_state_survives_a_restart() {
     assert!(saved >= 1, "saved count {saved}");
 
     // A fresh start would count from 1 again; continuing goes past `saved`.
-    let state = second.wait_until("a new tick run after the restart", RUN_TIMEOUT, || {
-        second.job_state("tick").filter(|s| count(s) > saved)
-    });
+    let state = second.poll_until(
+        "a new tick run after the restart",
+        RUN_TIMEOUT,
+        || match second.job_state("tick") {
+            Some(s) if count(&s) > saved => Ok(s),
+            other => Err(format!("state {other:?} (saved count {saved})")),
+        },
+    );
     assert!(count(&state) > saved);
 }

@@ -199,12 +199,15 @@ fn browser_dir() -> PathBuf {
             {
                 return Ok(dir);
             }
-            let out = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("spawning npm ci in {}: {e}", dir.display()))?;
+            let out = crate::harness::output_within(
+                Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund"])
+                    .current_dir(&dir)
+                    .stdin(Stdio::null()),
+                None,
+                crate::harness::INSTALL_TIMEOUT,
+            )
+            .map_err(|e| format!("npm ci in {}: {e}", dir.display()))?;
             if out.status.success() {
                 Ok(dir)
             } else {

@@ -2,7 +2,7 @@
 //! the real `microservice` binary on a throw-away project and data directory,
 //! captures its output, and offers small HTTP and polling helpers.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,12 +17,37 @@ use tempfile::TempDir;
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_microservice");
 
-/// How long a service may take to print its `listening on` line.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a service may take to print its `listening on` line. Start-up
+/// compiles every plugin in the folder (six for the hostile-plugin test) and
+/// may start warm node workers: on a two-core machine with a load of 10 that
+/// takes tens of seconds, not the two or three it takes when idle.
+const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long `microservice install` may take (it runs `npm install`).
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
-/// Generous default for waiting on runs to finish.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long building one plugin workspace for wasm32-wasip2 may take: a
+/// cold release build on a busy two-core machine, possibly queued behind
+/// another cargo's lock on the package cache.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How long a service that must refuse to start may take to exit: it may
+/// start warm node workers and compile plugins before the fault shows.
+const FAILURE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Generous default for waiting on runs to finish: one run costs about a
+/// second on an idle machine (node starting @openfn/core), several on a
+/// loaded one, and some tests wait for a handful in a row. Kept under ureq's
+/// 120 s `timeout_global`, which bounds a sync `/inbox` request waiting for
+/// the same runs, so both kinds of wait give up at about the same point.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(110);
+/// How long the service may take to exit on SIGTERM: its shutdown waits up
+/// to `[engine] shutdown_grace` (30 s by default) for runs in flight, then
+/// kills them and flushes acknowledgements (up to 5 s more).
+const STOP_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a line the service printed may take to reach the test through
+/// the reader threads, on a machine where they wait to be scheduled.
+pub const LOG_LAG: Duration = Duration::from_secs(30);
+/// How long reader threads may take to reach the end of an exited child's
+/// pipes (they only need to be scheduled, which on a loaded machine can
+/// take a while).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The receipt used by the original OpenFn microservice test suite.
 pub const RECEIPT: &str = include_str!("../projects/fixtures/receipt.json");
@@ -50,6 +75,12 @@ static PACKAGES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 /// The shared `PACKAGES_DIR`, installed once per test process with
 /// `microservice install` (npm install of @openfn/core and the adaptor).
+///
+/// It also installs `@openfn/language-common@3.3.4`, which the example
+/// project (deploy tests) and a queue test pin: otherwise the first service
+/// naming it runs npm before listening, and two such services starting at
+/// once each install it, the later one replacing the folder the earlier one
+/// is already running jobs from.
 pub fn packages_dir() -> PathBuf {
     PACKAGES
         .get_or_init(install_packages)
@@ -66,6 +97,11 @@ fn install_packages() -> Result<PathBuf, String> {
         r#"
 [jobs.install]
 adaptor = "@openfn/language-common"
+trigger = "never"
+expression = "fn(state => state)"
+
+[jobs.install-pinned]
+adaptor = "@openfn/language-common@3.3.4"
 trigger = "never"
 expression = "fn(state => state)"
 
@@ -156,7 +192,8 @@ fn build_wasm_plugins() -> Result<(PathBuf, PathBuf), String> {
 fn build_wasm_workspace(workspace: &Path, target_dir: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let manifest = workspace.join("Cargo.toml");
-    let output = Command::new(&cargo)
+    let mut build = Command::new(&cargo);
+    build
         .args([
             "build",
             "--release",
@@ -170,9 +207,8 @@ fn build_wasm_workspace(workspace: &Path, target_dir: &Path) -> Result<PathBuf, 
         .current_dir(workspace)
         .env("CARGO_TARGET_DIR", target_dir)
         .env_remove("CARGO_BUILD_TARGET")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("spawning {cargo}: {e}"))?;
+        .stdin(Stdio::null());
+    let output = output_within(&mut build, None, BUILD_TIMEOUT)?;
     if !output.status.success() {
         return Err(format!(
             "`{cargo} build --release --manifest-path {}` exited with {}:\n{}\n{}",
@@ -235,10 +271,11 @@ impl Output {
         }));
     }
 
-    /// Waits (up to 5 s) for the readers to reach the end of both pipes, so
-    /// that everything an exited child printed has been collected.
+    /// Waits (up to [`DRAIN_TIMEOUT`]) for the readers to reach the end of
+    /// both pipes, so that everything an exited child printed has been
+    /// collected.
     fn drain(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
         while !self.readers.iter().all(|r| r.is_finished()) && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
@@ -254,7 +291,7 @@ impl Output {
 }
 
 /// Polls `child` until it exits or `timeout` passes.
-fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait on child") {
@@ -450,12 +487,13 @@ impl Launch {
     }
 
     /// Runs the service expecting it to refuse to start: it must exit with a
-    /// non-zero status within 30 s. Returns everything it printed.
+    /// non-zero status within [`FAILURE_TIMEOUT`]. Returns everything it
+    /// printed.
     pub fn expect_failure(self) -> Result<String, String> {
         let dirs = self.prepare();
         let mut child = self.spawn(&dirs);
         let output = Output::capture(&mut child);
-        let status = wait_exit(&mut child, Duration::from_secs(30));
+        let status = wait_exit(&mut child, FAILURE_TIMEOUT);
         output.drain();
         match status {
             Some(status) if !status.success() => Ok(output.text()),
@@ -466,8 +504,9 @@ impl Launch {
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
+                output.drain();
                 Err(format!(
-                    "still running after 30 s (expected it to exit non-zero); output:\n{}",
+                    "still running after {FAILURE_TIMEOUT:?} (expected it to exit non-zero); output:\n{}",
                     output.text()
                 ))
             }
@@ -681,6 +720,38 @@ impl Service {
         })
     }
 
+    /// Polls `probe` every 200 ms until it yields `Ok`, or panics after
+    /// `timeout` with `what`, the last `Err` it gave (what it saw instead)
+    /// and the service output.
+    pub fn poll_until<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        probe: impl FnMut() -> Result<T, E>,
+    ) -> T {
+        poll_for(timeout, probe).unwrap_or_else(|last| {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; last seen: {last}\n{}",
+                self.log_tail()
+            )
+        })
+    }
+
+    /// The service output's lines containing `needle`, waiting up to
+    /// [`LOG_LAG`] for the first: the output is collected by reader threads,
+    /// so a line the service printed a moment ago may not be there yet.
+    /// Empty if none came; the caller asserts, with its own message.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        let matching = || -> Vec<String> {
+            self.output
+                .lines()
+                .into_iter()
+                .filter(|l| l.contains(needle))
+                .collect()
+        };
+        wait_for(LOG_LAG, || Some(matching()).filter(|l| !l.is_empty())).unwrap_or_default()
+    }
+
     /// Runs of `job` (newest first), as returned by `GET /api/runs?job=`.
     pub fn runs(&self, job: &str) -> Vec<Value> {
         self.runs_query(&format!("job={job}&limit=1000"))
@@ -727,18 +798,19 @@ impl Service {
         status
     }
 
-    /// Sends SIGTERM and waits up to 60 s for the process to exit.
+    /// Sends SIGTERM and waits up to [`STOP_TIMEOUT`] for the process to exit.
     pub fn stop(&mut self) -> ExitStatus {
         if let Some(status) = self.exited {
             return status;
         }
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("send SIGTERM");
-        let status = wait_exit(&mut self.child, Duration::from_secs(60)).unwrap_or_else(|| {
+        let status = wait_exit(&mut self.child, STOP_TIMEOUT).unwrap_or_else(|| {
             panic!(
-                "service did not exit within 60 s of SIGTERM\n{}",
+                "service did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
                 self.log_tail()
             )
         });
+        self.output.drain();
         self.exited = Some(status);
         status
     }
@@ -746,11 +818,14 @@ impl Service {
 
 impl Drop for Service {
     /// Asks the service to stop (so that it reaps its runs' processes and
-    /// cleans up), and kills it if it is still there after 5 s.
+    /// cleans up), and kills it if it is still there after [`STOP_TIMEOUT`].
+    /// A shorter wait would SIGKILL a service still inside its shutdown
+    /// grace on a busy machine, orphaning its node processes, which then
+    /// load the machine for every test after it.
     fn drop(&mut self) {
         if self.exited.is_none() {
             let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-            if wait_exit(&mut self.child, Duration::from_secs(5)).is_none() {
+            if wait_exit(&mut self.child, STOP_TIMEOUT).is_none() {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
             }
@@ -777,6 +852,94 @@ pub fn run_id(run: &Value) -> String {
     }
 }
 
+/// Polls `probe` every 200 ms until it returns `Ok`; after `timeout`, the
+/// last `Err` it returned (what it saw instead).
+pub fn poll_for<T, E>(timeout: Duration, mut probe: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(value) => return Ok(value),
+            Err(last) if Instant::now() >= deadline => return Err(last),
+            Err(_) => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// `Command::output` with a deadline: runs `cmd` with its stdout and stderr
+/// piped, feeds it `stdin` when given (otherwise stdin is whatever `cmd`
+/// says; `spawn` inherits it, so set it), and returns everything it printed.
+/// After `timeout` it kills the child and returns an error holding what it
+/// had printed, so a hung command fails the test instead of blocking it.
+pub fn output_within(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<std::process::Output, String> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("spawning {program}: {e}"))?;
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // On its own thread: a child that never reads its stdin must not
+        // block the test; the pipe closes when the thread ends.
+        let bytes = bytes.to_vec();
+        thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        });
+    }
+    let collect = |stream: Option<Box<dyn Read + Send>>| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let reader = stream.map(|mut stream| {
+            let buf = Arc::clone(&buf);
+            thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = stream.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            })
+        });
+        (buf, reader)
+    };
+    let (out, out_reader) = collect(child.stdout.take().map(|s| Box::new(s) as _));
+    let (err, err_reader) = collect(child.stderr.take().map(|s| Box::new(s) as _));
+    let status = wait_exit(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // A grandchild may hold the pipes open after the child is gone: wait
+    // for the readers only so long, then take what they have.
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while [&out_reader, &err_reader]
+        .iter()
+        .any(|r| r.as_ref().is_some_and(|r| !r.is_finished()))
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let stdout = out.lock().unwrap().clone();
+    let stderr = err.lock().unwrap().clone();
+    match status {
+        Some(status) => Ok(std::process::Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => Err(format!(
+            "{program} did not finish within {timeout:?}; killed it. What it printed:\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        )),
+    }
+}
+
 /// Polls `probe` every 200 ms until it returns `Some`, or `None` after `timeout`.
 pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
@@ -791,10 +954,19 @@ pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> O
     }
 }
 
+/// The statuses of `runs`, newest first, for failure messages.
+fn statuses(runs: &[Value]) -> String {
+    let all: Vec<String> = runs
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or("?").to_string())
+        .collect();
+    format!("{} run(s) [{}]", all.len(), all.join(", "))
+}
+
 /// Waits until `job` has at least `n` runs with `status`, and returns them
 /// (newest first).
 pub fn wait_for_runs(svc: &Service, job: &str, status: &str, n: usize) -> Vec<Value> {
-    svc.wait_until(
+    svc.poll_until(
         &format!("{n} run(s) of {job} with status {status}"),
         RUN_TIMEOUT,
         || {
@@ -803,17 +975,23 @@ pub fn wait_for_runs(svc: &Service, job: &str, status: &str, n: usize) -> Vec<Va
                 .into_iter()
                 .filter(|r| r["status"] == status)
                 .collect();
-            (runs.len() >= n).then_some(runs)
+            if runs.len() >= n {
+                Ok(runs)
+            } else {
+                Err(format!("{job} has {}", statuses(&svc.runs(job))))
+            }
         },
     )
 }
 
 /// Waits until `job` has a finished run and returns the newest one.
 pub fn wait_for_finished_run(svc: &Service, job: &str) -> Value {
-    svc.wait_until(&format!("a finished run of {job}"), RUN_TIMEOUT, || {
-        svc.runs(job)
-            .into_iter()
+    svc.poll_until(&format!("a finished run of {job}"), RUN_TIMEOUT, || {
+        let all = svc.runs(job);
+        all.iter()
             .find(|r| r["status"] == "success" || r["status"] == "failure")
+            .cloned()
+            .ok_or_else(|| format!("{job} has {}", statuses(&all)))
     })
 }
 

@@ -24,10 +24,13 @@ fn matching_receipt_is_accepted_and_job_state_is_saved() {
     assert_eq!(reply.status, 202, "{reply:?}");
     assert_eq!(reply.json, accepted(&["job-1"]), "body: {}", reply.body);
 
-    let state = svc.wait_until(
+    let state = svc.poll_until(
         "job-1 state with data.number == 4",
         crate::harness::RUN_TIMEOUT,
-        || svc.job_state("job-1").filter(|s| s["data"]["number"] == 4),
+        || match svc.job_state("job-1") {
+            Some(s) if s["data"]["number"] == 4 => Ok(s),
+            other => Err(format!("state {other:?}; runs {:?}", svc.runs("job-1"))),
+        },
     );
     // The rest of the receipt is carried through untouched.
     let mut expected_data = json(RECEIPT);

@@ -117,9 +117,18 @@ fn counters_move_as_receipts_arrive() {
         "queue depth"
     );
     // Flows after job-1 may still be running; the gauge comes back to zero.
-    svc.wait_until("no run in flight", crate::harness::RUN_TIMEOUT, || {
-        (value(&scrape(&svc), "microservice_runs_in_flight", &[]) == Some(0.0)).then_some(())
-    });
+    svc.poll_until(
+        "microservice_runs_in_flight == 0",
+        crate::harness::RUN_TIMEOUT,
+        || {
+            let in_flight = value(&scrape(&svc), "microservice_runs_in_flight", &[]);
+            if in_flight == Some(0.0) {
+                Ok(())
+            } else {
+                Err(format!("{in_flight:?}"))
+            }
+        },
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! after five failures in a row, disabled for a while. Meanwhile the service
 //! keeps answering.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Launch, wait_for_runs};
@@ -15,9 +16,19 @@ use crate::plugins_support::{Listener, count, last_error, plugin, plugins, wait_
 const PROJECT: &str = include_str!("../projects/plugins-hostile/project.toml");
 /// Runs, hence notifications; five failures in a row disable a plugin.
 const RUNS: usize = 5;
-/// The slowest answer tolerated from the service while plugins misbehave
-/// (a call's deadline is 1 s; the machine is small and busy).
-const MAX_LATENCY: Duration = Duration::from_secs(3);
+/// The slowest answer tolerated from the service while plugins misbehave.
+/// Notifications go one run at a time and each waits for spin-forever's
+/// 1 s deadline: about RUNS seconds of misbehaving in all. A busy two-core
+/// machine on its own stalls a request for a second or two now and then;
+/// 5 s allows for that and still catches a request made to wait for most
+/// of the plugins' work.
+const MAX_LATENCY: Duration = Duration::from_secs(5);
+/// Plugins are compiled before the service listens, so this is only
+/// slack for the listing to show them on a busy machine.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the probe loop may take for the RUNS notifications to finish
+/// (each waits for spin-forever's 1 s deadline, and each run starts node).
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(240);
 
 #[test]
 fn hostile_plugins_fail_alone_and_the_service_keeps_serving() {
@@ -41,19 +52,13 @@ fn hostile_plugins_fail_alone_and_the_service_keeps_serving() {
         "sneaky-http",
         "panicker",
     ] {
-        let entry = wait_plugin(&svc, name, "loaded", Duration::from_secs(10), |p| {
+        let entry = wait_plugin(&svc, name, "loaded", LOAD_TIMEOUT, |p| {
             p["status"] == "active"
         });
         assert_eq!(entry["kind"], "notification", "{entry}");
     }
     assert_eq!(plugin(&svc, "panicker").unwrap()["file"], "panicker.wasm");
-    let open = wait_plugin(
-        &svc,
-        "sneaky-open",
-        "listed",
-        Duration::from_secs(10),
-        |_| true,
-    );
+    let open = wait_plugin(&svc, "sneaky-open", "listed", LOAD_TIMEOUT, |_| true);
     assert_eq!(
         open["status"], "failed",
         "imports wasi:http with no allowed_hosts: {open}"
@@ -81,68 +86,96 @@ fn hostile_plugins_fail_alone_and_the_service_keeps_serving() {
     let mut probes = 0;
     let mut panicker_disabled = false;
     let mut panicker_done_at: Option<Instant> = None;
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the {RUNS} notifications did not finish within 120 s; /api/plugins: {:?}\n{}",
-            plugins(&svc),
-            svc.log_tail()
-        );
-        let timed =
-            |what: &str, f: &dyn Fn() -> u16, want: u16, slowest: &mut (Duration, String)| {
-                let t = Instant::now();
-                let status = f();
-                let took = t.elapsed();
-                assert_eq!(status, want, "{what} answered {status}\n{}", svc.log_tail());
-                if took > slowest.0 {
-                    *slowest = (took, what.to_string());
+    // panicker shows as disabled only for its first backoff, one second
+    // after its fifth failure. One turn of the probe loop (three requests)
+    // can take longer than that on a busy machine, so a watcher does
+    // nothing but look at /api/plugins meanwhile.
+    let watching = AtomicBool::new(true);
+    let watcher_saw_disabled = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Stops the watcher however the loop ends (a failed assertion
+        // included): the scope joins it before the panic goes on.
+        struct StopWatching<'a>(&'a AtomicBool);
+        impl Drop for StopWatching<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        let _stop = StopWatching(&watching);
+        scope.spawn(|| {
+            while watching.load(Ordering::SeqCst) {
+                if plugin(&svc, "panicker").is_some_and(|p| p["status"] == "disabled") {
+                    watcher_saw_disabled.store(true, Ordering::SeqCst);
+                    break;
                 }
-            };
-        timed(
-            "GET /healthz",
-            &|| svc.get("/healthz").status,
-            200,
-            &mut slowest,
-        );
-        timed(
-            "POST /inbox",
-            &|| svc.post_json("/inbox", r#"{"kind":"probe"}"#).status,
-            202,
-            &mut slowest,
-        );
-        let t = Instant::now();
-        let list = plugins(&svc);
-        let took = t.elapsed();
-        if took > slowest.0 {
-            slowest = (took, "GET /api/plugins".to_string());
-        }
-        probes += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        loop {
+            assert!(
+                started.elapsed() < NOTIFY_TIMEOUT,
+                "the {RUNS} notifications did not finish within {NOTIFY_TIMEOUT:?}; last /api/plugins: {:?}\n{}",
+                plugins(&svc),
+                svc.log_tail()
+            );
+            let timed =
+                |what: &str, f: &dyn Fn() -> u16, want: u16, slowest: &mut (Duration, String)| {
+                    let t = Instant::now();
+                    let status = f();
+                    let took = t.elapsed();
+                    assert_eq!(status, want, "{what} answered {status}\n{}", svc.log_tail());
+                    if took > slowest.0 {
+                        *slowest = (took, what.to_string());
+                    }
+                };
+            timed(
+                "GET /healthz",
+                &|| svc.get("/healthz").status,
+                200,
+                &mut slowest,
+            );
+            timed(
+                "POST /inbox",
+                &|| svc.post_json("/inbox", r#"{"kind":"probe"}"#).status,
+                202,
+                &mut slowest,
+            );
+            let t = Instant::now();
+            let list = plugins(&svc);
+            let took = t.elapsed();
+            if took > slowest.0 {
+                slowest = (took, "GET /api/plugins".to_string());
+            }
+            probes += 1;
 
-        let find = |name: &str| {
-            list.iter()
-                .find(|p| p["name"] == name)
-                .cloned()
-                .unwrap_or_else(|| panic!("{name} is missing from /api/plugins: {list:?}"))
-        };
-        let panicker = find("panicker");
-        if panicker["status"] == "disabled" {
-            panicker_disabled = true;
+            let find = |name: &str| {
+                list.iter()
+                    .find(|p| p["name"] == name)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{name} is missing from /api/plugins: {list:?}"))
+            };
+            let panicker = find("panicker");
+            if panicker["status"] == "disabled" || watcher_saw_disabled.load(Ordering::SeqCst) {
+                panicker_disabled = true;
+            }
+            if panicker_done_at.is_none() && count(&panicker, "calls") >= RUNS as u64 {
+                panicker_done_at = Some(Instant::now());
+            }
+            let all_called = ["spin-forever", "memory-bomb", "escape-dir", "sneaky-http"]
+                .iter()
+                .all(|n| count(&find(n), "calls") >= RUNS as u64);
+            // Once every call is done, wait for the disablement to show (or
+            // the backoff to have had time to pass, with room for the
+            // watcher's last request to come back).
+            let settled = panicker_done_at
+                .is_some_and(|at| panicker_disabled || at.elapsed() > Duration::from_secs(5));
+            if all_called && settled {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        if panicker_done_at.is_none() && count(&panicker, "calls") >= RUNS as u64 {
-            panicker_done_at = Some(Instant::now());
-        }
-        let all_called = ["spin-forever", "memory-bomb", "escape-dir", "sneaky-http"]
-            .iter()
-            .all(|n| count(&find(n), "calls") >= RUNS as u64);
-        // Once every call is done, wait for the disablement to show (or the
-        // backoff to have had time to pass).
-        let settled = panicker_done_at
-            .is_some_and(|at| panicker_disabled || at.elapsed() > Duration::from_secs(3));
-        if all_called && settled {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
+    panicker_disabled |= watcher_saw_disabled.load(Ordering::SeqCst);
     eprintln!(
         "slowest answer: {} in {:?} ({probes} probes)",
         slowest.1, slowest.0
@@ -229,7 +262,8 @@ fn hostile_plugins_fail_alone_and_the_service_keeps_serving() {
     check(
         panicker_disabled,
         format!(
-            "panicker failed {RUNS} times in a row but was never shown as disabled: {panicker}"
+            "panicker failed {RUNS} times in a row but was never shown as disabled: {panicker}\nits log lines:\n{}",
+            panicker_log.join("\n")
         ),
     );
     let why = last_error(&panicker).to_lowercase();

@@ -12,6 +12,27 @@ use crate::harness::{Launch, run_id, wait_for_runs};
 use crate::plugins_support::{count, last_error, plugin, wait_plugin, wasm};
 
 const PROJECT: &str = include_str!("../projects/plugins-logger/project.toml");
+/// Plugins are compiled before the service listens; this is slack for the
+/// listing on a busy machine.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a record may take to reach a file: the log sink hands records
+/// to the plugin in batches, on its own schedule, behind the service's
+/// other work.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The names of the files in `dir`, for failure messages.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
 
 /// The lines of a JSON-lines file, each parsed (panics on a line that is
 /// not JSON); empty if the file does not exist yet.
@@ -36,7 +57,7 @@ fn jsonl_logger_writes_and_rotates_the_service_log() {
         .file_bytes("plugins/jsonl-small.wasm", &logger)
         .start();
     for name in ["jsonl-logger", "jsonl-small"] {
-        let entry = wait_plugin(&svc, name, "loaded", Duration::from_secs(10), |p| {
+        let entry = wait_plugin(&svc, name, "loaded", LOAD_TIMEOUT, |p| {
             p["status"] == "active"
         });
         assert_eq!(entry["kind"], "logging", "{entry}");
@@ -53,15 +74,34 @@ fn jsonl_logger_writes_and_rotates_the_service_log() {
     }
 
     let log = svc.data_dir().join("logs").join("service.jsonl");
-    let lines = svc.wait_until(
-        &format!("a record of run {id} in {}", log.display()),
-        Duration::from_secs(20),
+    // The run's records may reach the file in more than one batch: wait
+    // for the job's own output line as well as for some record of the run.
+    let says_hello = |l: &Value| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("hello from the logged job"))
+    };
+    let lines = svc.poll_until(
+        &format!(
+            "a record of run {id} and the job's own output in {}",
+            log.display()
+        ),
+        WRITE_TIMEOUT,
         || {
             let lines = json_lines(&log);
-            lines
+            if lines
                 .iter()
                 .any(|l| l["run_id"] == id.as_str() && l["job"] == "logged")
-                .then_some(lines)
+                && lines.iter().any(says_hello)
+            {
+                Ok(lines)
+            } else {
+                let last: Vec<String> = lines.iter().rev().take(5).map(Value::to_string).collect();
+                Err(format!(
+                    "{} line(s), the last ones (newest first): {last:?}",
+                    lines.len()
+                ))
+            }
         },
     );
     for line in &lines {
@@ -71,11 +111,7 @@ fn jsonl_logger_writes_and_rotates_the_service_log() {
     }
     let job_output = lines
         .iter()
-        .find(|l| {
-            l["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("hello from the logged job"))
-        })
+        .find(|l| says_hello(l))
         .unwrap_or_else(|| panic!("the job's own output is not in {}", log.display()));
     assert_eq!(job_output["run_id"], id.as_str(), "{job_output}");
     assert_eq!(job_output["job"], "logged", "{job_output}");
@@ -83,10 +119,16 @@ fn jsonl_logger_writes_and_rotates_the_service_log() {
     // Rotation: small.jsonl → small.jsonl.1 → small.jsonl.2, no more.
     let small = svc.data_dir().join("logs-small");
     let rotated = small.join("small.jsonl.1");
-    svc.wait_until(
+    svc.poll_until(
         &format!("{} (rotation)", rotated.display()),
-        Duration::from_secs(20),
-        || rotated.is_file().then_some(()),
+        WRITE_TIMEOUT,
+        || {
+            if rotated.is_file() {
+                Ok(())
+            } else {
+                Err(format!("{} holds {:?}", small.display(), listing(&small)))
+            }
+        },
     );
     for file in ["small.jsonl", "small.jsonl.1", "small.jsonl.2"] {
         let path = small.join(file);

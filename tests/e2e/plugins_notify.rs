@@ -11,6 +11,13 @@ use crate::harness::{Launch, run_id, wait_for_runs};
 use crate::plugins_support::{Listener, count, last_error, wait_plugin, wasm};
 
 const PROJECT: &str = include_str!("../projects/plugins-webhook/project.toml");
+/// Plugins are compiled before the service listens; this is slack for the
+/// listing on a busy machine.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Notifications are sent as runs end, one run at a time, each
+/// a fresh plugin instance making an HTTP request: seconds apiece when the
+/// machine is busy.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(90);
 
 #[test]
 fn webhook_notify_posts_run_summaries() {
@@ -22,7 +29,7 @@ fn webhook_notify_posts_run_summaries() {
         .start();
 
     for name in ["webhook-failure", "webhook-all"] {
-        let entry = wait_plugin(&svc, name, "loaded", Duration::from_secs(10), |p| {
+        let entry = wait_plugin(&svc, name, "loaded", LOAD_TIMEOUT, |p| {
             p["status"] == "active"
         });
         assert_eq!(entry["kind"], "notification", "{entry}");
@@ -37,7 +44,7 @@ fn webhook_notify_posts_run_summaries() {
 
     // Both plugins are called for both runs.
     for name in ["webhook-failure", "webhook-all"] {
-        let entry = wait_plugin(&svc, name, "2 calls", Duration::from_secs(20), |p| {
+        let entry = wait_plugin(&svc, name, "2 calls", NOTIFY_TIMEOUT, |p| {
             p["calls"].as_u64() >= Some(2)
         });
         assert_eq!(count(&entry, "calls"), 2, "{entry}");

@@ -12,8 +12,13 @@ use crate::harness::{RUN_TIMEOUT, Service, run_id, wait_for_runs};
 use crate::plugins_support::{count, last_error, plugin, plugins, replace_file, wait_plugin, wasm};
 
 const PROJECT: &str = include_str!("../projects/plugins-reload/project.toml");
-/// The folder is scanned every 2 s; loading may compile the component.
-const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The folder is scanned every 2 s; loading may compile the component,
+/// which takes seconds on an idle machine and can take tens of seconds on a
+/// busy two-core one.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the recorder plugin may take to write a run down: it is told
+/// as the run ends, on a fresh instance, behind other notifications.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Run ids recorded by the recorder plugin in `DATA_DIR/out/events.jsonl`.
 fn recorded(svc: &Service) -> Vec<String> {
@@ -38,16 +43,25 @@ fn echo_run_is_recorded(svc: &Service) -> String {
     let before: HashSet<String> = svc.runs("echo").iter().map(run_id).collect();
     let reply = svc.post_json("/inbox", r#"{"kind":"echo"}"#);
     assert_eq!(reply.status, 202, "{reply:?}");
-    let run = svc.wait_until("the new echo run to finish", RUN_TIMEOUT, || {
-        svc.runs("echo")
-            .into_iter()
+    let run = svc.poll_until("the new echo run to finish", RUN_TIMEOUT, || {
+        let runs = svc.runs("echo");
+        runs.iter()
             .find(|r| !before.contains(&run_id(r)) && r["status"] == "success")
+            .cloned()
+            .ok_or_else(|| format!("echo runs: {runs:?}"))
     });
     let id = run_id(&run);
-    svc.wait_until(
+    svc.poll_until(
         &format!("run {id} in out/events.jsonl"),
-        Duration::from_secs(10),
-        || recorded(svc).contains(&id).then_some(()),
+        RECORD_TIMEOUT,
+        || {
+            let ids = recorded(svc);
+            if ids.contains(&id) {
+                Ok(())
+            } else {
+                Err(format!("recorded run ids {ids:?}"))
+            }
+        },
     );
     id
 }
@@ -105,8 +119,11 @@ fn plugins_folder_is_hot_reloaded() {
 
     // Removing the file unloads it.
     std::fs::remove_file(&file).unwrap();
-    svc.wait_until("recorder to be unloaded", RELOAD_TIMEOUT, || {
-        plugin(&svc, "recorder").is_none().then_some(())
+    svc.poll_until("recorder to be unloaded", RELOAD_TIMEOUT, || {
+        match plugin(&svc, "recorder") {
+            None => Ok(()),
+            Some(entry) => Err(entry),
+        }
     });
     let left: Vec<_> = plugins(&svc)
         .into_iter()
@@ -129,6 +146,16 @@ fn swapping_a_plugin_under_load_keeps_the_inbox_answering() {
 
     let done = AtomicBool::new(false);
     let (statuses, echoes) = thread::scope(|s| {
+        // Stops the sender however this closure ends: if a swap is never
+        // seen, the panic must not wait forever for a sender still waiting
+        // for `done` (the scope joins it first).
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let finish = Done(&done);
         let sender = s.spawn(|| {
             let mut statuses = Vec::new();
             let mut echoes = 0;
@@ -156,7 +183,7 @@ fn swapping_a_plugin_under_load_keeps_the_inbox_answering() {
         wait_plugin(&svc, "recorder", "second swap", RELOAD_TIMEOUT, |p| {
             p["hash"] == hash.as_str() && p["reloads"] == 2
         });
-        done.store(true, Ordering::SeqCst);
+        drop(finish);
         sender.join().expect("the sender thread panicked")
     });
 

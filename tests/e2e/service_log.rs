@@ -28,6 +28,9 @@ fn json_log_lines_carry_the_run_id_and_job() {
     let run = wait_for_runs(&svc, "talker", "success", 1).remove(0);
     let id = run_id(&run);
 
+    // The service printed the line before the run ended, but the test reads
+    // its output through reader threads that may not have caught up yet.
+    svc.log_lines_with("hello from the talker job");
     let logs = svc.logs();
     let lines: Vec<Value> = logs
         .lines()

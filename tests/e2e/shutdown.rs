@@ -7,9 +7,20 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use crate::harness::{Launch, RUN_TIMEOUT, temp_dir};
+use crate::harness::{Launch, RUN_TIMEOUT, Service, temp_dir};
 
 const SLOW_PROJECT: &str = include_str!("../projects/slow/project.toml");
+
+/// Waits until the `slow` job has a run in progress.
+fn wait_running(svc: &Service) {
+    svc.poll_until("the slow run to start", RUN_TIMEOUT, || {
+        let runs = svc.runs("slow");
+        runs.iter()
+            .find(|r| r["status"] == "running")
+            .map(|_| ())
+            .ok_or_else(|| format!("runs of slow: {runs:?}"))
+    });
+}
 
 #[test]
 fn sigterm_lets_running_runs_finish() {
@@ -18,11 +29,7 @@ fn sigterm_lets_running_runs_finish() {
     let mut svc = Launch::new(SLOW_PROJECT).data_dir(data.path()).start();
     let reply = svc.post_json("/inbox", r#"{"kind":"slow","n":1}"#);
     assert_eq!(reply.json["data"], serde_json::json!(["slow"]), "{reply:?}");
-    svc.wait_until("the slow run to start", RUN_TIMEOUT, || {
-        svc.runs("slow")
-            .into_iter()
-            .find(|r| r["status"] == "running")
-    });
+    wait_running(&svc);
 
     let status = svc.stop();
     assert!(
@@ -66,7 +73,10 @@ fn read_response(conn: &mut TcpStream) -> String {
                 return text;
             }
         }
-        let n = conn.read(&mut buf).expect("read a response");
+        // Bounded by the connection's read timeout, which the callers set.
+        let n = conn
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("reading a response: {e}; got so far {text:?}"));
         assert!(n > 0, "the connection closed mid-response after {text:?}");
         got.extend_from_slice(&buf[..n]);
     }
@@ -100,15 +110,17 @@ fn sigterm_answers_the_open_request_and_closes_idle_connections() {
         let answer = read_response(&mut conn);
         (answer, Instant::now())
     });
-    svc.wait_until("the slow run to start", RUN_TIMEOUT, || {
-        svc.runs("slow")
-            .into_iter()
-            .find(|r| r["status"] == "running")
-    });
+    wait_running(&svc);
 
     let idle_closed = std::thread::spawn(move || {
         let mut rest = Vec::new();
-        let unread = idle.read_to_end(&mut rest).unwrap();
+        let unread = idle.read_to_end(&mut rest).unwrap_or_else(|e| {
+            panic!(
+                "the idle keep-alive connection was not closed within {RUN_TIMEOUT:?} \
+                 (its read timeout) of SIGTERM: {e}; read so far {:?}",
+                String::from_utf8_lossy(&rest)
+            )
+        });
         (unread, Instant::now())
     });
     let status = svc.stop();
@@ -124,7 +136,9 @@ fn sigterm_answers_the_open_request_and_closes_idle_connections() {
     );
     assert!(answer.contains(r#""n":2"#), "{answer}");
     // The idle connection was closed when shutdown began, while the open
-    // request was still running, not when the process went away.
+    // request was still running, not when the process went away. The two
+    // moments are the job's three seconds apart, far more than a busy
+    // machine takes to wake a thread blocked in read.
     let (unread, closed) = idle_closed.join().unwrap();
     assert_eq!(unread, 0);
     assert!(

@@ -6,8 +6,8 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use super::{Scratch, describe, text};
-use crate::harness::json;
+use super::{CLI_TIMEOUT, Scratch, describe, text};
+use crate::harness::{json, output_within, wait_exit};
 
 pub const RUN_PROJECT: &str = r#"
 [jobs.double]
@@ -78,8 +78,15 @@ fn run_pipes_stdin_to_stdout_through_core() {
         .unwrap();
     let mut second = s.cmd(&["run", "then-triple", "--state", "-"]);
     second.stdin(first.stdout.take().unwrap());
-    let second = second.output().unwrap();
-    assert!(first.wait().unwrap().success());
+    let second = output_within(&mut second, None, CLI_TIMEOUT).unwrap_or_else(|e| {
+        let _ = first.kill();
+        panic!("the second command of the pipeline: {e}")
+    });
+    let first_status = wait_exit(&mut first, CLI_TIMEOUT).unwrap_or_else(|| {
+        let _ = first.kill();
+        panic!("the first command of the pipeline did not exit within {CLI_TIMEOUT:?}")
+    });
+    assert!(first_status.success(), "first: {first_status}");
     assert!(second.status.success(), "{}", describe(&second));
     let state: Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(

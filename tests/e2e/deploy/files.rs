@@ -3,12 +3,18 @@
 //! paths, probes and user, and secrets stay in the Secret.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::dockerfile::{exec_form, options};
 use super::manifests::*;
+use crate::harness::output_within;
+
+/// A shell script's syntax check or usage message is instant; this only
+/// bounds a script that hangs.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn dockerfile_builds_host_and_plugins_and_runs_them_unprivileged() {
@@ -297,14 +303,29 @@ fn instant_openhie_package_has_its_metadata_and_entry_points() {
             .permissions()
             .mode();
         assert!(mode & 0o111 != 0, "{script} is not executable ({mode:o})");
-        let check = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+        let check = output_within(
+            Command::new("bash")
+                .arg("-n")
+                .arg(&path)
+                .stdin(Stdio::null()),
+            None,
+            SCRIPT_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("bash -n {script}: {e}"));
         assert!(
             check.status.success(),
             "bash -n {script}: {}",
             String::from_utf8_lossy(&check.stderr)
         );
         // An unknown action is refused before any docker or kubectl call.
-        let run = Command::new(&path).arg("sideways").output().unwrap();
+        // With a deadline: a script that went on to call docker or kubectl
+        // could wait on them for a long time.
+        let run = output_within(
+            Command::new(&path).arg("sideways").stdin(Stdio::null()),
+            None,
+            SCRIPT_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{script} sideways: {e}"));
         assert_eq!(run.status.code(), Some(64), "{script} sideways");
         let usage = String::from_utf8_lossy(&run.stderr);
         assert!(usage.contains("init|up|down|destroy"), "{usage}");

@@ -4,7 +4,7 @@
 //! from environment variables reaching the job and nothing else.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::json;
 
@@ -45,9 +45,9 @@ fn container_env(vars: &BTreeMap<String, String>) -> Vec<(String, String)> {
 }
 
 /// Starts `launch` with `env`. The example projects pin
-/// language-common@3.3.4, which the shared packages folder may not hold yet:
-/// the services of this module start one at a time, so only one of them
-/// installs it.
+/// language-common@3.3.4; the harness installs it with the shared packages,
+/// and the services of this module still start one at a time, so that were
+/// it missing only one of them would install it.
 fn start_with(launch: Launch, env: &[(String, String)]) -> Service {
     let _turn = one_at_a_time();
     env.iter().fold(launch, |l, (k, v)| l.env(k, v)).start()
@@ -77,11 +77,13 @@ fn install_needs_no_secrets() {
     cmd.arg("install")
         .env("PROJECT_DIR", &project)
         .env("DATA_DIR", root.path().join("data"))
-        .env("PACKAGES_DIR", &packages);
+        .env("PACKAGES_DIR", &packages)
+        .stdin(Stdio::null());
     for name in kube.secret().keys() {
         cmd.env_remove(name);
     }
-    let out = cmd.output().unwrap();
+    let out = crate::harness::output_within(&mut cmd, None, crate::harness::INSTALL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("microservice install: {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

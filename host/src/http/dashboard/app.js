@@ -417,10 +417,13 @@ async function refresh() {
   }
   state.busy = true;
   state.again = false;
+  // The tab may change while its loader awaits: mark only the tab whose data
+  // was actually drawn, or a reader waiting for the new tab sees the old one's.
+  const tab = state.tab;
   try {
-    await loaders[state.tab]();
+    await loaders[tab]();
     setLive('ok', `live · updated ${new Date().toLocaleTimeString()}`);
-    document.body.setAttribute('data-loaded', state.tab);
+    if (tab === state.tab) document.body.setAttribute('data-loaded', tab);
   } catch (e) {
     if (!(e instanceof Unauthorized)) setLive('error', `update failed: ${e.message}`);
   } finally {

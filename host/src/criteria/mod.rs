@@ -43,7 +43,8 @@ fn contains(haystack: &Value, needle: &Value) -> bool {
     }
 }
 
-fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+/// True when the two numbers have the same value, exactly.
+pub fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
     // With `arbitrary_precision`, a number is the text it was written as
     // (or, made in Rust, its shortest exact spelling).
     numeric::equal(a.as_str(), b.as_str())

@@ -59,8 +59,12 @@ impl Redactor {
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
         match &self.matcher {
             Some(m) if m.is_match(text) => {
-                let masks = vec![MASK; m.patterns_len()];
-                Cow::Owned(m.replace_all(text, &masks))
+                let mut masked = String::with_capacity(text.len());
+                m.replace_all_with(text, &mut masked, |_, _, out| {
+                    out.push_str(MASK);
+                    true
+                });
+                Cow::Owned(masked)
             }
             _ => Cow::Borrowed(text),
         }

@@ -24,8 +24,8 @@ pub fn equal(a: &str, b: &str) -> bool {
     }
 }
 
-/// A number read from its text, not normalised: `digits` are the integer
-/// part's then the fraction's, `point` the count of integer digits.
+/// A number read from its text, not normalised: the digits before the
+/// point, those after it, and the written exponent.
 struct Decimal<'t> {
     negative: bool,
     int: &'t [u8],

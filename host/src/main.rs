@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use microservice::cli::{Cli, Command};
+use microservice::project::ProjectError;
 use microservice::settings::Settings;
 use microservice::{commands, logging};
 
@@ -35,12 +36,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // The service's log may go to a collector; a one-shot command's
-            // user reads stderr, where the line below already is.
-            if serving {
-                tracing::error!("{e:#}");
+            // An invalid project is a list of problems, one line each.
+            let project = e.downcast_ref::<ProjectError>();
+            let lines: Vec<String> = match project {
+                Some(p) => p.problems().iter().map(ToString::to_string).collect(),
+                None => vec![format!("{e:#}")],
+            };
+            for line in &lines {
+                // The service's log may go to a collector; a one-shot
+                // command's user reads stderr, where the line below already is.
+                if serving {
+                    tracing::error!("{line}");
+                }
+                eprintln!("error: {line}");
             }
-            eprintln!("error: {e:#}");
+            if project.is_some() {
+                let n = lines.len();
+                eprintln!("{n} error{} found", if n == 1 { "" } else { "s" });
+            }
             ExitCode::FAILURE
         }
     }

@@ -42,12 +42,15 @@ fn main() -> ExitCode {
                 Some(p) => p.problems().iter().map(ToString::to_string).collect(),
                 None => vec![format!("{e:#}")],
             };
-            for line in &lines {
-                // The service's log may go to a collector; a one-shot
-                // command's user reads stderr, where the line below already is.
-                if serving {
+            // The service's log may go to a collector; a one-shot command's
+            // user reads stderr, where the lines below already are (after
+            // the log's, so the list reads as one block, as `check` prints it).
+            if serving {
+                for line in &lines {
                     tracing::error!("{line}");
                 }
+            }
+            for line in &lines {
                 eprintln!("error: {line}");
             }
             if project.is_some() {

@@ -31,32 +31,71 @@ fn ticks(s: &Schedule, from: &str, n: usize) -> Vec<String> {
 #[test]
 fn cron_errors_name_the_field_and_its_range() {
     for (expr, expected) in [
-        ("61 * * * *", "`61 * * * *`: minute field: 61 is out of range 0-59"),
-        ("* 24 * * *", "`* 24 * * *`: hour field: 24 is out of range 0-23"),
+        (
+            "61 * * * *",
+            "`61 * * * *`: minute field: 61 is out of range 0-59",
+        ),
+        (
+            "* 24 * * *",
+            "`* 24 * * *`: hour field: 24 is out of range 0-23",
+        ),
         ("0 0 32 * *", "day-of-month field: 32 is out of range 1-31"),
         ("0 0 0 * *", "day-of-month field: 0 is out of range 1-31"),
         ("0 0 * 13 *", "month field: 13 is out of range 1-12"),
         ("0 0 * * 8", "day-of-week field: 8 is out of range 0-7"),
         ("60 * * * * *", "second field: 60 is out of range 0-59"),
         ("0 5-70 * * *", "hour field: 70 is out of range 0-23"),
-        ("*/0 * * * *", "minute field: `*/0`: a step must be at least 1"),
-        ("*/60 * * * *", "minute field: `*/60`: step 60 is out of range 1-59"),
-        ("*/x * * * *", "minute field: `*/x`: the step after / must be a number"),
-        ("30-10 * * * *", "minute field: range `30-10` goes backwards"),
-        ("1,,2 * * * *", "minute field: `1,,2` has an empty item in its list"),
-        ("0 0 * * tues", "day-of-week field: `tues` is not a number or a name (SUN-SAT)"),
-        ("0 0 * foo *", "month field: `foo` is not a number or a name (JAN-DEC)"),
-        ("0 0 * * 1#6", "day-of-week field: `1#6`: the number after # is which week of the month, 1-5"),
+        (
+            "*/0 * * * *",
+            "minute field: `*/0`: a step must be at least 1",
+        ),
+        (
+            "*/60 * * * *",
+            "minute field: `*/60`: step 60 is out of range 1-59",
+        ),
+        (
+            "*/x * * * *",
+            "minute field: `*/x`: the step after / must be a number",
+        ),
+        (
+            "30-10 * * * *",
+            "minute field: range `30-10` goes backwards",
+        ),
+        (
+            "1,,2 * * * *",
+            "minute field: `1,,2` has an empty item in its list",
+        ),
+        (
+            "0 0 * * tues",
+            "day-of-week field: `tues` is not a number or a name (SUN-SAT)",
+        ),
+        (
+            "0 0 * foo *",
+            "month field: `foo` is not a number or a name (JAN-DEC)",
+        ),
+        (
+            "0 0 * * 1#6",
+            "day-of-week field: `1#6`: the number after # is which week of the month, 1-5",
+        ),
         ("? * * * *", "minute field: `?` is not a number"),
-        ("* * *", "`* * *` has 3 fields; expected 5 (minute hour day-of-month month day-of-week), 6 (seconds first) or a nickname such as @hourly"),
+        (
+            "* * *",
+            "`* * *` has 3 fields; expected 5 (minute hour day-of-month month day-of-week), 6 (seconds first) or a nickname such as @hourly",
+        ),
         ("every tuesday", "`every tuesday` has 2 fields"),
         ("", "`` has 0 fields"),
         ("* * * * * * *", "has 7 fields"),
-        ("@fortnightly", "`@fortnightly` is not a schedule nickname; use one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly"),
+        (
+            "@fortnightly",
+            "`@fortnightly` is not a schedule nickname; use one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly",
+        ),
         ("@reboot", "`@reboot` is not a schedule nickname"),
     ] {
         let err = parse(expr).expect_err(expr);
-        assert!(err.contains(expected), "{expr}:\n  got      {err}\n  expected {expected}");
+        assert!(
+            err.contains(expected),
+            "{expr}:\n  got      {err}\n  expected {expected}"
+        );
     }
 }
 
@@ -150,11 +189,19 @@ fn missed_ticks_are_counted() {
 fn a_trigger_time_zone_moves_the_wall_clock() {
     // Nairobi is UTC+3 all year.
     assert_eq!(
-        ticks(&schedule("0 9 * * *", "Africa/Nairobi"), "2025-06-11T00:00:00Z", 2),
+        ticks(
+            &schedule("0 9 * * *", "Africa/Nairobi"),
+            "2025-06-11T00:00:00Z",
+            2
+        ),
         ["2025-06-11T06:00:00.000Z", "2025-06-12T06:00:00.000Z"]
     );
     assert_eq!(
-        ticks(&schedule("@daily", "America/New_York"), "2025-01-15T12:00:00Z", 1),
+        ticks(
+            &schedule("@daily", "America/New_York"),
+            "2025-01-15T12:00:00Z",
+            1
+        ),
         ["2025-01-16T05:00:00.000Z"]
     );
     assert!(
@@ -175,7 +222,11 @@ fn a_trigger_time_zone_moves_the_wall_clock() {
 #[test]
 fn a_gap_is_skipped_by_interval_schedules() {
     assert_eq!(
-        ticks(&schedule("*/30 * * * *", "Europe/Berlin"), "2025-03-30T00:00:00Z", 3),
+        ticks(
+            &schedule("*/30 * * * *", "Europe/Berlin"),
+            "2025-03-30T00:00:00Z",
+            3
+        ),
         [
             "2025-03-30T00:30:00.000Z", // 01:30 CET
             "2025-03-30T01:00:00.000Z", // 03:00 CEST: 02:00 and 02:30 never were
@@ -198,7 +249,11 @@ fn a_fixed_time_in_a_gap_fires_when_the_clocks_change() {
     // Samoa skipped all of 2011-12-30 crossing the date line: the 09:00 of
     // that day fires at the first instant of the 31st.
     assert_eq!(
-        ticks(&schedule("0 9 * * *", "Pacific/Apia"), "2011-12-29T20:00:00Z", 2),
+        ticks(
+            &schedule("0 9 * * *", "Pacific/Apia"),
+            "2011-12-29T20:00:00Z",
+            2
+        ),
         [
             "2011-12-30T10:00:00.000Z", // 2011-12-31 00:00 +14
             "2011-12-30T19:00:00.000Z", // 2011-12-31 09:00 +14
@@ -212,7 +267,11 @@ fn a_fixed_time_in_a_gap_fires_when_the_clocks_change() {
 #[test]
 fn a_fixed_time_in_an_overlap_fires_once() {
     assert_eq!(
-        ticks(&schedule("30 2 * * *", "Europe/Berlin"), "2025-10-25T12:00:00Z", 2),
+        ticks(
+            &schedule("30 2 * * *", "Europe/Berlin"),
+            "2025-10-25T12:00:00Z",
+            2
+        ),
         [
             "2025-10-26T00:30:00.000Z", // the first 02:30 (CEST)
             "2025-10-27T01:30:00.000Z", // the next day's, not the second 02:30
@@ -221,7 +280,11 @@ fn a_fixed_time_in_an_overlap_fires_once() {
     // Started between the two 02:30s: the first has passed, and the second
     // is not a tick.
     assert_eq!(
-        ticks(&schedule("30 2 * * *", "Europe/Berlin"), "2025-10-26T01:10:00Z", 1),
+        ticks(
+            &schedule("30 2 * * *", "Europe/Berlin"),
+            "2025-10-26T01:10:00Z",
+            1
+        ),
         ["2025-10-27T01:30:00.000Z"]
     );
 }
@@ -229,7 +292,11 @@ fn a_fixed_time_in_an_overlap_fires_once() {
 #[test]
 fn an_overlap_is_run_through_twice_by_interval_schedules() {
     assert_eq!(
-        ticks(&schedule("*/30 * * * *", "Europe/Berlin"), "2025-10-25T23:45:00Z", 5),
+        ticks(
+            &schedule("*/30 * * * *", "Europe/Berlin"),
+            "2025-10-25T23:45:00Z",
+            5
+        ),
         [
             "2025-10-26T00:00:00.000Z", // 02:00 CEST
             "2025-10-26T00:30:00.000Z", // 02:30 CEST
@@ -239,7 +306,11 @@ fn an_overlap_is_run_through_twice_by_interval_schedules() {
         ]
     );
     assert_eq!(
-        ticks(&schedule("@hourly", "Europe/Berlin"), "2025-10-25T22:30:00Z", 4),
+        ticks(
+            &schedule("@hourly", "Europe/Berlin"),
+            "2025-10-25T22:30:00Z",
+            4
+        ),
         [
             "2025-10-25T23:00:00.000Z", // 01:00 CEST
             "2025-10-26T00:00:00.000Z", // 02:00 CEST
@@ -249,12 +320,20 @@ fn an_overlap_is_run_through_twice_by_interval_schedules() {
     );
     // Started in the second pass: its next wall time, second instant.
     assert_eq!(
-        ticks(&schedule("*/30 * * * *", "Europe/Berlin"), "2025-10-26T01:10:00Z", 1),
+        ticks(
+            &schedule("*/30 * * * *", "Europe/Berlin"),
+            "2025-10-26T01:10:00Z",
+            1
+        ),
         ["2025-10-26T01:30:00.000Z"]
     );
     // New York repeats 01:00-01:59 on 2025-11-02 (06:00 UTC).
     assert_eq!(
-        ticks(&schedule("15 * * * *", "America/New_York"), "2025-11-02T05:00:00Z", 3),
+        ticks(
+            &schedule("15 * * * *", "America/New_York"),
+            "2025-11-02T05:00:00Z",
+            3
+        ),
         [
             "2025-11-02T05:15:00.000Z", // 01:15 EDT
             "2025-11-02T06:15:00.000Z", // 01:15 EST

@@ -23,27 +23,41 @@ use croner::{Cron, JobType};
 /// The time zone a schedule is read in.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Zone {
-    /// The service's own: the `TZ` variable, or the system's
-    /// `/etc/localtime` without it (UTC in the container image).
+    /// The system's local time (`/etc/localtime`; UTC without it, as in
+    /// the container image).
     Local,
     /// An IANA zone named by the trigger's `timezone`.
     Named(chrono_tz::Tz),
 }
 
 impl Zone {
+    /// The zone of a trigger that names none: `TZ` when it holds an IANA
+    /// name (looked up in chrono-tz's own copy of the database, so it works
+    /// where the system has no tzdata), else the system's local time.
+    pub fn service_default() -> Zone {
+        std::env::var("TZ")
+            .ok()
+            .and_then(|name| name.trim_start_matches(':').parse().ok())
+            .map_or(Zone::Local, Zone::Named)
+    }
+
     /// An IANA name such as `Africa/Nairobi` or `UTC`.
     pub fn named(name: &str) -> Result<Zone, String> {
         match name.parse::<chrono_tz::Tz>() {
             Ok(tz) => Ok(Zone::Named(tz)),
-            Err(_) => Err(match chrono_tz::TZ_VARIANTS
-                .iter()
-                .find(|tz| tz.name().eq_ignore_ascii_case(name))
-            {
-                Some(tz) => format!("`{name}` is not an IANA time zone name; did you mean `{tz}`?"),
-                None => format!(
-                    "`{name}` is not an IANA time zone name such as \"Africa/Nairobi\", \"America/New_York\" or \"UTC\""
-                ),
-            }),
+            Err(_) => Err(
+                match chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .find(|tz| tz.name().eq_ignore_ascii_case(name))
+                {
+                    Some(tz) => {
+                        format!("`{name}` is not an IANA time zone name; did you mean `{tz}`?")
+                    }
+                    None => format!(
+                        "`{name}` is not an IANA time zone name such as \"Africa/Nairobi\", \"America/New_York\" or \"UTC\""
+                    ),
+                },
+            ),
         }
     }
 }

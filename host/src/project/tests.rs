@@ -118,7 +118,11 @@ fn cron_triggers_take_nicknames_and_a_time_zone() {
         "[triggers.h]\ncron = \"@hourly\"\n[triggers.n]\ncron = \"0 9 * * MON-FRI\"\ntimezone = \"Africa/Nairobi\"\n",
     )
     .unwrap();
-    let TriggerKind::Cron { schedule, expression } = &p.triggers["n"].kind else {
+    let TriggerKind::Cron {
+        schedule,
+        expression,
+    } = &p.triggers["n"].kind
+    else {
         panic!("{:?}", p.triggers["n"]);
     };
     assert_eq!(expression, "0 9 * * MON-FRI");
@@ -126,7 +130,7 @@ fn cron_triggers_take_nicknames_and_a_time_zone() {
     let TriggerKind::Cron { schedule, .. } = &p.triggers["h"].kind else {
         panic!("{:?}", p.triggers["h"]);
     };
-    assert_eq!(schedule.zone(), crate::cron::Zone::Local);
+    assert_eq!(schedule.zone(), crate::cron::Zone::service_default());
 }
 
 #[test]

@@ -58,8 +58,7 @@ pub(super) fn parse(
     let section = |name: &str| cx.ok(section(&cx, &doc, name)).flatten();
     let engine = engine(&cx, section("engine"));
     let inbox = super::delivery::inbox(&cx, section("inbox"));
-    let retry =
-        super::delivery::retry(&cx, "retry", section("retry"), &RetryPolicy::default());
+    let retry = super::delivery::retry(&cx, "retry", section("retry"), &RetryPolicy::default());
     let credentials = super::credentials::parse(&cx, section("credentials"), env);
     let triggers = triggers(&cx, section("triggers"));
     let jobs = jobs(&cx, dir, section("jobs"), &triggers, &credentials, &retry);
@@ -206,13 +205,18 @@ fn trigger(cx: &Ctx, table: &str, value: &toml::Value) -> Result<TriggerKind, Pr
     Ok(match key {
         "criteria" => TriggerKind::Criteria(criteria(cx, table, &body["criteria"])?),
         "cron" => {
-            let zone = cx.ok(string(cx, table, body, "timezone").and_then(|name| match name {
-                None => Ok(crate::cron::Zone::Local),
-                Some(name) => crate::cron::Zone::named(name)
-                    .map_err(|m| cx.err(table, Some("timezone"), m)),
-            }));
+            let zone = cx.ok(
+                string(cx, table, body, "timezone").and_then(|name| match name {
+                    None => Ok(crate::cron::Zone::service_default()),
+                    Some(name) => crate::cron::Zone::named(name)
+                        .map_err(|m| cx.err(table, Some("timezone"), m)),
+                }),
+            );
             let expr = string(cx, table, body, "cron")?.unwrap_or_default();
-            let schedule = crate::cron::Schedule::new(cron(cx, table, "cron", expr)?, zone.unwrap_or(crate::cron::Zone::Local));
+            let schedule = crate::cron::Schedule::new(
+                cron(cx, table, "cron", expr)?,
+                zone.unwrap_or(crate::cron::Zone::Local),
+            );
             if schedule.next_after(chrono::Utc::now()).is_none() {
                 return Err(cx.err(
                     table,
@@ -317,7 +321,11 @@ fn job(
     let trigger = cx
         .ok(string(cx, table, body, "trigger").and_then(|t| {
             let t = t.ok_or_else(|| {
-                cx.err(table, Some("trigger"), "missing key: every job needs a trigger")
+                cx.err(
+                    table,
+                    Some("trigger"),
+                    "missing key: every job needs a trigger",
+                )
             })?;
             if !triggers.contains_key(t) {
                 return Err(cx.err(

@@ -17,6 +17,7 @@ mod locate;
 mod model;
 mod paths;
 pub mod plugins;
+mod triggers;
 mod validate;
 
 #[cfg(test)]

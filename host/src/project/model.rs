@@ -138,10 +138,11 @@ pub struct Trigger {
 pub enum TriggerKind {
     /// Receipts containing this JSON value start the trigger's jobs.
     Criteria(Value),
-    /// The schedule, kept as text for display and parsed for use.
+    /// The schedule, kept as text for display and parsed (with its time
+    /// zone) for use.
     Cron {
         expression: String,
-        schedule: Box<croner::Cron>,
+        schedule: Box<crate::cron::Schedule>,
     },
     /// Runs after a successful run of the named job.
     Success(String),

@@ -237,9 +237,10 @@ fn jobs(
         let adaptor = string(cx, &table, body, "adaptor")?.unwrap_or(DEFAULT_ADAPTOR);
         let adaptor =
             AdaptorSpec::parse(adaptor).map_err(|m| cx.err(&table, Some("adaptor"), m))?;
+        let expression_file = string(cx, &table, body, "expression_file")?.map(str::to_string);
         let expression = match (
             string(cx, &table, body, "expression")?,
-            string(cx, &table, body, "expression_file")?,
+            expression_file.as_deref(),
         ) {
             (Some(e), None) => e.to_string(),
             (None, Some(path)) => {
@@ -294,6 +295,7 @@ fn jobs(
             name: name.clone(),
             adaptor,
             expression,
+            expression_file,
             trigger: trigger.to_string(),
             credential: credential.map(str::to_string),
             timeout: duration(cx, &table, body, "timeout")?,

@@ -112,6 +112,11 @@ impl PluginMetrics {
         }
         self.seconds.observe(took.as_secs_f64());
     }
+
+    /// A call already recorded whose answer the host then refused.
+    pub fn failed(&self) {
+        self.failures.inc();
+    }
 }
 
 fn run_buckets() -> Histogram {

@@ -196,6 +196,11 @@ fn job(
         }))
         .unwrap_or_else(|| AdaptorSpec::parse(DEFAULT_ADAPTOR).expect("the default parses"));
     let expression = cx.ok(expression(cx, dir, table, body)).unwrap_or_default();
+    // Its type error, if any, was reported by `expression` above.
+    let expression_file = body
+        .get("expression_file")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
     let trigger = cx
         .ok(string(cx, table, body, "trigger").and_then(|t| {
             let t = t.ok_or_else(|| {
@@ -247,6 +252,7 @@ fn job(
         name: name.to_string(),
         adaptor,
         expression,
+        expression_file,
         trigger,
         credential,
         timeout: cx.ok(duration(cx, table, body, "timeout")).flatten(),

@@ -344,12 +344,12 @@ fn an_overlap_is_run_through_twice_by_interval_schedules() {
 
 #[test]
 fn a_schedule_that_never_matches_has_no_next_tick() {
-    let started = std::time::Instant::now();
+    // That the search ends at all is what this proves; how fast belongs in a
+    // benchmark, not here (a timed assertion fails on a loaded machine).
     assert_eq!(
         schedule("0 0 30 2 *", "UTC").next_after(at("2025-01-01T00:00:00Z")),
         None
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
     // February 29th is rare, not impossible.
     assert_eq!(
         ticks(&schedule("0 0 29 2 *", "UTC"), "2025-01-01T00:00:00Z", 1),

@@ -224,6 +224,7 @@ async fn calls(args: &Args) -> anyhow::Result<()> {
             project_dir: project,
             data_dir: data,
             specs,
+            max_memory: microservice::project::plugins::DEFAULT_MAX_MEMORY,
         },
         no_messages(),
         stop.clone(),
@@ -329,6 +330,7 @@ async fn startup(args: &Args) -> anyhow::Result<()> {
                 project_dir: project.clone(),
                 data_dir: data.clone(),
                 specs: specs.clone(),
+                max_memory: microservice::project::plugins::DEFAULT_MAX_MEMORY,
             };
             let t = Instant::now();
             let host = PluginHost::start(options, no_messages(), stop.clone(), tracker.clone())?;

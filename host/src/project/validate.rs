@@ -71,6 +71,7 @@ pub(super) fn parse(
     )?;
     check_flows(&cx, &jobs, &triggers)?;
     let plugins = super::plugins::parse(&cx, section(&cx, &doc, "plugins")?)?;
+    let plugin_memory = super::plugins::max_memory(&cx, section(&cx, &doc, "plugins")?)?;
     Ok(Project {
         dir: dir.to_path_buf(),
         file: file.to_path_buf(),
@@ -80,6 +81,7 @@ pub(super) fn parse(
         triggers,
         credentials,
         plugins,
+        plugin_memory,
     })
 }
 

@@ -36,6 +36,9 @@ pub const MAX_PLUGIN_MEMORY: usize = 1 << 30;
 /// is dropped, reset in place instead of returned to the kernel: what a
 /// small plugin's call touches (its stack and a little heap).
 const KEEP_RESIDENT: usize = 1 << 20;
+/// Idle instance slots that may hold their resident part: with the slots of
+/// calls under way, what bounds the memory kept between calls.
+const WARM_SLOTS: u32 = 16;
 
 pub struct Runtime {
     pub engine: Engine,
@@ -139,6 +142,10 @@ fn config(pooling: bool) -> Config {
             .decommit_batch_size(1)
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
+            // Idle slots that keep their resident part: with the default
+            // (100) idle slots are preferred over reused ones until there
+            // are that many, each keeping up to KEEP_RESIDENT.
+            .max_unused_warm_slots(WARM_SLOTS)
             // With it, only the pages a call touched are reset by hand
             // (Linux 6.7 and later; older kernels reset the kept part whole).
             .pagemap_scan(Enabled::Auto);

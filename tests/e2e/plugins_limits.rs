@@ -5,7 +5,8 @@
 //! - 100 calls of a plugin that fills 60 MiB (and a memory bomb trapped at
 //!   its cap): the memory comes back, the process's RSS returns to where it
 //!   started, and the calls never hold more than `[plugins] max_memory` at
-//!   once; a plugin whose cap is over that budget is refused at load.
+//!   once; a plugin whose cap is over that budget is refused at load, and
+//!   by `microservice check`.
 //!
 //! Bounds here are generous (the machine running the tests is shared); the
 //! tight figures are measured by `bench/plugin_limits.py`.
@@ -252,6 +253,32 @@ fn a_bad_memory_budget_stops_the_start() {
             "project.toml: [plugins] max_memory (line 1): must be a size of at least 1MiB"
         ),
         "{out}"
+    );
+}
+
+#[test]
+fn check_refuses_a_plugin_over_the_budget_as_serve_does() {
+    let scratch = crate::cli::Scratch::new(Some(MEMORY_PROJECT));
+    let plugins = scratch.project().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let hog = wasm("memory_hog.wasm");
+    std::fs::write(plugins.join("hog-1.wasm"), &hog).unwrap();
+    std::fs::write(plugins.join("too-big.wasm"), &hog).unwrap();
+    let out = scratch.run(&["check"], None);
+    let all = crate::cli::describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let refusal = all
+        .lines()
+        .find(|l| l.contains("too-big.wasm"))
+        .unwrap_or_else(|| panic!("check says nothing of too-big.wasm: {all}"));
+    assert!(
+        refusal.contains("max_memory = 128 MiB") && refusal.contains("256 MiB"),
+        "the refusal should give the cap and the budget: {refusal}"
+    );
+    assert!(
+        all.lines()
+            .any(|l| l.contains("hog-1.wasm") && l.starts_with("ok:")),
+        "hog-1 fits the budget: {all}"
     );
 }
 

@@ -12,6 +12,7 @@ use anyhow::Context;
 
 use super::project_if_any;
 use crate::plugins::inspect::{Inspection, Inspector};
+use crate::project::plugins::DEFAULT_MAX_MEMORY;
 use crate::settings::Settings;
 
 pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
@@ -131,7 +132,8 @@ pub(super) fn inspector(
     project: Option<&crate::project::Project>,
 ) -> anyhow::Result<Inspector> {
     let specs = project.map(|p| p.plugins.clone()).unwrap_or_default();
-    Inspector::new(&settings.project_dir, &settings.data_dir, specs)
+    let max_memory = project.map_or(DEFAULT_MAX_MEMORY, |p| p.plugin_memory);
+    Inspector::new(&settings.project_dir, &settings.data_dir, specs, max_memory)
 }
 
 pub(super) fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {

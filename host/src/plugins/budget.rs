@@ -12,11 +12,13 @@
 //!
 //! Must never be asked for more than it holds (such a call would wait
 //! forever): a plugin whose cap is over the budget is refused at load
-//! ([`MemoryBudget::admits`]).
+//! ([`check_cap`]).
 
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::Kind;
 
 /// The unit reservations are counted in: one wasm page.
 const PAGE: usize = 64 * 1024;
@@ -56,11 +58,6 @@ impl MemoryBudget {
         (pages(self.bytes) as usize - self.pages.available_permits()) * PAGE
     }
 
-    /// Whether a plugin capped at `cap` bytes can ever be called.
-    pub fn admits(&self, cap: usize) -> bool {
-        pages(cap) <= pages(self.bytes)
-    }
-
     /// Waits until `cap` bytes (and an instance) are free, and holds them
     /// until the reservation is dropped.
     pub async fn reserve(&self, cap: usize) -> Reservation {
@@ -71,6 +68,20 @@ impl MemoryBudget {
             _instance: instance.expect("the budget's semaphore is never closed"),
         }
     }
+}
+
+/// Refuses a plugin of `kind` whose memory cap does not fit in the budget
+/// (`max_memory` bytes): none of its calls could ever start. The message
+/// store is not called under the budget.
+pub fn check_cap(kind: Kind, cap: usize, max_memory: usize) -> Result<(), String> {
+    if kind == Kind::Persistence || pages(cap) <= pages(max_memory) {
+        return Ok(());
+    }
+    Err(format!(
+        "its memory cap ({} MiB, `memory` in its [plugins.<name>] table) is more than all plugin calls may hold at once ([plugins] max_memory = {} MiB); lower the one or raise the other",
+        cap.div_ceil(1 << 20),
+        max_memory >> 20
+    ))
 }
 
 /// `bytes` in whole pages, rounded up.
@@ -87,8 +98,9 @@ mod tests {
     #[tokio::test]
     async fn calls_wait_for_memory_and_give_it_back() {
         let budget = MemoryBudget::new(100 << 20);
-        assert!(budget.admits(100 << 20));
-        assert!(!budget.admits((100 << 20) + 1));
+        assert!(check_cap(Kind::Notification, 100 << 20, budget.bytes()).is_ok());
+        assert!(check_cap(Kind::Trigger, (100 << 20) + 1, budget.bytes()).is_err());
+        assert!(check_cap(Kind::Persistence, 512 << 20, budget.bytes()).is_ok());
         let first = budget.reserve(64 << 20).await;
         assert_eq!(budget.reserved(), 64 << 20);
         // A second 64 MiB call does not fit beside the first: it waits.

@@ -30,6 +30,8 @@ pub struct Inspector {
     project_dir: PathBuf,
     data_dir: PathBuf,
     specs: BTreeMap<String, PluginSpec>,
+    /// `[plugins] max_memory`: a plugin capped above it is refused.
+    max_memory: usize,
 }
 
 /// What one plugin file is and whether the service would load it.
@@ -74,6 +76,7 @@ impl Inspector {
         project_dir: &Path,
         data_dir: &Path,
         specs: BTreeMap<String, PluginSpec>,
+        max_memory: usize,
     ) -> anyhow::Result<Inspector> {
         let cache = tempfile::Builder::new()
             .prefix("microservice-inspect-")
@@ -84,6 +87,7 @@ impl Inspector {
             project_dir: project_dir.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
             specs,
+            max_memory,
         })
     }
 
@@ -152,6 +156,7 @@ impl Inspector {
         let engine = &self.runtime.engine;
         let grants = Grants::preview(spec, &self.project_dir, &self.data_dir)?;
         grants.check_imports(component, engine)?;
+        super::budget::check_cap(kind, grants.memory_bytes, self.max_memory)?;
         let pre = plugin::link(&self.runtime.linker, component, kind)?;
         // Its limits but no folders (which may not exist yet), so
         // instantiating opens nothing; no export is called.

@@ -480,13 +480,7 @@ impl PluginHost {
             &self.inner.options.data_dir,
         )?;
         grants.check_imports(&component, &rt.engine)?;
-        if kind != Kind::Persistence && !self.inner.budget.admits(grants.memory_bytes) {
-            return Err(format!(
-                "its memory cap ({} MiB, `memory` in its [plugins.<name>] table) is more than all plugin calls may hold at once ([plugins] max_memory = {} MiB); lower the one or raise the other",
-                grants.memory_bytes.div_ceil(1 << 20),
-                self.inner.budget.bytes() >> 20
-            ));
-        }
+        budget::check_cap(kind, grants.memory_bytes, self.inner.budget.bytes())?;
         let pre = plugin::link(&rt.linker, &component, kind)?;
         Ok(Loaded {
             kind,

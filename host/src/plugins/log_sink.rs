@@ -2,11 +2,10 @@
 //!
 //! A `tracing` layer copies each event into a bounded queue (dropping, not
 //! blocking, when it is full); one task, on the plugin threads, sends
-//! batches of up to
-//! [`BATCH`] records, or whatever a second brought, to every available
-//! logging plugin. Events of the plugin machinery itself and of plugins'
-//! own output are not fed back, so a logging plugin cannot feed itself.
-//! Job output reaches here already redacted by the dispatcher.
+//! batches of up to [`BATCH`] records, or whatever a second brought, to
+//! every available logging plugin. Events of the plugin machinery itself
+//! and of plugins' own output are not fed back, so a logging plugin cannot
+//! feed itself. Job output reaches here already redacted by the dispatcher.
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;

@@ -1,7 +1,8 @@
 //! Plugins that take the CPU or memory they are given, through the real
 //! binary (issue 16, parts 2 and 3):
 //! - as many notification plugins spinning until a 10 s deadline as the
-//!   service has worker threads, and `/inbox` keeps answering meanwhile;
+//!   service has worker threads, beside a logging plugin busy on every
+//!   batch, and `/inbox` keeps answering meanwhile;
 //! - 100 calls of a plugin that fills 60 MiB (and a memory bomb trapped at
 //!   its cap): the memory comes back, the process's RSS returns to where it
 //!   started, and the calls never hold more than `[plugins] max_memory` at
@@ -40,17 +41,21 @@ fn spinning_plugins_do_not_stop_http() {
             SPIN.as_secs()
         ));
     }
+    // And a logging plugin busy for a second on every batch: the service
+    // logs each receipt at info, so the probes keep it fed.
+    toml.push_str("\n[plugins.slow-log]\nconfig = { busy_ms = 1000 }\ntimeout = \"5s\"\n");
     let spin = wasm("spin_forever.wasm");
-    let mut launch = Launch::new(&toml);
+    let mut launch = Launch::new(&toml).file_bytes("plugins/slow-log.wasm", &wasm("slow_log.wasm"));
     for name in &names {
         launch = launch.file_bytes(&format!("plugins/{name}.wasm"), &spin);
     }
     let svc = launch.start();
-    for name in &names {
+    for name in names.iter().map(String::as_str).chain(["slow-log"]) {
         wait_plugin(&svc, name, "loaded", Duration::from_secs(30), |p| {
             p["status"] == "active"
         });
     }
+    let log_calls = count(&plugin(&svc, "slow-log").unwrap(), "calls");
 
     // One run, then one notification to each spinner.
     let posted = Instant::now();
@@ -124,6 +129,13 @@ fn spinning_plugins_do_not_stop_http() {
         sorted.len(),
         at(0.99),
         svc.log_tail()
+    );
+
+    // The logger was busy meanwhile, and never failed.
+    let logger = plugin(&svc, "slow-log").unwrap();
+    assert!(
+        count(&logger, "calls") >= log_calls + 3 && count(&logger, "failures") == 0,
+        "slow-log should have written batches all along: {logger}"
     );
 
     // Each spinner really ran until its deadline, and was stopped there.

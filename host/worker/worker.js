@@ -9,11 +9,12 @@
 //   cancelled when its run settles; an error thrown in one while the run is
 //   going fails that run, as it crashes `core execute`;
 // - an unhandled rejection or uncaught exception during a run fails that
-//   run (it crashes `core execute` too); after its run it is reported as a
-//   `late` event naming the run, and the worker takes no further runs;
+//   run (it crashes `core execute` too) and the answer says `retire`; after
+//   its run it is reported as a `late` event naming the run, and the worker
+//   exits;
 // - anything else the run left holding the process open (a socket, a
-//   request in flight, a timer of the adaptor's) ends with the worker: the
-//   answer says `retire` and the host replaces the worker;
+//   request in flight, a timer of the adaptor's) and that does not close
+//   within a moment of the answer ends with the worker, which exits;
 // - what the worker shares between runs (the adaptor's exports and what
 //   hangs off them) is read-only inside the VM, so a job cannot change it
 //   for the next one;
@@ -31,11 +32,13 @@
 //   {"id", "ok": true [, "retire": <why>]}            finished; the next line is the state
 //   {"id", "ok": false, "kind": "job"|"compile"|"setup"|"stalled", "error": <text> [, "retire"]}
 //   {"late": {"run", "what", "name"}}                 trouble from a run that has ended
+//   {"retiring": <why>}                               it exits now (between runs)
 // Anything the worker itself prints goes to stderr, never stdout; error text
 // from a late event goes only there (it may hold a credential, and only the
 // host can mask those).
 'use strict';
 
+const { AsyncLocalStorage } = require('async_hooks');
 const path = require('path');
 const readline = require('readline');
 const util = require('util');
@@ -56,11 +59,14 @@ const compiled = new Map();
 const MAX_COMPILED = 500;
 /** How often a pending run checks whether anything can still settle it. */
 const STALL_CHECK_MS = 100;
+/** How long what a run left open may take to close before the worker retires. */
+const LEFTOVER_GRACE_MS = 250;
 
 /** The run in progress, if any. */
 let current = null;
-/** The id of the last run started, to name the run a late event comes from. */
-let lastRun = null;
+/** The id of the run whose code is executing, by whatever async path it
+ *  got there: it names the run an error comes from. */
+const origin = new AsyncLocalStorage();
 /** Why this worker takes no more runs, once it must not. */
 let spent = null;
 
@@ -252,22 +258,18 @@ async function take(request) {
   send({ id, started: true });
   const run = newRun(id);
   current = run;
-  lastRun = id;
   const before = activeResources();
   let answer;
   try {
-    answer = await perform(run, request, before);
+    answer = await origin.run(id, () => perform(run, request, before));
   } catch (e) {
     answer = { ok: false, kind: 'job', error: describe(e) };
   }
-  // The run has settled: its timers go, and whatever else it left open ends
-  // with this worker.
+  // The run has settled: its timers go before anything else can happen.
   clearInterval(run.watch);
   for (const timer of run.timers) clearTimeout(timer);
   run.timers.clear();
   current = null;
-  const left = leftovers(before);
-  if (left.length > 0 && !spent) spent = `run ${id} left ${left.join(', ')} open`;
   const retire = spent ? { retire: spent } : {};
   if (answer.ok) {
     const header = JSON.stringify({ id, ok: true, ...retire });
@@ -275,26 +277,49 @@ async function take(request) {
   } else {
     send({ id, ...answer, ...retire });
   }
+  if (spent) return; // the host replaces this worker
+  // Whatever else the run left open ends with this worker, unless it is
+  // closing anyway (a socket the server has just closed).
+  let left = leftovers(before);
+  for (const until = Date.now() + LEFTOVER_GRACE_MS; left.length > 0 && Date.now() < until; ) {
+    await new Promise(resolve => global.setTimeout(resolve, 10).unref());
+    left = leftovers(before);
+  }
+  if (left.length > 0) retireNow(`run ${id} left ${left.join(', ')} open`);
 }
 
-// Trouble from a run that has ended: the host logs it with the run's id.
-function late(what, error) {
-  spent = spent || `${what} after run ${lastRun} ended`;
+// Tells the host why, and exits: what the process held goes with it.
+function retireNow(why) {
+  send({ retiring: why });
+  process.exit(0);
+}
+
+// Trouble from a run that has ended (`from` is its id): the host logs it
+// with the run's id, and the worker goes once no run is using it.
+function late(what, error, from) {
+  const run = from === undefined ? 'no run' : `run ${from}`;
   const name = (error && error.name) || typeof error;
-  process.stderr.write(`worker: ${what} after run ${lastRun} ended: ${describe(error)}\n`);
-  send({ late: { run: lastRun, what, name: String(name) } });
+  process.stderr.write(`worker: ${what} from ${run}, which had ended: ${describe(error)}\n`);
+  send({ late: { run: from === undefined ? null : from, what, name: String(name) } });
+  spent = spent || `${what} from ${run}, which had ended`;
+  if (!current) retireNow(spent);
+}
+
+// An error nobody caught fails the run it came from if that run is still
+// going (as it crashes `core execute`), and never any other run.
+function trouble(what, error) {
+  const from = origin.getStore();
+  if (current && from === current.id) current.fail('job', error);
+  else late(what, error, from);
 }
 
 process.on('uncaughtException', error => {
   // Node does not promise a sound process after one of these.
-  spent = spent || `an uncaught exception during run ${lastRun}`;
-  if (current) current.fail('job', error);
-  else late('an uncaught exception', error);
+  const from = origin.getStore();
+  spent = spent || `an uncaught exception from ${from === undefined ? 'no run' : `run ${from}`}`;
+  trouble('an uncaught exception', error);
 });
-process.on('unhandledRejection', reason => {
-  if (current) current.fail('job', reason);
-  else late('an unhandled rejection', reason);
-});
+process.on('unhandledRejection', reason => trouble('an unhandled rejection', reason));
 
 // One run at a time: the host sends the next request only after an answer.
 const lines = readline.createInterface({ input: process.stdin });

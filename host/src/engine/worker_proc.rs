@@ -17,13 +17,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{GroupGuard, PASSTHROUGH_ENV};
 
@@ -256,8 +257,17 @@ async fn read_events(
                     run_id = late["run"].as_str().unwrap_or("?"),
                     pgid,
                     error = late["name"].as_str().unwrap_or("?"),
-                    "{} came from a run after it had ended; the worker that ran it takes no more runs and will be replaced",
+                    "{} came from a run after it had ended; the worker that ran it is replaced",
                     late["what"].as_str().unwrap_or("trouble"),
+                );
+                continue;
+            }
+            Ok(m) if m["retiring"].is_string() => {
+                spent.store(true, Ordering::SeqCst);
+                info!(
+                    pgid,
+                    cause = m["retiring"].as_str().unwrap_or_default(),
+                    "an engine worker retires between runs and is replaced"
                 );
                 continue;
             }
@@ -272,5 +282,8 @@ async fn read_events(
             break;
         }
     }
+    // The worker is gone (or going): so is anything it started. Its pid is
+    // not reused while the pool still holds its unreaped child.
     spent.store(true, Ordering::SeqCst);
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
 }

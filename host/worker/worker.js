@@ -8,10 +8,12 @@
 // - the job's timers (the sandbox's `setTimeout`, core's only timer) are
 //   cancelled when its run settles; an error thrown in one while the run is
 //   going fails that run, as it crashes `core execute`;
-// - an unhandled rejection or uncaught exception during a run fails that
-//   run (it crashes `core execute` too) and the answer says `retire`; after
-//   its run it is reported as a `late` event naming the run, and the worker
-//   exits;
+// - an unhandled rejection or uncaught exception fails the run it came from
+//   (found by its async context) while that run is going, as it crashes
+//   `core execute`; one from a run that has ended is reported as a `late`
+//   event naming that run and fails no other run; after an uncaught
+//   exception, or a late event, the worker takes no more runs (it exits, or
+//   the answer of the run in progress says `retire`);
 // - anything else the run left holding the process open (a socket, a
 //   request in flight, a timer of the adaptor's) and that does not close
 //   within a moment of the answer ends with the worker, which exits;

@@ -31,7 +31,7 @@ use super::{GroupGuard, PASSTHROUGH_ENV};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a worker may take to say whether it takes a run: it answers as
 /// soon as it reads the request, so only a wedged worker takes longer.
-const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
+const OFFER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for a worker's exit status once its output has ended.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// stderr lines kept per worker, to explain a crash.

@@ -10,6 +10,7 @@
 mod bad_input;
 mod cli;
 mod config;
+mod connections;
 mod credentials;
 mod cron;
 mod dashboard;
@@ -27,6 +28,7 @@ mod plugins_support;
 mod plugins_trigger;
 mod queue;
 mod queue_crash;
+mod raw;
 mod security;
 mod service_log;
 mod shutdown;

@@ -9,7 +9,11 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use std::net::SocketAddr;
+
+use hyper::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -22,7 +26,7 @@ use crate::settings::EndpointStyle;
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
+pub async fn receive(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         if !is_json(ct) {
@@ -49,10 +53,13 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
     if declared.is_some_and(|len| len > limit as u64) {
         return too_large(limit);
     }
-    let bytes = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
-        Err(e) => {
+    let body_timeout = app.dispatcher.project().http.body_timeout;
+    let read = tokio::time::timeout(body_timeout, Limited::new(req.into_body(), limit).collect());
+    let bytes = match read.await {
+        Err(_) => return too_slow(body_timeout),
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
+        Ok(Err(e)) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!("could not read the request body: {e}"),
@@ -215,6 +222,21 @@ fn body_key(app: &App, message: &Value) -> Option<String> {
         Value::Null => None,
         other => Some(other.to_string()),
     }
+}
+
+/// 408 for a body that did not arrive in time; the connection is closed,
+/// since the rest of the body may still be on its way.
+pub fn too_slow(limit: std::time::Duration) -> Response<Body> {
+    let mut res = error(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "the body did not arrive within {} ([http] body_timeout)",
+            humantime::format_duration(limit)
+        ),
+    );
+    res.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 fn too_large(limit: usize) -> Response<Body> {

@@ -12,6 +12,7 @@
 mod credentials;
 mod delivery;
 mod fields;
+mod http;
 mod model;
 mod paths;
 pub mod plugins;
@@ -23,6 +24,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use credentials::CredentialEnv;
+pub use http::HttpConfig;
 pub use model::{
     AdaptorSpec, DirBase, DirGrant, EngineConfig, EngineMode, InboxConfig, Job, PluginSpec,
     PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,

@@ -36,6 +36,7 @@ pub(super) fn parse(
         if ![
             "engine",
             "inbox",
+            "http",
             "retry",
             "jobs",
             "triggers",
@@ -47,12 +48,13 @@ pub(super) fn parse(
             return Err(cx.err(
                 "",
                 Some(key),
-                "unknown table; expected one of engine, inbox, retry, jobs, triggers, credentials, plugins",
+                "unknown table; expected one of engine, inbox, http, retry, jobs, triggers, credentials, plugins",
             ));
         }
     }
     let engine = engine(&cx, section(&cx, &doc, "engine")?)?;
     let inbox = super::delivery::inbox(&cx, section(&cx, &doc, "inbox")?)?;
+    let http = super::http::http(&cx, section(&cx, &doc, "http")?)?;
     let retry = super::delivery::retry(
         &cx,
         "retry",
@@ -76,6 +78,7 @@ pub(super) fn parse(
         file: file.to_path_buf(),
         engine,
         inbox,
+        http,
         jobs,
         triggers,
         credentials,

@@ -26,6 +26,7 @@ use crate::project::Project;
 use crate::project::plugins::{JOURNAL, builtin_journal};
 use crate::project::{AdaptorSpec, EngineMode};
 use crate::queue::Queue;
+use crate::receipt::Door;
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -125,6 +126,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     plugins.open_triggers();
     let app = Arc::new(App {
         dispatcher: dispatcher.clone(),
+        door: Door::new(dispatcher.clone(), queue_cell.clone()),
         endpoint_style: settings.endpoint_style,
         plugins: Some(plugins.clone()),
         queue: queue.clone(),

@@ -17,6 +17,7 @@ mod dashboard;
 mod deploy;
 mod engine;
 mod flows;
+mod formats;
 mod harness;
 mod inbox;
 mod metrics;

@@ -135,3 +135,33 @@ pub fn wait_closed(conn: &mut TcpStream, since: Instant, limit: Duration) -> (Du
         );
     }
 }
+
+/// Sends one request with `body` (and a `content-length`) on a new
+/// connection and reads its answer.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut conn = connect(addr, Duration::from_secs(120));
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    head += "\r\n";
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    send(&mut conn, &bytes);
+    read_response_after(&mut conn, Vec::new(), method == "HEAD").0
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}

@@ -53,6 +53,8 @@ pub type Body = Full<Bytes>;
 /// What every handler can reach.
 pub struct App {
     pub dispatcher: Dispatcher,
+    /// Where receipts go: decoded, matched, stored or run.
+    pub door: crate::receipt::Door,
     pub endpoint_style: EndpointStyle,
     /// `None` in tests that run without a plugin host.
     pub plugins: Option<PluginHost>,

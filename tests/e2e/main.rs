@@ -21,6 +21,7 @@ mod formats;
 mod harness;
 mod inbox;
 mod metrics;
+mod openrosa;
 mod plugins_hostile;
 mod plugins_logging;
 mod plugins_notify;

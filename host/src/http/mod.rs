@@ -1,6 +1,7 @@
 //! The HTTP server: accept loop, routing and JSON responses.
 //!
-//! Routes: `POST /inbox` ([`inbox`]), `GET /healthz` and `/readyz`
+//! Routes: `POST /inbox` ([`inbox`]), OpenRosa's `HEAD`/`POST /submission`
+//! ([`openrosa`]), `GET /healthz` and `/readyz`
 //! ([`health`]), `GET /metrics` ([`metrics`]), the JSON API under `/api`
 //! ([`api`], [`stats`]) and the dashboard's static page at `/`
 //! ([`dashboard`]); [`auth`] checks API keys before any of them runs.
@@ -21,6 +22,7 @@ mod health;
 mod inbox;
 mod metrics;
 mod minutes;
+mod openrosa;
 pub mod stats;
 
 pub use auth::ApiKeys;
@@ -147,6 +149,17 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
     let method = req.method().clone();
     if let Some(refused) = refusal(app, auth::scope_of(segs[0]), req.headers()) {
         return refused;
+    }
+    if let ["submission"] = segs.as_slice() {
+        return match method {
+            Method::HEAD => openrosa::head(app),
+            Method::POST => {
+                let res = openrosa::submit(app, req, peer).await;
+                crate::metrics::get().receipt(metrics::outcome(&res));
+                res
+            }
+            _ => not_allowed(&method, &path, "HEAD, POST"),
+        };
     }
     // HEAD is answered as GET; hyper sends the headers (the length
     // included) and leaves the body out.

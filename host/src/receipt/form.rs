@@ -147,6 +147,19 @@ pub async fn multipart(
     Ok(out)
 }
 
+/// An OpenRosa instance's `meta/instanceID` (prefixed or not), which
+/// names one filled-in form however often it is sent.
+pub fn instance_id(instance: &Value) -> Option<&str> {
+    let local = |key: &str, name: &str| key.rsplit(':').next() == Some(name);
+    let form = instance.as_object()?.values().next()?.as_object()?;
+    let meta = form.iter().find(|(k, _)| local(k, "meta"))?.1.as_object()?;
+    meta.iter()
+        .find(|(k, _)| local(k, "instanceID"))?
+        .1
+        .as_str()
+        .filter(|id| !id.is_empty())
+}
+
 /// A file part decoded by its type: JSON or XML; anything else is refused.
 fn file_value(name: &str, part_type: Option<&str>, data: Bytes) -> Result<Value, DecodeError> {
     let refused = || {

@@ -124,6 +124,12 @@ impl Door {
             }
             Decoded::Value(message) => (message, None),
         };
+        let mut options = options;
+        if arriving.purpose == Purpose::OpenRosa && options.idempotency_key.is_none() {
+            // A phone re-sends a form it got no 201 for: one instance, one receipt.
+            options.idempotency_key =
+                form::instance_id(&message).map(|id| format!("openrosa:{id}"));
+        }
         self.take_decoded(message, text, arriving.source, options)
             .await
     }

@@ -7,6 +7,7 @@
 //! `plugins_*` tests also build the WebAssembly plugins from source once per
 //! test process (see [`harness::wasm_plugins`]).
 
+mod arrival;
 mod bad_input;
 mod cli;
 mod config;

@@ -30,7 +30,7 @@ use crate::settings::EndpointStyle;
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-pub async fn receive(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+pub async fn receive(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let content_type = text_header(headers, &CONTENT_TYPE);
@@ -55,6 +55,8 @@ pub async fn receive(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Re
         content_encoding: text_header(headers, &CONTENT_ENCODING),
         purpose: Purpose::Inbox,
         source: "inbox",
+        path: parts.uri.path(),
+        remote_addr: Some(peer),
     };
     let sync = app.endpoint_style == EndpointStyle::Sync;
     let options = Options {

@@ -32,7 +32,7 @@ pub fn head(app: &App) -> Response<Body> {
 }
 
 /// `POST /submission`.
-pub async fn submit(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+pub async fn submit(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let bytes = match read_body(app, headers, body).await {
@@ -45,6 +45,8 @@ pub async fn submit(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Res
         content_encoding: text_header(headers, &CONTENT_ENCODING),
         purpose: Purpose::OpenRosa,
         source: "submission",
+        path: parts.uri.path(),
+        remote_addr: Some(peer),
     };
     let taken = app.door.take(arriving, Options::default()).await;
     if !matches!(taken, Err(Refused::Decode(_))) {

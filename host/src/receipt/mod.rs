@@ -10,11 +10,13 @@
 //! answers for a receipt the store did not keep, and never builds a
 //! receipt into a `Value` that no trigger can match and nothing stores.
 
+pub mod arrival;
 pub mod decode;
 mod fields;
 pub mod form;
 pub mod xml;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -26,6 +28,7 @@ use tracing::info;
 use crate::dispatch::{Dispatcher, RunReport};
 use crate::plugins::CallFailure;
 use crate::queue::{Queue, Submitted};
+pub use arrival::Arrival;
 pub use decode::DecodeError;
 use decode::{Decoded, Kind};
 pub use form::Purpose;
@@ -48,8 +51,11 @@ pub struct Arriving<'a> {
     pub content_type: Option<&'a str>,
     pub content_encoding: Option<&'a str>,
     pub purpose: Purpose,
-    /// Where it came from: `inbox`, `submission`, `plugin:<name>`.
+    /// Where it came from: `inbox`, `submission`.
     pub source: &'a str,
+    /// The request path, without its query.
+    pub path: &'a str,
+    pub remote_addr: Option<SocketAddr>,
 }
 
 /// How the source wants it taken.
@@ -98,7 +104,7 @@ impl Door {
     /// Decodes `arriving`, then takes it like [`Door::take_value`].
     pub async fn take(&self, arriving: Arriving<'_>, options: Options) -> Result<Taken, Refused> {
         let limit = self.dispatcher.project().inbox.max_body_bytes;
-        let decoded = decode_body(&arriving, limit)
+        let (decoded, attachments) = decode_body(&arriving, limit)
             .await
             .map_err(Refused::Decode)?;
         let (message, text) = match decoded {
@@ -130,7 +136,17 @@ impl Door {
             options.idempotency_key =
                 form::instance_id(&message).map(|id| format!("openrosa:{id}"));
         }
-        self.take_decoded(message, text, arriving.source, options)
+        let arrival = || Arrival {
+            attachments,
+            ..Arrival::http(
+                arriving.source,
+                arriving.path,
+                arriving.content_type,
+                arriving.content_encoding,
+                arriving.remote_addr,
+            )
+        };
+        self.take_decoded(message, text, arriving.source, arrival, options)
             .await
     }
 
@@ -138,27 +154,33 @@ impl Door {
     pub async fn take_value(
         &self,
         message: Value,
-        source: &str,
+        arrival: Arrival,
         options: Options,
     ) -> Result<Taken, Refused> {
-        self.take_decoded(message, None, source, options).await
+        let source = arrival.source.clone();
+        self.take_decoded(message, None, &source, || arrival, options)
+            .await
     }
 
     /// Matches, then stores or runs. `text` is the receipt's JSON text as
     /// received, when it was JSON; otherwise the message is stored as
-    /// serialized here.
+    /// serialized here. `arrival` is only built when something keeps it.
     async fn take_decoded(
         &self,
         message: Value,
         text: Option<Bytes>,
         source: &str,
+        arrival: impl FnOnce() -> Arrival,
         options: Options,
     ) -> Result<Taken, Refused> {
         let jobs = self.dispatcher.matching_jobs(&message);
         let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
         info!(source, matched = ?names, "receipt");
         let Some(queue) = self.queue.get() else {
-            let runs = self.dispatcher.receive(&message, &jobs, None);
+            let receipt = (!jobs.is_empty()).then(|| arrival().to_value());
+            let runs = self
+                .dispatcher
+                .receive(&message, receipt.as_ref(), &jobs, None);
             return Ok(Taken {
                 jobs: names,
                 outcome: Outcome::Started(runs),
@@ -170,7 +192,8 @@ impl Door {
             None => message.to_string(),
         };
         // Boxed, so that a receipt that is not stored does not carry its space.
-        let submitted = Box::pin(queue.submit(text, message, source, key, options.wait))
+        let receipt = Some(arrival().to_value());
+        let submitted = Box::pin(queue.submit(text, message, receipt, source, key, options.wait))
             .await
             .map_err(Refused::Store)?;
         let outcome = match submitted {
@@ -195,7 +218,10 @@ impl Door {
 }
 
 /// Runs the decoding step, big bodies on the blocking pool.
-async fn decode_body(arriving: &Arriving<'_>, limit: usize) -> Result<Decoded, DecodeError> {
+async fn decode_body(
+    arriving: &Arriving<'_>,
+    limit: usize,
+) -> Result<(Decoded, Vec<Value>), DecodeError> {
     let kind = decode::kind_of(arriving.content_type)?;
     let purpose = arriving.purpose;
     if purpose == Purpose::OpenRosa && kind != Kind::Multipart {
@@ -212,17 +238,18 @@ async fn decode_body(arriving: &Arriving<'_>, limit: usize) -> Result<Decoded, D
     let heavy = body.len() >= DECODE_INLINE_MAX
         && (arriving.content_encoding.is_some() || kind == Kind::Xml);
     if !heavy {
-        return decode::decode(
+        let decoded = decode::decode(
             body,
             arriving.content_type,
             kind,
             arriving.content_encoding,
             limit,
-        );
+        )?;
+        return Ok((decoded, Vec::new()));
     }
     let content_type = arriving.content_type.map(str::to_string);
     let content_encoding = arriving.content_encoding.map(str::to_string);
-    blocking(move || {
+    let decoded = blocking(move || {
         decode::decode(
             body,
             content_type.as_deref(),
@@ -231,10 +258,15 @@ async fn decode_body(arriving: &Arriving<'_>, limit: usize) -> Result<Decoded, D
             limit,
         )
     })
-    .await
+    .await?;
+    Ok((decoded, Vec::new()))
 }
 
-async fn decode_multipart(arriving: &Arriving<'_>, limit: usize) -> Result<Decoded, DecodeError> {
+/// A multipart body as a value, and (OpenRosa) its attachments described.
+async fn decode_multipart(
+    arriving: &Arriving<'_>,
+    limit: usize,
+) -> Result<(Decoded, Vec<Value>), DecodeError> {
     let body = match arriving.content_encoding {
         None => arriving.body.clone(),
         Some(codings) => {
@@ -247,11 +279,11 @@ async fn decode_multipart(arriving: &Arriving<'_>, limit: usize) -> Result<Decod
         }
     };
     if body.is_empty() && arriving.purpose == Purpose::Inbox {
-        return Ok(Decoded::Json(Bytes::from_static(b"{}")));
+        return Ok((Decoded::Json(Bytes::from_static(b"{}")), Vec::new()));
     }
     let content_type = arriving.content_type.unwrap_or_default();
     let parts = form::multipart(body, content_type, arriving.purpose, limit).await?;
-    Ok(Decoded::Value(parts.value))
+    Ok((Decoded::Value(parts.value), parts.attachments))
 }
 
 /// Runs `work` on the blocking pool.

@@ -150,6 +150,25 @@ impl Door {
             .await
     }
 
+    /// Takes a trigger plugin's message as the plugin returned it: its body
+    /// through the same decoding step as an `/inbox` body (JSON unless its
+    /// metadata names another `content-type`), its metadata kept in the
+    /// arrival. (The poll loop hands over parsed bodies today, through
+    /// [`Door::take_value`]; this is the door for the raw message.)
+    pub async fn take_plugin_message(
+        &self,
+        body: String,
+        source: &str,
+        metadata: &[(String, String)],
+        options: Options,
+    ) -> Result<Taken, Refused> {
+        let limit = self.dispatcher.project().inbox.max_body_bytes;
+        let message =
+            decode_plugin_body(Bytes::from(body), metadata, limit).map_err(Refused::Decode)?;
+        self.take_value(message, Arrival::plugin(source, metadata), options)
+            .await
+    }
+
     /// Takes a receipt already decoded (a trigger plugin's message).
     pub async fn take_value(
         &self,
@@ -214,6 +233,34 @@ impl Door {
             Value::Null => None,
             other => Some(other.to_string()),
         }
+    }
+}
+
+/// A trigger plugin's message body as a value: JSON, or the type its
+/// `content-type` metadata names (a multipart body is not taken from a
+/// plugin).
+fn decode_plugin_body(
+    body: Bytes,
+    metadata: &[(String, String)],
+    limit: usize,
+) -> Result<Value, DecodeError> {
+    let meta = |name: &str| {
+        metadata
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let content_type = meta("content-type");
+    let kind = decode::kind_of(content_type)?;
+    if kind == Kind::Multipart {
+        return Err(DecodeError::Refused(
+            "a trigger plugin's message cannot be multipart".into(),
+        ));
+    }
+    let decoded = decode::decode(body, content_type, kind, meta("content-encoding"), limit)?;
+    match decoded {
+        Decoded::Json(json) => Ok(serde_json::from_slice(&json)?),
+        Decoded::Value(value) => Ok(value),
     }
 }
 
@@ -293,4 +340,47 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|e| Err(DecodeError::Internal(format!("decoding failed: {e}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn plugin_bodies_take_the_same_decoding_step() {
+        let body = |s: &str| Bytes::from(s.to_string());
+        assert_eq!(
+            decode_plugin_body(body("\u{feff}{\"a\":1}"), &[], 1024).unwrap(),
+            json!({"a": 1})
+        );
+        assert_eq!(decode_plugin_body(body(""), &[], 1024).unwrap(), json!({}));
+        let xml = meta(&[("file", "f.xml"), ("Content-Type", "text/xml")]);
+        assert_eq!(
+            decode_plugin_body(body("<f><a>1</a></f>"), &xml, 1024).unwrap(),
+            json!({"f": {"a": "1"}})
+        );
+        let form = meta(&[("content-type", "application/x-www-form-urlencoded")]);
+        assert_eq!(
+            decode_plugin_body(body("a=1&a=2"), &form, 1024).unwrap(),
+            json!({"a": ["1", "2"]})
+        );
+        let e = decode_plugin_body(body("{"), &[], 1024).unwrap_err();
+        assert_eq!(e.status(), 400, "{e}");
+        let multi = meta(&[("content-type", "multipart/form-data; boundary=x")]);
+        assert_eq!(
+            decode_plugin_body(body(""), &multi, 1024)
+                .unwrap_err()
+                .status(),
+            415
+        );
+    }
 }

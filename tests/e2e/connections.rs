@@ -153,7 +153,12 @@ fn connections_past_the_limit_wait_for_a_free_slot() {
     drop(first);
     third.set_read_timeout(Some(GENEROUS)).unwrap();
     assert_eq!(read_response(&mut third).status(), 200);
-    assert!(svc.logs().contains("listening on"));
+    // The operator is told (once a minute at most).
+    svc.wait_until("the limit's warning", GENEROUS, || {
+        svc.logs()
+            .contains("all connection slots are taken ([http] max_connections)")
+            .then_some(())
+    });
 }
 
 #[test]

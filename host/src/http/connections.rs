@@ -38,7 +38,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Duration, Instant, Sleep};
 use tokio_util::task::TaskTracker;
-use tracing::debug;
+use tracing::warn;
 
 use super::activity::{Activity, Io, Phase, Tracked};
 use crate::project::HttpConfig;
@@ -70,26 +70,34 @@ impl Timeouts {
 }
 
 /// At most this many connections at once.
-#[derive(Clone)]
 pub struct Limit {
     slots: Arc<Semaphore>,
     max: usize,
+    /// When the last warning about the limit was logged, if ever.
+    warned: Option<Instant>,
 }
+
+/// A limit that is reached is said at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 impl Limit {
     pub fn new(max: usize) -> Limit {
         Limit {
             slots: Arc::new(Semaphore::new(max)),
             max,
+            warned: None,
         }
     }
 
     /// A slot for the next connection; waits while all are taken.
-    pub async fn slot(&self) -> OwnedSemaphorePermit {
-        if self.slots.available_permits() == 0 {
-            debug!(
+    pub async fn slot(&mut self) -> OwnedSemaphorePermit {
+        if self.slots.available_permits() == 0
+            && self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY)
+        {
+            self.warned = Some(Instant::now());
+            warn!(
                 max = self.max,
-                "all connection slots are taken; new connections wait"
+                "all connection slots are taken ([http] max_connections); new connections wait"
             );
         }
         self.slots

@@ -74,7 +74,7 @@ pub struct App {
 pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken, grace: Duration) {
     let http = app.dispatcher.project().http.clone();
     let connections = connections::Connections::new(connections::Timeouts::of(&http));
-    let limit = connections::Limit::new(http.max_connections);
+    let mut limit = connections::Limit::new(http.max_connections);
     let mut builder = http1::Builder::new();
     // Timed by `connections` per phase instead (see there).
     builder.header_read_timeout(None);

@@ -23,7 +23,8 @@ Goals (issue 16): with the spinners, /inbox p99 under 50 ms and throughput
 within 10% of the baseline.
 
 --before PATH adds the spinners and the slow logger run by another build
-of the service (say, the one before plugin calls had threads of their own).
+of the service (say, the one before plugin calls had threads of their own;
+--label names it).
 
 Needs wrk (see inbox_throughput.py) and the test plugins built:
   (cd tests/plugins && cargo build --release)
@@ -240,6 +241,7 @@ def main():
                     help="spinning notification plugins (default: one per core)")
     ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "microservice"))
     ap.add_argument("--before", help="another build of the service, run with the same plugins")
+    ap.add_argument("--label", default="before", help="what to call the --before build")
     ap.add_argument("--plugins", default=str(ROOT / "tests" / "plugins" / "target" / "wasm32-wasip2" / "release"),
                     help="where spin_forever.wasm and slow_log.wasm are")
     ap.add_argument("--packages", default=str(ROOT / "target" / "bench-packages"))
@@ -259,7 +261,7 @@ def main():
                              for i in range(1, args.spinners + 1))
     logger_files = {"slow-log.wasm": wasm / "slow_log.wasm"}
     logger_tables = '\n[plugins.slow-log]\nconfig = { busy_ms = 1000 }\ntimeout = "3s"\n'
-    builds = [("", args.binary)] + ([(" (before)", args.before)] if args.before else [])
+    builds = [("", args.binary)] + ([(f" ({args.label})", args.before)] if args.before else [])
     variants = [("baseline", args.binary, {}, "")]
     for suffix, binary in builds:
         variants.append((f"spinners x{args.spinners}{suffix}", binary, spinner_files, spinner_tables))

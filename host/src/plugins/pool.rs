@@ -26,10 +26,12 @@ use tracing::{info, warn};
 use super::CallFailure;
 
 /// How much lower than the service's own threads plugin threads run: their
-/// nice value (the service's are at 0). At 19 a spinning plugin gets about 1.5% of a
-/// core that a busy HTTP worker also wants (the kernel weighs nice 19 at
-/// 15 against 1024 for nice 0); on an idle machine it gets all of it.
-const NICE: i32 = 19;
+/// nice value (the service's are at 0). The kernel weighs nice 10 at 110
+/// against 1024 for nice 0: a spinning plugin gets about a tenth of a core
+/// that a busy HTTP worker also wants, and all of an idle one. Not lower:
+/// at 19 (weight 15) a well-behaved plugin's call, a few milliseconds of
+/// CPU in many short turns, missed its 1 s deadline on a busy machine.
+const NICE: i32 = 10;
 /// Threads for the blocking work of plugin calls (file I/O of granted
 /// folders): bounded, so plugins cannot make the process spawn without end.
 const BLOCKING_THREADS: usize = 16;

@@ -170,7 +170,7 @@ impl PluginHost {
                 runtime,
                 pool,
                 budget,
-                messages: on_callers_runtime(messages),
+                messages: pool::on_callers_runtime(messages),
                 options,
                 plugins: RwLock::default(),
                 failed: Mutex::default(),
@@ -492,23 +492,6 @@ impl PluginHost {
             from_cache,
         })
     }
-}
-
-/// `sink`, its futures moved to the runtime `start` was called on: a trigger
-/// plugin's message goes on to the inbox's path (storage, matching, runs),
-/// which must not run on the plugin threads.
-fn on_callers_runtime(sink: MessageSink) -> MessageSink {
-    let Ok(caller) = tokio::runtime::Handle::try_current() else {
-        return sink;
-    };
-    Arc::new(move |body, source| {
-        let task = caller.spawn(sink(body, source));
-        Box::pin(async move {
-            if let Err(e) = task.await {
-                error!(cause = %e, "a trigger plugin's message could not be handed on");
-            }
-        })
-    })
 }
 
 /// A file's plugin name: the table that names the file, else the file's stem.

@@ -17,13 +17,14 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use super::CallFailure;
+use super::{CallFailure, MessageSink};
 
 /// How much lower than the service's own threads plugin threads run: their
 /// nice value (the service's are at 0). The kernel weighs nice 10 at 110
@@ -116,6 +117,23 @@ impl CallPool {
             )),
         }
     }
+}
+
+/// `sink`, its futures moved to the runtime this is called on (the
+/// service's): a trigger plugin's message goes on to the inbox's path
+/// (storage, matching, runs), which must not run on the plugin threads.
+pub fn on_callers_runtime(sink: MessageSink) -> MessageSink {
+    let Ok(caller) = tokio::runtime::Handle::try_current() else {
+        return sink;
+    };
+    Arc::new(move |body, source| {
+        let task = caller.spawn(sink(body, source));
+        Box::pin(async move {
+            if let Err(e) = task.await {
+                error!(cause = %e, "a trigger plugin's message could not be handed on");
+            }
+        })
+    })
 }
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);

@@ -222,7 +222,10 @@ async fn calls(args: &Args) -> anyhow::Result<()> {
         Options {
             plugins_dir,
             project_dir: project,
+            packages_dir: data.join("packages"),
             data_dir: data,
+            job_files: Vec::new(),
+            max_message_bytes: 10 << 20,
             specs,
         },
         no_messages(),
@@ -328,6 +331,9 @@ async fn startup(args: &Args) -> anyhow::Result<()> {
                 plugins_dir: plugins_dir.clone(),
                 project_dir: project.clone(),
                 data_dir: data.clone(),
+                packages_dir: data.join("packages"),
+                job_files: Vec::new(),
+                max_message_bytes: 10 << 20,
                 specs: specs.clone(),
             };
             let t = Instant::now();

@@ -15,7 +15,8 @@
 //! - [`criteria`]: deep-containment matching of receipts against criteria.
 //! - [`dispatch`]: turns a receipt, a cron tick or a finished run into runs,
 //!   builds their initial state and fires flows.
-//! - [`cron`]: the scheduler for cron triggers.
+//! - [`cron`]: cron triggers: reading expressions, their ticks in a time
+//!   zone, and the scheduler.
 //! - [`engine`]: one run of `@openfn/core` in its own process group.
 //! - [`packages`]: installs core and the adaptors with npm.
 //! - [`redact`]: keeps credentials out of logs and stored states.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use microservice::cli::{Cli, Command};
+use microservice::project::ProjectError;
 use microservice::settings::Settings;
 use microservice::{commands, logging};
 
@@ -35,12 +36,27 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
+            // An invalid project is a list of problems, one line each.
+            let project = e.downcast_ref::<ProjectError>();
+            let lines: Vec<String> = match project {
+                Some(p) => p.problems().iter().map(ToString::to_string).collect(),
+                None => vec![format!("{e:#}")],
+            };
             // The service's log may go to a collector; a one-shot command's
-            // user reads stderr, where the line below already is.
+            // user reads stderr, where the lines below already are (after
+            // the log's, so the list reads as one block, as `check` prints it).
             if serving {
-                tracing::error!("{e:#}");
+                for line in &lines {
+                    tracing::error!("{line}");
+                }
             }
-            eprintln!("error: {e:#}");
+            for line in &lines {
+                eprintln!("error: {line}");
+            }
+            if project.is_some() {
+                let n = lines.len();
+                eprintln!("{n} error{} found", if n == 1 { "" } else { "s" });
+            }
             ExitCode::FAILURE
         }
     }

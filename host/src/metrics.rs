@@ -93,6 +93,7 @@ pub struct Metrics {
     plugin_seconds: HistogramFamily<PluginLabels>,
     workers_idle: Gauge,
     engine_slots: Gauge,
+    cron_missed: Family<JobLabels, Counter>,
 }
 
 /// The counters and histogram of one plugin, made once and then shared.
@@ -110,6 +111,11 @@ impl PluginMetrics {
             self.failures.inc();
         }
         self.seconds.observe(took.as_secs_f64());
+    }
+
+    /// A call already recorded whose answer the host then refused.
+    pub fn failed(&self) {
+        self.failures.inc();
     }
 }
 
@@ -147,6 +153,7 @@ impl Metrics {
             plugin_seconds: Family::new_with_constructor(call_buckets),
             workers_idle: Gauge::default(),
             engine_slots: Gauge::default(),
+            cron_missed: Family::default(),
         };
         // Disjoint fields: the registry is written while the families are read.
         let registry = &mut m.registry;
@@ -202,6 +209,11 @@ impl Metrics {
             "Runs allowed at once ([engine] concurrency)",
             m.engine_slots.clone(),
         );
+        registry.register(
+            "cron_ticks_missed",
+            "Cron ticks skipped, by job: the job's previous run was still going, or the scheduler woke too late",
+            m.cron_missed.clone(),
+        );
         m
     }
 
@@ -256,6 +268,21 @@ impl Metrics {
                 }));
             }
         }
+    }
+
+    /// Shows a cron job's missed ticks at zero from the first scrape.
+    pub fn declare_cron(&self, job: &str) {
+        drop(self.cron_missed.get_or_create(&JobLabels {
+            job: job.to_string(),
+        }));
+    }
+
+    pub fn cron_ticks_missed(&self, job: &str, ticks: u64) {
+        self.cron_missed
+            .get_or_create(&JobLabels {
+                job: job.to_string(),
+            })
+            .inc_by(ticks);
     }
 
     /// The text `/metrics` answers, after the point-in-time values are set.

@@ -2,13 +2,18 @@
 //!
 //! Two tools: [`strip_configuration`] removes `configuration` from a state
 //! before it is stored, returned or logged, and [`Redactor`] replaces every
-//! credential value in a line of text with `***` (a job may well
-//! `console.log(state)`). This module must never log what it redacts.
+//! credential value in a line of text with `***`, in every form [`forms`]
+//! lists (a job may well `console.log(state)`, or the `Authorization` header
+//! it built). Every line of job output goes through one redactor before it
+//! reaches the run's log, the service's log or a logging plugin. This
+//! module must never log what it redacts.
 
 use std::borrow::Cow;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use serde_json::Value;
+
+mod forms;
 
 /// Values shorter than this are not redacted: masking every `1` or `yes` in
 /// the logs would destroy them, and such values are not secrets anyway.
@@ -30,19 +35,13 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Builds a redactor for every string (and long number) inside the credentials.
+    /// Builds a redactor for every string (and long number) inside the
+    /// credentials, in each of its printed forms.
     pub fn new<'a>(credentials: impl IntoIterator<Item = &'a Value>) -> Self {
         let mut secrets = Vec::new();
         for c in credentials {
             collect(c, &mut secrets);
         }
-        // The same secret as it looks inside a JSON string, escapes and all.
-        let escaped: Vec<String> = secrets
-            .iter()
-            .filter_map(|s| serde_json::to_string(s).ok())
-            .map(|q| q[1..q.len() - 1].to_string())
-            .collect();
-        secrets.extend(escaped);
         secrets.retain(|s| s.len() >= MIN_SECRET_LEN);
         secrets.sort();
         secrets.dedup();
@@ -60,21 +59,42 @@ impl Redactor {
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
         match &self.matcher {
             Some(m) if m.is_match(text) => {
-                let masks = vec![MASK; m.patterns_len()];
-                Cow::Owned(m.replace_all(text, &masks))
+                let mut masked = String::with_capacity(text.len());
+                m.replace_all_with(text, &mut masked, |_, _, out| {
+                    out.push_str(MASK);
+                    true
+                });
+                Cow::Owned(masked)
             }
             _ => Cow::Borrowed(text),
         }
     }
 }
 
+/// The forms of every secret in `value`, and of each two values of one
+/// object (a user name and its password).
 fn collect(value: &Value, out: &mut Vec<String>) {
     match value {
-        Value::String(s) => out.push(s.clone()),
-        Value::Number(n) => out.push(n.to_string()),
         Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
-        Value::Object(map) => map.values().for_each(|v| collect(v, out)),
-        Value::Bool(_) | Value::Null => {}
+        Value::Object(map) => {
+            let siblings: Vec<String> = map.values().filter_map(text).collect();
+            forms::of_pairs(&siblings, MIN_SECRET_LEN, out);
+            map.values().for_each(|v| collect(v, out));
+        }
+        scalar => {
+            if let Some(t) = text(scalar).filter(|t| t.len() >= MIN_SECRET_LEN) {
+                forms::of_value(&t, out);
+            }
+        }
+    }
+}
+
+/// A scalar as a job would print it.
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -96,6 +116,37 @@ mod tests {
         assert_eq!(r.redact("pin 12345"), "pin ***");
         assert_eq!(r.redact("count 1"), "count 1");
         assert!(matches!(r.redact("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn encoded_forms_are_masked() {
+        let r = Redactor::new([&json!({
+            "username": "user@example.com",
+            "password": "p@ss word/+&=é",
+            "auth": {"token": "tok_9f8e7d6c5b4a3210"},
+        })]);
+        for (printed, masked) in [
+            // Buffer.from("user@example.com:p@ss word/+&=é").toString("base64")
+            (
+                "Authorization: Basic dXNlckBleGFtcGxlLmNvbTpwQHNzIHdvcmQvKyY9w6k=",
+                "Authorization: Basic ***",
+            ),
+            (
+                "Authorization: Bearer tok_9f8e7d6c5b4a3210",
+                "Authorization: Bearer ***",
+            ),
+            // base64 of the token alone, and inside `api:<token>`.
+            ("dG9rXzlmOGU3ZDZjNWI0YTMyMTA=", "***"),
+            ("YXBpOnRva185ZjhlN2Q2YzViNGEzMjEw", "YXBpOn***"),
+            ("?p=p%40ss%20word%2F%2B%26%3D%C3%A9&x=1", "?p=***&x=1"),
+            ("p=p%40ss+word%2F%2B%26%3D%C3%A9", "p=***"),
+            (
+                "https://user%40example.com:p%40ss%20word%2F+&%3D%C3%A9@host/",
+                "https://***:***@host/",
+            ),
+        ] {
+            assert_eq!(r.redact(printed), masked, "{printed}");
+        }
     }
 
     #[test]

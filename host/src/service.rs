@@ -241,6 +241,9 @@ fn start_plugins(
         plugins_dir: settings.plugins_dir.clone(),
         project_dir: settings.project_dir.clone(),
         data_dir: settings.data_dir.clone(),
+        packages_dir: settings.packages_dir.clone(),
+        job_files: project.job_files(),
+        max_message_bytes: project.inbox.max_body_bytes,
         specs: {
             let mut specs = project.plugins.clone();
             // A journal.wasm dropped in the folder (a newer journal) gets the

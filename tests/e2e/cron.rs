@@ -1,6 +1,8 @@
 //! Cron triggers: a job on a six-field (seconds) schedule runs repeatedly,
 //! each run starting from the previous run's final state, never overlapping,
-//! and the state survives a restart of the service.
+//! and the state survives a restart of the service; runs start on their
+//! scheduled second with no drift, overrun ticks are skipped and counted,
+//! and a trigger's time zone decides its instants.
 
 use std::time::Duration;
 
@@ -33,7 +35,11 @@ fn started_at(run: &Value) -> String {
 }
 
 fn successes(svc: &Service) -> u64 {
-    svc.runs("tick")
+    successes_of(svc, "tick")
+}
+
+fn successes_of(svc: &Service, job: &str) -> u64 {
+    svc.runs(job)
         .iter()
         .filter(|r| r["status"] == "success")
         .count() as u64
@@ -119,4 +125,213 @@ fn cron_state_survives_a_restart() {
         },
     );
     assert!(count(&state) > saved);
+}
+
+/// A run's `started_at` as Unix milliseconds.
+fn started_ms(run: &Value) -> i64 {
+    let text = run["started_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("run without a started_at text: {run}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("started_at {text}: {e}"))
+        .timestamp_millis()
+}
+
+/// Start times of `runs`, oldest first.
+fn starts(runs: &[Value]) -> Vec<i64> {
+    let mut starts: Vec<i64> = runs.iter().map(started_ms).collect();
+    starts.sort();
+    starts
+}
+
+/// How long after a tick a run may start on a loaded machine. A run that
+/// carried the previous run's ending time over (the old fault) starts
+/// 0.7 s late, then 1.4 (0.4), 2.1 (0.1), 0.8...: this catches it.
+const TOLERANCE_MS: i64 = 450;
+
+/// A cron job every two seconds whose runs take 0.7 s.
+const EVERY_2S_SLOW: &str = r#"
+[jobs.slow-tick]
+adaptor = "@openfn/language-common"
+trigger = "every-2s"
+expression = """
+fn(state => new Promise(resolve => setTimeout(() => {
+  state.count = (state.count || 0) + 1;
+  resolve(state);
+}, 700)))
+"""
+
+[triggers.every-2s]
+cron = "*/2 * * * * *"
+"#;
+
+#[test]
+fn cron_runs_start_on_their_even_second_and_lateness_does_not_grow() {
+    let svc = Service::start(EVERY_2S_SLOW, &[]);
+    let runs = wait_for_runs(&svc, "slow-tick", "success", 6);
+    let starts = starts(&runs);
+    let lateness: Vec<i64> = starts.iter().map(|s| s.rem_euclid(2000)).collect();
+    eprintln!("slow-tick runs started this many ms after their even second: {lateness:?}");
+    let report = format!(
+        "run starts (ms after their even second): {lateness:?}\nstarts: {starts:?}\n{}",
+        svc.log_tail()
+    );
+    assert!(
+        lateness.iter().all(|l| *l < TOLERANCE_MS),
+        "every run starts within {TOLERANCE_MS} ms of its tick: {report}"
+    );
+    // Ticks come from the schedule: starts are whole multiples of 2 s
+    // apart (a 0.7 s run never makes the next tick late or skips it).
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        let ticks = (gap as f64 / 2000.0).round() as i64;
+        assert!(
+            ticks >= 1 && (gap - ticks * 2000).abs() < TOLERANCE_MS,
+            "gap of {gap} ms between runs: {report}"
+        );
+    }
+    // The lateness of the last runs is no larger than that of the first:
+    // nothing accumulates from one run to the next.
+    let (first, last) = (&lateness[..3], &lateness[lateness.len() - 3..]);
+    let mean = |l: &[i64]| l.iter().sum::<i64>() / l.len() as i64;
+    assert!(
+        mean(last) <= mean(first) + TOLERANCE_MS / 2,
+        "lateness grew from {first:?} to {last:?}: {report}"
+    );
+}
+
+/// A cron job every second whose runs take 2.3 s: the two ticks each run
+/// overlaps are skipped, not run late.
+const EVERY_SECOND_OVERRUN: &str = r#"
+[jobs.overrun]
+adaptor = "@openfn/language-common"
+trigger = "every-second"
+expression = """
+fn(state => new Promise(resolve => setTimeout(() => resolve(state), 2300)))
+"""
+
+[triggers.every-second]
+cron = "* * * * * *"
+"#;
+
+/// `microservice_cron_ticks_missed_total{job="<job>"}` from `/metrics`.
+fn missed_ticks(svc: &Service, job: &str) -> Option<u64> {
+    let body = svc.get("/metrics").body;
+    let prefix = format!("microservice_cron_ticks_missed_total{{job=\"{job}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().parse().unwrap_or_else(|e| panic!("{v}: {e}")))
+}
+
+#[test]
+fn ticks_missed_by_an_overrunning_cron_job_are_skipped_and_counted() {
+    let svc = Service::start(EVERY_SECOND_OVERRUN, &[]);
+    // Declared from the start, at zero, so `rate()` works from the first
+    // scrape (the scheduler starts just after the port opens).
+    let first = svc.wait_until("the missed-ticks series", RUN_TIMEOUT, || {
+        missed_ticks(&svc, "overrun")
+    });
+    assert!(
+        first == 0 || successes_of(&svc, "overrun") > 0,
+        "{first} missed before any run ended\n{}",
+        svc.log_tail()
+    );
+
+    let runs = wait_for_runs(&svc, "overrun", "success", 3);
+    let missed = svc.wait_until("missed ticks counted for 2 runs", RUN_TIMEOUT, || {
+        missed_ticks(&svc, "overrun").filter(|n| *n >= 4)
+    });
+    let starts = starts(&runs);
+    let report = format!("missed {missed}, starts {starts:?}\n{}", svc.log_tail());
+    // Skipped, not run late: every run starts on a whole second, and the
+    // next one at least 3 ticks after (the run spans the two between).
+    for start in &starts {
+        assert!(
+            start.rem_euclid(1000) < TOLERANCE_MS,
+            "a run started {} ms after its second: {report}",
+            start.rem_euclid(1000)
+        );
+    }
+    for pair in starts.windows(2) {
+        assert!(pair[1] - pair[0] > 3000 - TOLERANCE_MS, "{report}");
+    }
+    assert!(
+        svc.logs()
+            .lines()
+            .any(|l| l.contains("overrun")
+                && l.contains("cron ticks: the previous run was still going")),
+        "a warning says which job's ticks were skipped and why: {report}"
+    );
+}
+
+/// A trigger's `timezone` decides which instant its wall-clock time is;
+/// one without it follows the service's `TZ`.
+#[test]
+fn a_cron_trigger_fires_at_the_wall_clock_time_of_its_time_zone() {
+    use chrono::{DurationRound, TimeZone, Timelike};
+    let nairobi = chrono_tz::Africa::Nairobi; // UTC+3, no daylight saving
+    // Every second of the Nairobi minute holding the instant 40 s from now
+    // (time enough for the service to start); read in UTC the same text is
+    // three hours away.
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(40))
+        .with_timezone(&nairobi)
+        .duration_trunc(chrono::Duration::minutes(1))
+        .unwrap();
+    let expr = format!("* {} {} * * *", soon.minute(), soon.hour());
+    let toml = format!(
+        r#"
+[jobs.in-nairobi]
+adaptor = "@openfn/language-common"
+trigger = "nairobi"
+expression = "fn(state => state)"
+
+[jobs.in-utc]
+adaptor = "@openfn/language-common"
+trigger = "utc"
+expression = "fn(state => state)"
+
+[jobs.service-zone]
+adaptor = "@openfn/language-common"
+trigger = "no-zone"
+expression = "fn(state => state)"
+
+[triggers.nairobi]
+cron = "{expr}"
+timezone = "Africa/Nairobi"
+
+[triggers.utc]
+cron = "{expr}"
+timezone = "UTC"
+
+[triggers.no-zone]
+cron = "{expr}"
+"#
+    );
+    let svc = Service::start(&toml, &[("TZ", "Africa/Nairobi")]);
+    let window = soon.timestamp_millis()..soon.timestamp_millis() + 60_000;
+    for job in ["in-nairobi", "service-zone"] {
+        let runs = svc.wait_until(
+            &format!("{job} to run in {expr} Nairobi time"),
+            std::time::Duration::from_secs(150),
+            || {
+                let runs = svc.runs(job);
+                (runs.len() >= 2).then_some(runs)
+            },
+        );
+        for start in starts(&runs) {
+            let at = nairobi.timestamp_millis_opt(start).unwrap();
+            assert!(
+                window.contains(&start),
+                "{job} ran at {at}, outside {soon}..+1min\n{}",
+                svc.log_tail()
+            );
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        svc.runs("in-utc"),
+        Vec::<Value>::new(),
+        "`{expr}` in UTC is three hours from the Nairobi one\n{}",
+        svc.log_tail()
+    );
 }

@@ -597,11 +597,6 @@ impl Service {
         Launch::new(project_toml).envs(extra_env).start()
     }
 
-    /// Runs the binary on an invalid project; see [`Launch::expect_failure`].
-    pub fn try_start_expect_failure(project_toml: &str) -> Result<String, String> {
-        Launch::new(project_toml).expect_failure()
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -137,3 +137,100 @@ fn criteria_match_by_deep_containment() {
         wait_for_runs(&svc, job, "success", n);
     }
 }
+
+/// Criteria compare numbers as exact decimals, as Postgres compares
+/// `numeric`s: past 2^53 and 2^64, in long decimals and in exponent form,
+/// with `2` still equal to `2.0`. The receipt is matched twice (for the 202,
+/// then when the message store delivers it), and both must agree; the stored
+/// body and the run's recorded input keep every digit.
+#[test]
+fn criteria_compare_numbers_exactly() {
+    let svc = Service::start(include_str!("../projects/numbers/project.toml"), &[]);
+
+    // (receipt, the jobs it must match)
+    let cases: &[(&str, &[&str])] = &[
+        (r#"{"id": 18446744073709551617}"#, &["past-2-64"]),
+        (r#"{"id": 18446744073709551617.000}"#, &["past-2-64"]),
+        (r#"{"id": 1.8446744073709551617e19}"#, &["past-2-64"]),
+        // 2^64 and 2^64 + 2: the same double as 2^64 + 1.
+        (r#"{"id": 18446744073709551616}"#, &[]),
+        (r#"{"id": 18446744073709551618}"#, &[]),
+        (r#"{"id": -18446744073709551617}"#, &["negative-past-2-64"]),
+        (r#"{"id": -18446744073709551616}"#, &[]),
+        (r#"{"id": 9007199254740993.0}"#, &["past-2-53"]),
+        // 2^53: the double nearest to 2^53 + 1.
+        (r#"{"id": 9007199254740992.0}"#, &[]),
+        (r#"{"amount": 0.1000000000000000000001}"#, &["long-decimal"]),
+        (r#"{"amount": 0.1}"#, &[]),
+        (r#"{"qty": 100}"#, &["exponent", "toml-integer"]),
+        (r#"{"qty": 1E+2}"#, &["exponent", "toml-integer"]),
+        (r#"{"qty": 10000e-2}"#, &["exponent", "toml-integer"]),
+        (r#"{"qty": 100.00000000000000000001}"#, &[]),
+    ];
+    let mut ids = Vec::new();
+    for (body, jobs) in cases {
+        let reply = svc.post_json("/inbox", body);
+        assert_eq!(reply.status, 202, "{body}: {reply:?}");
+        let mut names: Vec<&str> = reply.json["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}: no data array: {}", reply.body))
+            .iter()
+            .map(|n| n.as_str().expect("job name"))
+            .collect();
+        names.sort();
+        assert_eq!(names, *jobs, "{body} matched {names:?}");
+        let id = reply
+            .header("x-message-id")
+            .unwrap_or_else(|| panic!("{body}: no x-message-id: {reply:?}"));
+        ids.push(id.to_string());
+    }
+
+    // Every receipt delivered, so every run it started is recorded.
+    for id in &ids {
+        crate::queue::wait_message(&svc, id, "done");
+    }
+    let mut expected_runs = std::collections::BTreeMap::<&str, usize>::new();
+    for job in cases.iter().flat_map(|(_, jobs)| jobs.iter()) {
+        *expected_runs.entry(job).or_default() += 1;
+    }
+    for (job, n) in &expected_runs {
+        let runs = wait_for_runs(&svc, job, "success", *n);
+        assert_eq!(runs.len(), *n, "{job}: {runs:?}");
+    }
+
+    // The stored bodies, as the API gives them back: every digit.
+    let stored = svc.get("/api/messages?status=done&limit=1000").body;
+    for number in [
+        "18446744073709551617",
+        "18446744073709551616",
+        "-18446744073709551617",
+        "9007199254740993.0",
+        "0.1000000000000000000001",
+        "100.00000000000000000001",
+    ] {
+        assert!(
+            stored.contains(&format!(":{number}}}")),
+            "{number} is not in the stored bodies: {stored}"
+        );
+    }
+
+    // The runs' recorded inputs (what a retry of the run starts from).
+    let db = rusqlite::Connection::open_with_flags(
+        svc.data_dir().join("microservice.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open microservice.db");
+    let mut inputs: Vec<String> = db
+        .prepare("SELECT input FROM runs WHERE job = 'past-2-64'")
+        .and_then(|mut q| q.query_map([], |row| row.get(0))?.collect())
+        .expect("read the runs' inputs");
+    inputs.sort();
+    assert_eq!(
+        inputs,
+        [
+            r#"{"data":{"id":1.8446744073709551617e+19}}"#,
+            r#"{"data":{"id":18446744073709551617.000}}"#,
+            r#"{"data":{"id":18446744073709551617}}"#,
+        ]
+    );
+}

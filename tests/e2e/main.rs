@@ -23,6 +23,7 @@ mod plugins_hostile;
 mod plugins_logging;
 mod plugins_notify;
 mod plugins_reload;
+mod plugins_sandbox;
 mod plugins_support;
 mod plugins_trigger;
 mod queue;

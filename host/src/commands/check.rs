@@ -1,7 +1,8 @@
 //! `microservice check`: everything the service would refuse at start-up
 //! or when loading a plugin, found without starting it.
 //!
-//! The project goes through the same parser as `serve`; every `.wasm` in
+//! The project goes through the same parser as `serve`, which lists every
+//! problem it finds (one line each, counted one by one); every `.wasm` in
 //! the plugins folder is compiled by the service's own plugin runtime and
 //! checked against its world and its `[plugins.<name>]` grants. Errors go to
 //! stderr, one per problem; the summary to stdout. Writes nothing.
@@ -34,8 +35,10 @@ pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
             Some(p)
         }
         Err(e) => {
-            eprintln!("error: {e}");
-            errors += 1;
+            for problem in e.problems() {
+                eprintln!("error: {problem}");
+                errors += 1;
+            }
             None
         }
     };

@@ -87,21 +87,26 @@ pub fn import(file: &Path, out: Option<PathBuf>, force: bool) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// The error without the staging folder's path, which the user never sees.
+/// The errors without the staging folder's path, which the user never sees.
 fn without_file(e: &ProjectError) -> String {
-    match e {
-        ProjectError::Invalid {
-            table,
-            key,
-            message,
-            ..
-        } => {
-            let key = key.as_ref().map(|k| format!(" {k}")).unwrap_or_default();
-            format!("[{table}]{key}: {message}")
-        }
-        ProjectError::Syntax { message, .. } => message.clone(),
-        other => other.to_string(),
-    }
+    let lines: Vec<String> = e
+        .problems()
+        .into_iter()
+        .map(|p| match p {
+            ProjectError::Invalid {
+                table,
+                key,
+                message,
+                ..
+            } => {
+                let key = key.as_ref().map(|k| format!(" {k}")).unwrap_or_default();
+                format!("[{table}]{key}: {message}")
+            }
+            ProjectError::Syntax { message, .. } => message.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    lines.join("; ")
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

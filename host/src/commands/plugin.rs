@@ -131,7 +131,14 @@ pub(super) fn inspector(
     project: Option<&crate::project::Project>,
 ) -> anyhow::Result<Inspector> {
     let specs = project.map(|p| p.plugins.clone()).unwrap_or_default();
-    Inspector::new(&settings.project_dir, &settings.data_dir, specs)
+    let folders = crate::plugins::HostFolders {
+        project_dir: settings.project_dir.clone(),
+        data_dir: settings.data_dir.clone(),
+        packages_dir: settings.packages_dir.clone(),
+        plugins_dir: settings.plugins_dir.clone(),
+        job_files: project.map(|p| p.job_files()).unwrap_or_default(),
+    };
+    Inspector::new(folders, specs)
 }
 
 pub(super) fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {

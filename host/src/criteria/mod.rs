@@ -4,12 +4,15 @@
 //! Postgres `@>`: every key of the criteria must be in the message with a
 //! value that contains the criteria's value. Objects recurse; an array
 //! criterion matches when each of its elements is contained in some element
-//! of the message's array; scalars compare as JSON values (`2` equals `2.0`).
-//! An empty criteria object matches every message. This module is pure: no
-//! I/O, no allocation on the matching path.
+//! of the message's array; strings, booleans and `null` compare as they are,
+//! and numbers by their exact value, as Postgres compares `numeric`s (`2`
+//! equals `2.0` and `1e0`; integers past 2^64 and long decimals keep every
+//! digit: see [`numeric`]). An empty criteria object matches every message.
+//! This module is pure: no I/O, no allocation on the matching path.
 
 use serde_json::Value;
 
+mod numeric;
 mod prefilter;
 
 pub use prefilter::Prefilter;
@@ -40,14 +43,11 @@ fn contains(haystack: &Value, needle: &Value) -> bool {
     }
 }
 
-fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
-    // Integers compare exactly (no f64 rounding of large ids); anything with a
-    // fraction compares as f64, which is what JSON numbers are.
-    match (a.as_i64(), b.as_i64(), a.as_u64(), b.as_u64()) {
-        (Some(x), Some(y), _, _) => x == y,
-        (_, _, Some(x), Some(y)) => x == y,
-        _ => a.as_f64() == b.as_f64(),
-    }
+/// True when the two numbers have the same value, exactly.
+pub fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+    // With `arbitrary_precision`, a number is the text it was written as
+    // (or, made in Rust, its shortest exact spelling).
+    numeric::equal(a.as_str(), b.as_str())
 }
 
 #[cfg(test)]
@@ -107,6 +107,77 @@ mod tests {
             &json!({"id": u64::MAX}),
             &json!({"id": u64::MAX - 1})
         ));
+    }
+
+    fn parsed(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn numbers_compare_exactly_at_any_size() {
+        let exact = |c: &str, m: &str| matches(&parsed(c), &parsed(m));
+        // Past 2^53, neighbours are one f64; past 2^64, no integer type holds them.
+        assert!(!exact(
+            r#"{"n": 9007199254740993}"#,
+            r#"{"n": 9007199254740992}"#
+        ));
+        assert!(exact(
+            r#"{"n": 9007199254740993}"#,
+            r#"{"n": 9007199254740993.0}"#
+        ));
+        assert!(!exact(
+            r#"{"n": 18446744073709551617}"#,
+            r#"{"n": 18446744073709551616}"#
+        ));
+        assert!(exact(
+            r#"{"n": 18446744073709551617}"#,
+            r#"{"n": 18446744073709551617}"#
+        ));
+        assert!(exact(
+            r#"{"n": 18446744073709551616}"#,
+            r#"{"n": 1.8446744073709551616e19}"#
+        ));
+        assert!(!exact(
+            r#"{"n": -18446744073709551617}"#,
+            r#"{"n": -18446744073709551616}"#
+        ));
+        assert!(!exact(
+            r#"{"n": 0.1}"#,
+            r#"{"n": 0.1000000000000000000001}"#
+        ));
+        assert!(exact(r#"{"n": 100}"#, r#"{"n": 1e2}"#));
+        assert!(exact(r#"{"n": 1E+2}"#, r#"{"n": 100.000}"#));
+        assert!(exact(r#"{"n": 0}"#, r#"{"n": -0.0}"#));
+        assert!(exact(r#"{"n": 1e400}"#, r#"{"n": 10e399}"#));
+        assert!(!exact(r#"{"n": 1e400}"#, r#"{"n": 1e401}"#));
+        // Inside arrays and nested objects too.
+        assert!(exact(
+            r#"{"a": [{"n": 2e0}]}"#,
+            r#"{"a": [{"n": 1}, {"n": 2.0}]}"#
+        ));
+        assert!(!exact(
+            r#"{"a": [18446744073709551617]}"#,
+            r#"{"a": [18446744073709551616, 18446744073709551618]}"#
+        ));
+        // A number made in Rust (a TOML criterion) against one parsed.
+        assert!(matches(&json!({"n": 2.5}), &parsed(r#"{"n": 25e-1}"#)));
+        assert!(matches(
+            &json!({"n": i64::MIN}),
+            &parsed(r#"{"n": -9223372036854775808.0}"#)
+        ));
+    }
+
+    #[test]
+    fn parsed_numbers_keep_every_digit() {
+        for text in [
+            r#"{"n":18446744073709551617}"#,
+            r#"{"n":-18446744073709551617.000000000000000000001}"#,
+            r#"{"n":9007199254740993}"#,
+        ] {
+            assert_eq!(parsed(text).to_string(), text);
+        }
+        // The one change: an exponent is written with its sign.
+        assert_eq!(parsed(r#"{"n":1E400}"#).to_string(), r#"{"n":1e+400}"#);
     }
 
     #[test]

@@ -144,8 +144,9 @@ impl<'de> Visitor<'de> for Key<'_> {
 }
 
 /// Any value, decoded the way `Value` decodes it and then dropped.
-/// (`IgnoredAny` would skip strings and numbers without decoding them, and
-/// so let through lone surrogates and numbers out of range.)
+/// (`IgnoredAny` would skip strings without decoding them, and so let
+/// through lone surrogates. Numbers are kept as text at any size, so none
+/// is out of range.)
 #[derive(Clone, Copy)]
 struct Checked;
 
@@ -235,6 +236,10 @@ mod tests {
         "1",
         "-9223372036854775808",
         "18446744073709551615",
+        "18446744073709551617",
+        "-0.10000000000000000000000001",
+        "1e400",
+        "2E-7",
         r#""slow""#,
         r#""a""#,
         r#""\u00e9""#,
@@ -243,7 +248,9 @@ mod tests {
     ];
     /// Valid JSON that a full parse still refuses, and plain bad text.
     const BAD: &[&str] = &[
-        "1e400",
+        "1e",
+        "1.e3",
+        "-",
         r#""\ud800""#,
         "\"\u{1}\"",
         r#""\x""#,

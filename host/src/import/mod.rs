@@ -248,7 +248,8 @@ impl Converter<'_> {
 }
 
 /// Criteria as a TOML inline table, or as the original's JSON string when
-/// the JSON holds a `null` (which TOML cannot).
+/// the JSON holds a `null` (which TOML cannot) or a number TOML would round
+/// (past an i64, or with more digits than a double holds).
 fn criteria(place: &str, value: &Yaml) -> Result<String, String> {
     let json: Value = match value {
         Yaml::String(s) => serde_json::from_str(s)
@@ -260,8 +261,23 @@ fn criteria(place: &str, value: &Yaml) -> Result<String, String> {
     }
     let mut nulls = Vec::new();
     match to_toml(&json, place, &mut nulls) {
-        Some(table) if nulls.is_empty() => Ok(inline(&table)),
+        Some(table) if nulls.is_empty() && toml_holds_numbers(&json) => Ok(inline(&table)),
         _ => Ok(toml_string(&json.to_string())),
+    }
+}
+
+/// Every number in `value` is an i64 or a double that is exactly that number.
+fn toml_holds_numbers(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => {
+            n.as_i64().is_some()
+                || n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .is_some_and(|f| crate::criteria::numbers_equal(&f, n))
+        }
+        Value::Array(items) => items.iter().all(toml_holds_numbers),
+        Value::Object(map) => map.values().all(toml_holds_numbers),
+        _ => true,
     }
 }
 

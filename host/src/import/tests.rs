@@ -50,6 +50,28 @@ fn criteria_with_null_stay_json() {
 }
 
 #[test]
+fn criteria_with_numbers_toml_would_round_stay_json() {
+    let import = |criteria: &str| {
+        let yaml = format!(
+            "jobs:\n  j:\n    expression: x\n    adaptor: a\n    trigger: t\ntriggers:\n  t:\n    criteria: '{criteria}'\n"
+        );
+        let doc: toml::Table = toml::from_str(&convert_text(&yaml).toml).unwrap();
+        doc["triggers"]["t"]["criteria"].clone()
+    };
+    for criteria in [
+        r#"{"id":18446744073709551617}"#,
+        r#"{"a":[{"amount":0.1000000000000000000001}]}"#,
+    ] {
+        assert_eq!(import(criteria).as_str(), Some(criteria));
+    }
+    // What TOML holds exactly still becomes a table.
+    let table = import(r#"{"n": 9223372036854775807, "x": 0.1, "e": 1e2}"#);
+    assert_eq!(table["n"].as_integer(), Some(i64::MAX), "{table}");
+    assert_eq!(table["x"].as_float(), Some(0.1), "{table}");
+    assert_eq!(table["e"].as_float(), Some(100.0), "{table}");
+}
+
+#[test]
 fn unknown_fields_are_warnings_and_comments() {
     let imported = convert_text(
         "version: 3\njobs:\n  j:\n    expression: x\n    adaptor: a\n    trigger: t\n    enabled: false\ntriggers:\n  t:\n    cron: '* * * * *'\n    timezone: UTC\n",

@@ -10,13 +10,14 @@
 //! checked, not created.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
 
+use super::folders::HostFolders;
 use super::grants::Grants;
 use super::plugin::{self, Kind};
 use super::runtime::{Runtime, ticks};
@@ -25,10 +26,9 @@ use crate::project::PluginSpec;
 /// Judges plugin files against one project's `[plugins.<name>]` tables.
 pub struct Inspector {
     runtime: Runtime,
-    /// Holds the compile cache for as long as the runtime uses it.
+    /// Holds the compile cache (and its key) for as long as the runtime uses it.
     _cache: tempfile::TempDir,
-    project_dir: PathBuf,
-    data_dir: PathBuf,
+    folders: HostFolders,
     specs: BTreeMap<String, PluginSpec>,
 }
 
@@ -71,18 +71,16 @@ pub struct Item {
 
 impl Inspector {
     pub fn new(
-        project_dir: &Path,
-        data_dir: &Path,
+        folders: HostFolders,
         specs: BTreeMap<String, PluginSpec>,
     ) -> anyhow::Result<Inspector> {
         let cache = tempfile::Builder::new()
             .prefix("microservice-inspect-")
             .tempdir()?;
         Ok(Inspector {
-            runtime: Runtime::new(cache.path().to_path_buf())?,
+            runtime: Runtime::new(cache.path().join(super::folders::CACHE))?,
             _cache: cache,
-            project_dir: project_dir.to_path_buf(),
-            data_dir: data_dir.to_path_buf(),
+            folders,
             specs,
         })
     }
@@ -150,7 +148,7 @@ impl Inspector {
         name: &str,
     ) -> Result<(), String> {
         let engine = &self.runtime.engine;
-        let grants = Grants::preview(spec, &self.project_dir, &self.data_dir)?;
+        let grants = Grants::preview(spec, &self.folders)?;
         grants.check_imports(component, engine)?;
         let pre = plugin::link(&self.runtime.linker, component, kind)?;
         // Its limits but no folders (which may not exist yet), so

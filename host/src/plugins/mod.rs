@@ -8,8 +8,10 @@
 //! is logged and shown in `/api/plugins`. A plugin call can trap, time out or
 //! hit its memory cap: that call fails, nothing else does.
 //!
-//! Layout: [`runtime`] (engine, linker, compile cache, epoch ticker),
-//! [`grants`] (what a plugin may touch), [`state`] (a store's contents and
+//! Layout: [`runtime`] (engine, linker, epoch ticker), [`cache`] (the
+//! compile cache, verified before use), [`grants`] (what a plugin may
+//! touch), [`folders`] (the host's own folders, which no grant may reach),
+//! [`state`] (a store's contents and
 //! the `host` imports), [`plugin`] (a plugin's versions and health), one
 //! file per kind: [`notify`], [`poll`], [`log_sink`], [`persistence`] (on
 //! its [`own_thread`]), and [`inspect`] (a plugin file judged without
@@ -44,6 +46,8 @@ macro_rules! call_fresh {
 }
 
 mod bindings;
+mod cache;
+mod folders;
 mod grants;
 pub mod inspect;
 pub mod log_sink;
@@ -68,6 +72,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 pub use self::bindings::types::{RunEvent, RunStatus};
+pub use self::folders::HostFolders;
 use self::grants::Grants;
 use self::plugin::Loaded;
 pub use self::plugin::{CallFailure, Kind, Plugin, Status};
@@ -86,7 +91,27 @@ pub struct Options {
     pub plugins_dir: PathBuf,
     pub project_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// `PACKAGES_DIR`: one of the host's folders no grant may reach.
+    pub packages_dir: PathBuf,
+    /// Jobs' expression files (relative to `project_dir`), whose folders
+    /// no grant may be or contain.
+    pub job_files: Vec<String>,
+    /// The inbox's body limit, which each message a trigger plugin returns
+    /// must keep to as well.
+    pub max_message_bytes: usize,
     pub specs: BTreeMap<String, PluginSpec>,
+}
+
+impl Options {
+    pub fn host_folders(&self) -> HostFolders {
+        HostFolders {
+            project_dir: self.project_dir.clone(),
+            data_dir: self.data_dir.clone(),
+            packages_dir: self.packages_dir.clone(),
+            plugins_dir: self.plugins_dir.clone(),
+            job_files: self.job_files.clone(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -141,7 +166,7 @@ impl PluginHost {
         tracker: TaskTracker,
     ) -> anyhow::Result<PluginHost> {
         let started = Instant::now();
-        let runtime = Runtime::new(options.data_dir.join("plugin-cache"))?;
+        let runtime = Runtime::new(options.data_dir.join(folders::CACHE))?;
         let host = PluginHost {
             inner: Arc::new(Inner {
                 runtime,
@@ -435,11 +460,7 @@ impl PluginHost {
             .component(bytes)
             .map_err(|e| format!("not a valid component: {e:#}"))?;
         let kind = plugin::kind_of(&component, &rt.engine)?;
-        let grants = Grants::resolve(
-            spec,
-            &self.inner.options.project_dir,
-            &self.inner.options.data_dir,
-        )?;
+        let grants = Grants::resolve(spec, &self.inner.options.host_folders())?;
         grants.check_imports(&component, &rt.engine)?;
         let pre = plugin::link(&rt.linker, &component, kind)?;
         Ok(Loaded {

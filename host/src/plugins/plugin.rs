@@ -216,18 +216,33 @@ impl Plugin {
         call: impl Future<Output = anyhow::Result<Result<T, PluginError>>>,
     ) -> Result<T, CallFailure> {
         let started = Instant::now();
+        let stderr = self.current().grants.stderr.clone();
         let outcome = match tokio::time::timeout(timeout + HOST_SLACK, call).await {
             Err(_) => Err(CallFailure::trapped(format!(
                 "no answer within {}",
                 humantime::format_duration(timeout)
             ))),
-            Ok(Err(e)) => Err(CallFailure::trapped(describe_trap(&e, timeout))),
+            Ok(Err(e)) => Err(CallFailure::trapped(describe_trap(
+                &e,
+                timeout,
+                &stderr.since(started),
+            ))),
             Ok(Ok(Err(guest))) => Err(CallFailure::from_guest(guest)),
             Ok(Ok(Ok(value))) => Ok(value),
         };
         self.metrics.record(started.elapsed(), outcome.is_err());
         self.record(outcome.as_ref().err());
         outcome
+    }
+
+    /// Counts a call that answered but whose answer broke a host limit (a
+    /// trigger plugin's messages over their bounds): a failure like any
+    /// other, shown as `last_error` and counted against the budget.
+    pub fn fail_answer(&self, message: String) {
+        warn!(plugin = &*self.name, cause = %message, "plugin answer refused");
+        self.metrics.failed();
+        let mut h = self.health();
+        Plugin::count_failure(&self.name, &mut h, &CallFailure::plain(message));
     }
 
     fn record(&self, failure: Option<&CallFailure>) {
@@ -239,6 +254,10 @@ impl Plugin {
             h.disabled_until = None;
             return;
         };
+        Plugin::count_failure(&self.name, &mut h, f);
+    }
+
+    fn count_failure(name: &str, h: &mut Health, f: &CallFailure) {
         h.failures += 1;
         h.last_error = Some(f.message.clone());
         // A rejected input is not the plugin's fault, and a plugin asking
@@ -256,7 +275,7 @@ impl Plugin {
             };
             h.disabled_until = Some(Instant::now() + h.backoff);
             h.in_a_row = 0;
-            warn!(plugin = &*self.name, backoff = %humantime::format_duration(h.backoff), last_error = %f.message, "plugin keeps failing; disabled for a while");
+            warn!(plugin = name, backoff = %humantime::format_duration(h.backoff), last_error = %f.message, "plugin keeps failing; disabled for a while");
         }
     }
 
@@ -323,8 +342,10 @@ impl CallFailure {
 }
 
 /// A host-side error as an operator wants to read it: the trap or the root
-/// cause, on one line (wasmtime's message leads with a wasm backtrace).
-fn describe_trap(e: &anyhow::Error, timeout: Duration) -> String {
+/// cause, on one line (wasmtime's message leads with a wasm backtrace),
+/// after the panic message or the last lines the plugin wrote to `stderr`
+/// during the call, if any.
+fn describe_trap(e: &anyhow::Error, timeout: Duration, stderr: &[String]) -> String {
     let trap = e.chain().find_map(|c| c.downcast_ref::<wasmtime::Trap>());
     let root = e.root_cause().to_string();
     let text = match trap {
@@ -337,7 +358,10 @@ fn describe_trap(e: &anyhow::Error, timeout: Duration) -> String {
         _ if root.contains("forcing trap when growing memory") => {
             format!("memory limit reached (trap): {root}")
         }
-        Some(trap) => format!("trapped: {trap}"),
+        Some(trap) => match said_before(stderr) {
+            Some(said) => format!("{said} (trapped: {trap})"),
+            None => format!("trapped: {trap}"),
+        },
         None => format!("{e:#}"),
     };
     text.lines()
@@ -346,4 +370,49 @@ fn describe_trap(e: &anyhow::Error, timeout: Duration) -> String {
         .chars()
         .take(500)
         .collect()
+}
+
+/// What a trapped plugin said on `stderr` just before: a Rust panic's
+/// `panicked at <file>:<line>:<col>:` and its message, else its last lines.
+fn said_before(stderr: &[String]) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if let Some(at) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        let head = &lines[at][lines[at].find("panicked at").unwrap_or(0)..];
+        let message: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with("note:"))
+            .copied()
+            .collect();
+        return Some(format!("{head} {}", message.join(" ")).trim().to_string());
+    }
+    let last = &lines[lines.len().saturating_sub(3)..];
+    (!last.is_empty()).then(|| format!("stderr: {}", last.join(" | ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::said_before;
+
+    #[test]
+    fn a_panic_is_told_by_its_message() {
+        let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            said_before(&lines(&[
+                "thread '<unnamed>' panicked at src/lib.rs:22:9:",
+                "boom",
+                "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+            ]))
+            .as_deref(),
+            Some("panicked at src/lib.rs:22:9: boom")
+        );
+        assert_eq!(
+            said_before(&lines(&["a", "b", "c", "d"])).as_deref(),
+            Some("stderr: b | c | d")
+        );
+        assert_eq!(said_before(&[]), None);
+    }
 }

@@ -4,6 +4,14 @@
 //! loaded (a hot reload keeps the loop; removing the file ends it). Each
 //! message a poll returns must be JSON; it then goes the way of an `/inbox`
 //! receipt. Invalid JSON is logged and skipped, not fatal to the poll.
+//!
+//! A poll's answer is bounded like `/inbox`: each message must keep to the
+//! inbox's body limit, and a poll may return at most
+//! [`MAX_MESSAGES_PER_POLL`]; what is over is refused, and the refusal is
+//! the plugin's failure (its `last_error`, counted against its budget).
+//! The host names the source (`plugin:<name>`): whatever `source` the
+//! plugin wrote is ignored, so no plugin can pass its messages off as
+//! `/inbox`'s or another plugin's.
 
 use std::time::Duration;
 
@@ -13,11 +21,14 @@ use tracing::{info, warn};
 
 use super::PluginHost;
 use super::bindings::trigger::exports::openfn::microservice::trigger_source::Tick;
+use super::bindings::types::Message;
 use super::plugin::{CallFailure, Kind};
 use crate::clock::now_ms;
 use crate::project::PollSchedule;
 
 const DEFAULT_EVERY: Duration = Duration::from_secs(10);
+/// Most messages one poll may return; the rest are refused.
+pub const MAX_MESSAGES_PER_POLL: usize = 1000;
 
 pub fn spawn(host: PluginHost, name: String, schedule: Option<PollSchedule>) {
     let tracker = host.inner.tracker.clone();
@@ -74,9 +85,14 @@ async fn run(host: PluginHost, name: String, schedule: PollSchedule) {
         match poll_once(&host, &plugin, &tick).await {
             Ok(messages) => {
                 last_success_ms = Some(now_ms);
-                for message in messages {
-                    match serde_json::from_str::<Value>(&message.body) {
-                        Ok(body) => (host.inner.messages)(body, message.source).await,
+                let (bodies, refused) = bound(messages, host.inner.options.max_message_bytes);
+                if let Some(why) = refused {
+                    plugin.fail_answer(why);
+                }
+                let source = format!("plugin:{name}");
+                for body in bodies {
+                    match serde_json::from_str::<Value>(&body) {
+                        Ok(body) => (host.inner.messages)(body, source.clone()).await,
                         Err(e) => {
                             warn!(plugin = %name, cause = %e, "a polled message is not JSON; skipped")
                         }
@@ -92,9 +108,75 @@ async fn poll_once(
     host: &PluginHost,
     plugin: &super::Plugin,
     tick: &Tick,
-) -> Result<Vec<super::bindings::types::Message>, CallFailure> {
+) -> Result<Vec<Message>, CallFailure> {
     let result = call_fresh!(host, plugin, Trigger, |store, instance| instance
         .openfn_microservice_trigger_source()
         .call_poll(&mut store, *tick))?;
     Ok(result.messages)
+}
+
+/// The bodies of `messages` that keep to the bounds, and what was refused.
+fn bound(messages: Vec<Message>, max_bytes: usize) -> (Vec<String>, Option<String>) {
+    let total = messages.len();
+    let mut problems = Vec::new();
+    if total > MAX_MESSAGES_PER_POLL {
+        problems.push(format!(
+            "the poll returned {total} messages, over the {MAX_MESSAGES_PER_POLL} a poll may return: the first {MAX_MESSAGES_PER_POLL} were taken, {} refused",
+            total - MAX_MESSAGES_PER_POLL
+        ));
+    }
+    let mut bodies = Vec::with_capacity(total.min(MAX_MESSAGES_PER_POLL));
+    let (mut too_big, mut largest) = (0usize, 0usize);
+    for message in messages.into_iter().take(MAX_MESSAGES_PER_POLL) {
+        if message.body.len() > max_bytes {
+            too_big += 1;
+            largest = largest.max(message.body.len());
+        } else {
+            bodies.push(message.body);
+        }
+    }
+    if too_big > 0 {
+        problems.push(format!(
+            "{too_big} message{} refused for size (the largest {largest} bytes), over the inbox's limit of {max_bytes} bytes ([inbox] max_body_bytes)",
+            if too_big == 1 { "" } else { "s" }
+        ));
+    }
+    (bodies, (!problems.is_empty()).then(|| problems.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &str) -> Message {
+        Message {
+            body: body.into(),
+            source: "inbox".into(),
+            metadata: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn messages_over_the_bounds_are_refused_and_said_so() {
+        let (bodies, refused) = bound(vec![message("{}"), message("[1,2,3]")], 5);
+        assert_eq!(bodies, ["{}"]);
+        let why = refused.unwrap();
+        assert!(
+            why.contains("1 message refused for size (the largest 7 bytes)"),
+            "{why}"
+        );
+        assert!(why.contains("max_body_bytes"), "{why}");
+
+        let many = (0..MAX_MESSAGES_PER_POLL + 5)
+            .map(|_| message("1"))
+            .collect();
+        let (bodies, refused) = bound(many, 10);
+        assert_eq!(bodies.len(), MAX_MESSAGES_PER_POLL);
+        assert!(refused.unwrap().contains("5 refused"));
+
+        assert_eq!(
+            bound(vec![message("{}")], 2),
+            (vec!["{}".to_string()], None)
+        );
+    }
 }

@@ -1,19 +1,14 @@
 //! The wasmtime side shared by every plugin: one `Engine`, one `Linker`, the
-//! epoch ticker and the on-disk cache of compiled components.
-//!
-//! The cache lives in a directory only the host writes (`DATA_DIR/plugin-cache`)
-//! and is keyed by the wasm's sha256 and the engine's compatibility hash:
-//! deserializing trusts the bytes, so nothing else may ever put a file there.
+//! epoch ticker, and the on-disk cache of compiled components (`DATA_DIR/plugin-cache`),
+//! whose entries [`super::cache`] verifies before anything is deserialized.
 
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -57,6 +52,7 @@ impl Runtime {
         // linker function adds them for all.
         Notification::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
+        super::grants::deny_symlinks(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         start_ticker(engine.clone(), ticker_stop.clone());
         Ok(Runtime {
@@ -70,35 +66,7 @@ impl Runtime {
 
     /// Compiles `bytes`, or loads the compiled form from the cache.
     pub fn component(&self, bytes: &[u8]) -> anyhow::Result<(Component, String, bool)> {
-        let hash = hex::encode(Sha256::digest(bytes));
-        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut engine_hash);
-        let cached = self
-            .cache_dir
-            .join(format!("{hash}-{:016x}.cwasm", engine_hash.finish()));
-        if cached.exists() {
-            // SAFETY: the file is in the host's own cache directory, written by
-            // `serialize` below from bytes this engine compiled; plugins are
-            // never granted this directory (see `grants`).
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                Ok(component) => return Ok((component, hash, true)),
-                Err(e) => {
-                    warn!(file = %cached.display(), cause = %e, "ignoring an unreadable cache entry")
-                }
-            }
-        }
-        let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?;
-        match component.serialize() {
-            Ok(compiled) => {
-                if let Err(e) = write_atomically(&cached, &compiled) {
-                    warn!(cause = %e, "could not write the compiled plugin to the cache");
-                }
-            }
-            Err(e) => debug!(cause = %e, "could not serialize a compiled plugin"),
-        }
-        Ok((component, hash, false))
+        super::cache::component(&self.engine, &self.cache_dir, bytes)
     }
 }
 
@@ -144,12 +112,6 @@ fn start_ticker(engine: Engine, stop: Arc<AtomicBool>) {
         tick_ms = TICK.as_millis() as u64,
         "plugin epoch ticker started"
     );
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Ticks that make up `deadline`, plus one so a call is never cut short.

@@ -3,11 +3,15 @@
 //!
 //! Outbound HTTP is checked here, in the hook that sends every request: a
 //! request whose origin is not in the plugin's `allowed_hosts` is refused
-//! with `HttpRequestDenied` before any connection is made.
+//! with `HttpRequestDenied` before any connection is made. A guest's stderr
+//! goes to the service's log, and its last lines are kept to explain a
+//! trap (a Rust panic prints its message there just before it aborts).
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tracing::{Level, debug, error, info, trace, warn};
 use wasmtime::StoreLimits;
@@ -128,6 +132,39 @@ fn origin_of(uri: &http::Uri) -> Option<String> {
 pub struct LogStream {
     pub plugin: Arc<str>,
     pub level: Level,
+    /// Where stderr's recent lines are kept, if anywhere.
+    pub tail: Option<Arc<StderrTail>>,
+}
+
+/// The last lines a plugin wrote to stderr, with when, across its stores.
+#[derive(Debug, Default)]
+pub struct StderrTail {
+    lines: Mutex<VecDeque<(Instant, String)>>,
+}
+
+/// Lines kept, and characters kept of each.
+const TAIL_LINES: usize = 16;
+const TAIL_LINE_CHARS: usize = 500;
+
+impl StderrTail {
+    fn push(&self, line: &str) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.len() == TAIL_LINES {
+            lines.pop_front();
+        }
+        lines.push_back((Instant::now(), line.chars().take(TAIL_LINE_CHARS).collect()));
+    }
+
+    /// The lines written since `start`, oldest first.
+    pub fn since(&self, start: Instant) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(at, _)| *at >= start)
+            .map(|(_, line)| line.clone())
+            .collect()
+    }
 }
 
 impl IsTerminal for LogStream {
@@ -141,6 +178,7 @@ impl StdoutStream for LogStream {
         Box::new(LineWriter {
             plugin: self.plugin.clone(),
             level: self.level,
+            tail: self.tail.clone(),
             buf: Vec::new(),
         })
     }
@@ -149,6 +187,7 @@ impl StdoutStream for LogStream {
 struct LineWriter {
     plugin: Arc<str>,
     level: Level,
+    tail: Option<Arc<StderrTail>>,
     buf: Vec<u8>,
 }
 
@@ -159,6 +198,9 @@ impl LineWriter {
         let line: Vec<u8> = self.buf.drain(..upto).collect();
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']);
+        if let Some(tail) = &self.tail {
+            tail.push(text);
+        }
         let plugin = &*self.plugin;
         if self.level == Level::WARN {
             warn!(target: "plugin", plugin, stream = "stderr", "{text}");

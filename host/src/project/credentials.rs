@@ -31,27 +31,28 @@ pub enum CredentialEnv<'a> {
     Skip,
 }
 
-pub(super) fn parse(
-    cx: &Ctx,
-    t: Option<&Table>,
-    env: CredentialEnv,
-) -> Result<BTreeMap<String, Value>, ProjectError> {
+/// Every credential, the bad ones too, so that a job naming one is not also
+/// told it does not exist; a value that cannot be read is reported (and
+/// left `null`).
+pub(super) fn parse(cx: &Ctx, t: Option<&Table>, env: CredentialEnv) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for (name, value) in t.into_iter().flatten() {
         let table = format!("credentials.{name}");
-        let body = sub_table(cx, &table, value)?;
         let mut json = serde_json::Map::new();
-        for (key, value) in body {
-            let walk = Walk {
-                cx,
-                table: &table,
-                env,
-            };
-            json.insert(key.clone(), walk.value(key, value)?);
+        if let Some(body) = cx.ok(sub_table(cx, &table, value)) {
+            for (key, value) in body {
+                let walk = Walk {
+                    cx,
+                    table: &table,
+                    env,
+                };
+                let value = cx.ok(walk.value(key, value)).unwrap_or(Value::Null);
+                json.insert(key.clone(), value);
+            }
         }
         out.insert(name.clone(), Value::Object(json));
     }
-    Ok(out)
+    out
 }
 
 struct Walk<'a> {
@@ -62,25 +63,26 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     /// Converts one value to JSON, resolving env references; `path` is the
-    /// dotted key (`auth.password`, `hosts[1]`) for error messages.
+    /// dotted key (`auth.password`, `hosts[1]`) for error messages. A bad
+    /// value inside a table or array is reported and the walk goes on.
     fn value(&self, path: &str, value: &toml::Value) -> Result<Value, ProjectError> {
+        let nested = |path: String, v| self.cx.ok(self.value(&path, v)).unwrap_or(Value::Null);
         match value {
             toml::Value::Table(t) => match t.get("env") {
                 Some(name) if t.len() == 1 => self.resolve(path, name),
-                _ => {
-                    let mut map = serde_json::Map::new();
-                    for (k, v) in t {
-                        map.insert(k.clone(), self.value(&format!("{path}.{k}"), v)?);
-                    }
-                    Ok(Value::Object(map))
-                }
+                _ => Ok(Value::Object(
+                    t.iter()
+                        .map(|(k, v)| (k.clone(), nested(format!("{path}.{k}"), v)))
+                        .collect(),
+                )),
             },
-            toml::Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| self.value(&format!("{path}[{i}]"), v))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Value::Array),
+            toml::Value::Array(items) => Ok(Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| nested(format!("{path}[{i}]"), v))
+                    .collect(),
+            )),
             other => serde_json::to_value(other)
                 .map_err(|e| self.cx.err(self.table, Some(path), e.to_string())),
         }

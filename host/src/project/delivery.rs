@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use toml::Table;
 
-use super::ProjectError;
 use super::fields::*;
 use super::model::InboxConfig;
 
@@ -54,51 +53,57 @@ impl RetryPolicy {
 
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "max_backoff", "on"];
 
-/// Reads a retry table over `base` (the project default, or built-in defaults).
-pub(super) fn retry(
-    cx: &Ctx,
-    table: &str,
-    t: Option<&Table>,
-    base: &RetryPolicy,
-) -> Result<RetryPolicy, ProjectError> {
-    let Some(t) = t else { return Ok(base.clone()) };
-    check_keys(cx, table, t, RETRY_KEYS)?;
+/// Reads a retry table over `base` (the project default, or built-in
+/// defaults); a bad key is reported and keeps `base`'s value.
+pub(super) fn retry(cx: &Ctx, table: &str, t: Option<&Table>, base: &RetryPolicy) -> RetryPolicy {
+    let Some(t) = t else { return base.clone() };
+    let _ = check_keys(cx, table, t, RETRY_KEYS);
     let mut policy = base.clone();
-    if let Some(n) = positive(cx, table, t, "max_attempts")? {
+    if let Some(n) = cx.ok(positive(cx, table, t, "max_attempts")).flatten() {
         policy.max_attempts = u32::try_from(n).unwrap_or(u32::MAX);
     }
-    if let Some(d) = duration(cx, table, t, "backoff")? {
+    if let Some(d) = cx.ok(duration(cx, table, t, "backoff")).flatten() {
         policy.backoff = d;
     }
-    if let Some(d) = duration(cx, table, t, "max_backoff")? {
+    if let Some(d) = cx.ok(duration(cx, table, t, "max_backoff")).flatten() {
         policy.max_backoff = d;
     }
     if let Some(on) = t.get("on") {
         let bad = || {
-            cx.err(
+            cx.report(cx.err(
                 table,
                 Some("on"),
                 "must be a list of \"failure\" and/or \"timeout\" (compile errors never retry)",
-            )
+            ))
         };
-        let list = on.as_array().ok_or_else(bad)?;
-        policy.on_failure = false;
-        policy.on_timeout = false;
-        for item in list {
-            match item.as_str() {
-                Some("failure") => policy.on_failure = true,
-                Some("timeout") => policy.on_timeout = true,
-                _ => return Err(bad()),
+        match on.as_array() {
+            None => bad(),
+            Some(list) => {
+                let (mut on_failure, mut on_timeout) = (false, false);
+                let mut ok = true;
+                for item in list {
+                    match item.as_str() {
+                        Some("failure") => on_failure = true,
+                        Some("timeout") => on_timeout = true,
+                        _ => ok = false,
+                    }
+                }
+                if ok {
+                    policy.on_failure = on_failure;
+                    policy.on_timeout = on_timeout;
+                } else {
+                    bad();
+                }
             }
         }
     }
-    Ok(policy)
+    policy
 }
 
-pub(super) fn inbox(cx: &Ctx, t: Option<&Table>) -> Result<InboxConfig, ProjectError> {
+pub(super) fn inbox(cx: &Ctx, t: Option<&Table>) -> InboxConfig {
     let empty = Table::new();
     let t = t.unwrap_or(&empty);
-    check_keys(
+    let _ = check_keys(
         cx,
         "inbox",
         t,
@@ -109,21 +114,35 @@ pub(super) fn inbox(cx: &Ctx, t: Option<&Table>) -> Result<InboxConfig, ProjectE
             "retention",
             "idempotency_field",
         ],
-    )?;
+    );
     let durable = match t.get("durable") {
         None => true,
         Some(toml::Value::Boolean(b)) => *b,
-        Some(_) => return Err(cx.err("inbox", Some("durable"), "must be true or false")),
+        Some(_) => {
+            cx.report(cx.err("inbox", Some("durable"), "must be true or false"));
+            true
+        }
     };
-    Ok(InboxConfig {
-        max_body_bytes: positive(cx, "inbox", t, "max_body_bytes")?.unwrap_or(10 * 1024 * 1024),
+    InboxConfig {
+        max_body_bytes: cx
+            .ok(positive(cx, "inbox", t, "max_body_bytes"))
+            .flatten()
+            .unwrap_or(10 * 1024 * 1024),
         durable,
-        store: string(cx, "inbox", t, "store")?
+        store: cx
+            .ok(string(cx, "inbox", t, "store"))
+            .flatten()
             .unwrap_or(super::plugins::JOURNAL)
             .to_string(),
-        retention: duration(cx, "inbox", t, "retention")?.unwrap_or(Duration::from_secs(3600)),
-        idempotency_field: string(cx, "inbox", t, "idempotency_field")?.map(str::to_string),
-    })
+        retention: cx
+            .ok(duration(cx, "inbox", t, "retention"))
+            .flatten()
+            .unwrap_or(Duration::from_secs(3600)),
+        idempotency_field: cx
+            .ok(string(cx, "inbox", t, "idempotency_field"))
+            .flatten()
+            .map(str::to_string),
+    }
 }
 
 #[cfg(test)]

@@ -1,56 +1,68 @@
 //! Reading typed values out of TOML tables, with errors that name the
-//! file, the table, the key and the table's line. Shared by every part of
+//! file, the table, the key and the key's line. Shared by every part of
 //! the project file; knows nothing of jobs or plugins.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::time::Duration;
 
-use croner::parser::{CronParser, Seconds, Year};
 use toml::Table;
 
 use super::ProjectError;
+use super::locate::Lines;
 
+/// The file being read, and the problems found in it so far: readers
+/// report a problem and carry on, so one pass finds them all.
 pub(super) struct Ctx<'a> {
     pub file: &'a Path,
-    pub source: &'a str,
+    lines: Lines,
+    problems: RefCell<Vec<ProjectError>>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    pub fn new(file: &'a Path, source: &str) -> Ctx<'a> {
+        Ctx {
+            file,
+            lines: Lines::new(source),
+            problems: RefCell::default(),
+        }
+    }
+
     pub fn err(&self, table: &str, key: Option<&str>, message: impl Into<String>) -> ProjectError {
         ProjectError::Invalid {
             file: self.file.to_path_buf(),
             table: table.to_string(),
             key: key.map(str::to_string),
-            line: header_line(self.source, table),
+            line: self.lines.of(table, key),
             message: message.into(),
         }
     }
-}
 
-/// The line of `[table]` (or `[a."b"]`), for pointing an editor at it.
-fn header_line(source: &str, table: &str) -> Option<usize> {
-    if table.is_empty() {
-        return None;
+    /// Records a problem; reading goes on.
+    pub fn report(&self, problem: ProjectError) {
+        self.problems.borrow_mut().push(problem);
     }
-    let (head, name) = table.split_once('.').unwrap_or((table, ""));
-    let wanted = [
-        format!("[{table}]"),
-        format!("[{head}.\"{name}\"]"),
-        format!("[{head}.'{name}']"),
-    ];
-    source
-        .lines()
-        .position(|l| {
-            let t: String = l
-                .split('#')
-                .next()
-                .unwrap_or("")
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            wanted.contains(&t)
-        })
-        .map(|i| i + 1)
+
+    /// The value, or `None` with the problem recorded.
+    pub fn ok<T>(&self, result: Result<T, ProjectError>) -> Option<T> {
+        result.map_err(|e| self.report(e)).ok()
+    }
+
+    /// Everything reported, in file order (problems without a line last),
+    /// as one error; `None` when there was nothing.
+    pub fn finish(self) -> Option<ProjectError> {
+        let mut all = self.problems.into_inner();
+        all.sort_by_key(|p| match p {
+            ProjectError::Invalid { line, .. } => line.unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        });
+        all.dedup_by(|a, b| a.to_string() == b.to_string());
+        match all.len() {
+            0 => None,
+            1 => all.pop(),
+            _ => Some(ProjectError::Many(all)),
+        }
+    }
 }
 
 pub(super) fn section<'a>(
@@ -75,20 +87,22 @@ pub(super) fn sub_table<'a>(
         .ok_or_else(|| cx.err(table, None, "must be a table"))
 }
 
+/// Reports every key of `t` that is not in `allowed`; the rest of the
+/// table is still read (the unknown keys are ignored), hence always `Ok`.
 pub(super) fn check_keys(
     cx: &Ctx,
     table: &str,
     t: &Table,
     allowed: &[&str],
 ) -> Result<(), ProjectError> {
-    match t.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(cx.err(
+    for k in t.keys().filter(|k| !allowed.contains(&k.as_str())) {
+        cx.report(cx.err(
             table,
             Some(k),
             format!("unknown key; expected one of {}", allowed.join(", ")),
-        )),
-        None => Ok(()),
+        ));
     }
+    Ok(())
 }
 
 pub(super) fn string<'a>(
@@ -147,27 +161,13 @@ pub(super) fn positive(
     }
 }
 
-/// A cron expression of 5 fields, or 6 with seconds first.
+/// A cron expression of 5 fields, 6 with seconds first, or a nickname
+/// such as `@daily` (see [`crate::cron::parse`]).
 pub(super) fn cron(
     cx: &Ctx,
     table: &str,
     key: &str,
     expr: &str,
 ) -> Result<croner::Cron, ProjectError> {
-    let fields = expr.split_whitespace().count();
-    if !(5..=6).contains(&fields) {
-        return Err(cx.err(table, Some(key), format!("`{expr}` has {fields} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)")));
-    }
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .year(Year::Disallowed)
-        .build()
-        .parse(expr)
-        .map_err(|e| {
-            cx.err(
-                table,
-                Some(key),
-                format!("`{expr}` is not a cron expression: {e}"),
-            )
-        })
+    crate::cron::parse(expr).map_err(|why| cx.err(table, Some(key), why))
 }

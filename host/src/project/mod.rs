@@ -3,7 +3,8 @@
 //! Loading either yields a [`Project`] that every other module can trust
 //! (every trigger a job names exists, cron expressions parse, flows have no
 //! cycle, expression files were read from inside the project directory) or a
-//! [`ProjectError`] naming the file, the table and the key. Credential values
+//! [`ProjectError`] listing every problem found in one pass, each naming the
+//! file, the table, the key and its line. Credential values
 //! written `{ env = "NAME" }` are read from the environment here (see
 //! `credentials`). Nothing here touches the network, npm or the data
 //! directory, and nothing is half-loaded: the service does not start on an
@@ -12,9 +13,11 @@
 mod credentials;
 mod delivery;
 mod fields;
+mod locate;
 mod model;
 mod paths;
 pub mod plugins;
+mod triggers;
 mod validate;
 
 #[cfg(test)]
@@ -45,10 +48,23 @@ pub enum ProjectError {
         /// Dotted table path, e.g. `jobs.job-1`; empty for the top level.
         table: String,
         key: Option<String>,
-        /// Line of the table's header, when it has one.
+        /// Line of the key, or of its table when the key is not written.
         line: Option<usize>,
         message: String,
     },
+    /// Every problem of a project that has more than one, in file order.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ProjectError>),
+}
+
+impl ProjectError {
+    /// Each problem on its own: one line of output per item.
+    pub fn problems(&self) -> Vec<&ProjectError> {
+        match self {
+            ProjectError::Many(all) => all.iter().collect(),
+            one => vec![one],
+        }
+    }
 }
 
 fn table_label(table: &str) -> String {

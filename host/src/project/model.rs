@@ -122,6 +122,9 @@ pub struct Job {
     pub name: String,
     pub adaptor: AdaptorSpec,
     pub expression: String,
+    /// Where `expression` was read from (relative to the project), if from
+    /// a file: a host file no plugin grant may reach.
+    pub expression_file: Option<String>,
     pub trigger: String,
     pub credential: Option<String>,
     pub timeout: Option<Duration>,
@@ -138,10 +141,11 @@ pub struct Trigger {
 pub enum TriggerKind {
     /// Receipts containing this JSON value start the trigger's jobs.
     Criteria(Value),
-    /// The schedule, kept as text for display and parsed for use.
+    /// The schedule, kept as text for display and parsed (with its time
+    /// zone) for use.
     Cron {
         expression: String,
-        schedule: Box<croner::Cron>,
+        schedule: Box<crate::cron::Schedule>,
     },
     /// Runs after a successful run of the named job.
     Success(String),
@@ -235,6 +239,14 @@ impl std::fmt::Display for AdaptorSpec {
 }
 
 impl Project {
+    /// The jobs' expression files, relative to the project directory.
+    pub fn job_files(&self) -> Vec<String> {
+        self.jobs
+            .values()
+            .filter_map(|j| j.expression_file.clone())
+            .collect()
+    }
+
     /// The jobs started by `trigger`, in name order.
     pub fn jobs_of(&self, trigger: &str) -> impl Iterator<Item = &Arc<Job>> {
         self.jobs.values().filter(move |j| j.trigger == trigger)

@@ -79,6 +79,8 @@ fn over_builtin_journal(mut spec: PluginSpec, body: &Table) -> PluginSpec {
     spec
 }
 
+/// Every plugin table; a bad one is reported (the first problem in it)
+/// and left out, and the others are still read.
 pub(super) fn parse(
     cx: &Ctx,
     t: Option<&Table>,
@@ -86,65 +88,76 @@ pub(super) fn parse(
     let mut out = BTreeMap::new();
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in t.into_iter().flatten() {
-        let table = format!("plugins.{name}");
-        let body = sub_table(cx, &table, value)?;
-        check_keys(cx, &table, body, KEYS)?;
-        let file = string(cx, &table, body, "file")?
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{name}.wasm"));
-        if file.contains('/') || !file.ends_with(".wasm") {
-            return Err(cx.err(
-                &table,
-                Some("file"),
-                format!("`{file}` must be the name of a .wasm file in the plugins folder"),
-            ));
+        if let Some(spec) = cx.ok(plugin(cx, name, value, &mut files)) {
+            out.insert(name.clone(), spec);
         }
-        if let Some(other) = files.insert(file.clone(), name.clone()) {
-            return Err(cx.err(
-                &table,
-                Some("file"),
-                format!("`{file}` is already configured by [plugins.{other}]"),
-            ));
-        }
-        let schedule = match (
-            duration(cx, &table, body, "interval")?,
-            string(cx, &table, body, "cron")?,
-        ) {
-            (Some(_), Some(_)) => {
-                return Err(cx.err(
-                    &table,
-                    Some("cron"),
-                    "give either interval or cron, not both",
-                ));
-            }
-            (Some(every), None) => PollSchedule::Every(every),
-            (None, Some(expr)) => PollSchedule::Cron(Box::new(cron(cx, &table, "cron", expr)?)),
-            (None, None) => PollSchedule::Every(DEFAULT_INTERVAL),
-        };
-        let enabled = match body.get("enabled") {
-            None => true,
-            Some(toml::Value::Boolean(b)) => *b,
-            Some(_) => return Err(cx.err(&table, Some("enabled"), "must be true or false")),
-        };
-        let spec = PluginSpec {
-            name: name.clone(),
-            file,
-            config: config(cx, &table, body)?,
-            allowed_hosts: allowed_hosts(cx, &table, body)?,
-            dirs: dirs(cx, &table, body)?,
-            timeout: duration(cx, &table, body, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
-            memory_bytes: memory(cx, &table, body)?,
-            schedule,
-            enabled,
-        };
-        let spec = if name == JOURNAL {
-            over_builtin_journal(spec, body)
-        } else {
-            spec
-        };
-        out.insert(name.clone(), spec);
     }
     Ok(out)
+}
+
+fn plugin(
+    cx: &Ctx,
+    name: &str,
+    value: &toml::Value,
+    files: &mut BTreeMap<String, String>,
+) -> Result<PluginSpec, ProjectError> {
+    let table = format!("plugins.{name}");
+    let body = sub_table(cx, &table, value)?;
+    check_keys(cx, &table, body, KEYS)?;
+    let file = string(cx, &table, body, "file")?
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{name}.wasm"));
+    if file.contains('/') || !file.ends_with(".wasm") {
+        return Err(cx.err(
+            &table,
+            Some("file"),
+            format!("`{file}` must be the name of a .wasm file in the plugins folder"),
+        ));
+    }
+    if let Some(other) = files.insert(file.clone(), name.to_string()) {
+        return Err(cx.err(
+            &table,
+            Some("file"),
+            format!("`{file}` is already configured by [plugins.{other}]"),
+        ));
+    }
+    let schedule = match (
+        duration(cx, &table, body, "interval")?,
+        string(cx, &table, body, "cron")?,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(cx.err(
+                &table,
+                Some("cron"),
+                "give either interval or cron, not both",
+            ));
+        }
+        (Some(every), None) => PollSchedule::Every(every),
+        (None, Some(expr)) => PollSchedule::Cron(Box::new(cron(cx, &table, "cron", expr)?)),
+        (None, None) => PollSchedule::Every(DEFAULT_INTERVAL),
+    };
+    let enabled = match body.get("enabled") {
+        None => true,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(_) => return Err(cx.err(&table, Some("enabled"), "must be true or false")),
+    };
+    let spec = PluginSpec {
+        name: name.to_string(),
+        file,
+        config: config(cx, &table, body)?,
+        allowed_hosts: allowed_hosts(cx, &table, body)?,
+        dirs: dirs(cx, &table, body)?,
+        timeout: duration(cx, &table, body, "timeout")?.unwrap_or(DEFAULT_TIMEOUT),
+        memory_bytes: memory(cx, &table, body)?,
+        schedule,
+        enabled,
+    };
+    let spec = if name == JOURNAL {
+        over_builtin_journal(spec, body)
+    } else {
+        spec
+    };
+    Ok(spec)
 }
 
 fn config(cx: &Ctx, table: &str, body: &Table) -> Result<Vec<(String, String)>, ProjectError> {

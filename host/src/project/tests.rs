@@ -65,91 +65,72 @@ fn expression_files_load_from_inside_the_project() {
     assert_eq!(p.jobs["a"].expression, "fn(state => state)");
 }
 
-/// Each invalid project, next to the message it must produce.
-const INVALID: &[(&str, &str)] = &[
-    (
-        "[jobs.a]\nexpression = \"x\"\ntrigger = \"nope\"\n[triggers.t]\ncriteria = {}\n",
-        "project.toml: [jobs.a] trigger (line 1): no trigger named `nope`; defined: t",
-    ),
-    (
-        "[jobs.a]\nexpression = \"x\"\ntrigger = \"t\"\ncredential = \"c\"\n[triggers.t]\ncriteria = {}\n",
-        "project.toml: [jobs.a] credential (line 1): no credential named `c`; defined: none",
-    ),
-    (
-        "[jobs.a]\nexpression = \"x\"\ntrigger = \"t\"\nfrobnicate = 1\n[triggers.t]\ncriteria = {}\n",
-        "project.toml: [jobs.a] frobnicate (line 1): unknown key; expected one of adaptor, expression, expression_file, trigger, credential, timeout",
-    ),
-    (
-        "[triggers.t]\n",
-        "project.toml: [triggers.t] (line 1): a trigger needs exactly one of criteria, cron, success, failure; it has none",
-    ),
-    (
-        "[triggers.t]\ncron = \"* * * * *\"\ncriteria = {}\n",
-        "project.toml: [triggers.t] (line 1): a trigger needs exactly one of criteria, cron, success, failure; it has criteria and cron",
-    ),
-    (
-        "[triggers.t]\ncron = \"61 * * * *\"\n",
-        "project.toml: [triggers.t] cron (line 1): `61 * * * *` is not a cron expression",
-    ),
-    (
-        "[triggers.t]\ncron = \"* * *\"\n",
-        "project.toml: [triggers.t] cron (line 1): `* * *` has 3 fields; expected 5 (minute hour day month weekday) or 6 (seconds first)",
-    ),
-    (
-        "[jobs.a]\nexpression = \"x\"\ntrigger = \"after-b\"\n[jobs.b]\nexpression = \"x\"\ntrigger = \"after-a\"\n[triggers.after-a]\nsuccess = \"a\"\n[triggers.after-b]\nfailure = \"b\"\n",
-        "flow cycle: a → b → a would trigger each other forever",
-    ),
-    (
-        "[jobs.a]\nexpression_file = \"jobs/missing.js\"\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n",
-        "project.toml: [jobs.a] expression_file (line 1): cannot read `jobs/missing.js`",
-    ),
-    (
-        "[jobs.a]\nexpression_file = \"../outside.js\"\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n",
-        "project.toml: [jobs.a] expression_file (line 1): `../outside.js` is outside the project directory",
-    ),
-    (
-        "[jobs.a]\nexpression_file = \"/etc/passwd\"\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n",
-        "`/etc/passwd` is an absolute path",
-    ),
-    (
-        "[triggers.t]\nsuccess = \"ghost\"\n",
-        "project.toml: [triggers.t] success (line 1): no job named `ghost`; defined: none",
-    ),
-    (
-        "[triggers.t]\ncriteria = '{\"number\": 2'\n",
-        "project.toml: [triggers.t] criteria (line 1): is not valid JSON",
-    ),
-    (
-        "[engine]\ntimeout = \"soon\"\n",
-        "project.toml: [engine] timeout (line 1): `soon` is not a duration",
-    ),
-    (
-        "[jobs.a]\nadaptor = \"file:../evil\"\nexpression = \"x\"\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n",
-        "project.toml: [jobs.a] adaptor (line 1): `file:../evil` is not an npm package name",
-    ),
-    (
-        "[workflows]\n",
-        "project.toml: top level workflows: unknown table",
-    ),
-    (
-        "[jobs.a\n",
-        "project.toml: TOML parse error at line 1, column 8",
-    ),
-    (
-        "[jobs.a]\ntrigger = \"t\"\n[triggers.t]\ncriteria = {}\n",
-        "project.toml: [jobs.a] (line 1): missing key `expression` (or `expression_file`)",
-    ),
-];
+// Invalid projects and the exact output of `check` for each are fixture
+// files in tests/projects/invalid/, walked by tests/e2e/cli/check.rs.
 
 #[test]
-fn invalid_projects_name_file_table_and_key() {
-    for (source, expected) in INVALID {
-        let err = load(source).expect_err(source).to_string();
-        assert!(
-            err.contains(expected),
-            "for\n{source}\nexpected `{expected}`\n     got `{err}`"
-        );
-    }
+fn every_problem_is_reported_in_one_pass() {
+    let source = r#"[engine]
+mode = "fast"
+timeout = "soon"
+
+[jobs.a]
+expression = "fn(state => state)"
+trigger = "nope"
+colour = "red"
+
+[jobs.b]
+expression = "fn(state => state)"
+trigger = "tick"
+credential = "missing"
+
+[triggers.tick]
+cron = "61 * * * *"
+timezone = "Mars/Olympus"
+
+[triggers.after]
+success = "ghost"
+"#;
+    let err = load(source).unwrap_err();
+    let lines: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "project.toml: [engine] mode (line 2): `fast` is not an engine mode; use \"worker\" or \"cli\"",
+            "project.toml: [engine] timeout (line 3): `soon` is not a duration (expected number at 0); write e.g. \"30s\" or \"5m\"",
+            "project.toml: [jobs.a] trigger (line 7): no trigger named `nope`; defined: after, tick",
+            "project.toml: [jobs.a] colour (line 8): unknown key; expected one of adaptor, expression, expression_file, trigger, credential, timeout, retry",
+            "project.toml: [jobs.b] credential (line 13): no credential named `missing`; defined: none",
+            "project.toml: [triggers.tick] cron (line 16): `61 * * * *`: minute field: 61 is out of range 0-59",
+            "project.toml: [triggers.tick] timezone (line 17): `Mars/Olympus` is not an IANA time zone name such as \"Africa/Nairobi\", \"America/New_York\" or \"UTC\"",
+            "project.toml: [triggers.after] success (line 20): no job named `ghost`; defined: a, b",
+        ],
+        "{err}"
+    );
+    // A single problem is the error itself, not a list of one.
+    let err = load("[triggers.t]\ncron = \"@fortnightly\"\n").unwrap_err();
+    assert!(matches!(err, ProjectError::Invalid { .. }), "{err:?}");
+}
+
+#[test]
+fn cron_triggers_take_nicknames_and_a_time_zone() {
+    let p = load(
+        "[triggers.h]\ncron = \"@hourly\"\n[triggers.n]\ncron = \"0 9 * * MON-FRI\"\ntimezone = \"Africa/Nairobi\"\n",
+    )
+    .unwrap();
+    let TriggerKind::Cron {
+        schedule,
+        expression,
+    } = &p.triggers["n"].kind
+    else {
+        panic!("{:?}", p.triggers["n"]);
+    };
+    assert_eq!(expression, "0 9 * * MON-FRI");
+    assert_eq!(schedule.zone().to_string(), "Africa/Nairobi");
+    let TriggerKind::Cron { schedule, .. } = &p.triggers["h"].kind else {
+        panic!("{:?}", p.triggers["h"]);
+    };
+    assert_eq!(schedule.zone(), crate::cron::Zone::service_default());
 }
 
 #[test]
@@ -243,7 +224,7 @@ fn a_missing_or_empty_variable_names_file_table_key_and_variable() {
         .to_string();
     assert!(
         err.starts_with(
-            "project.toml: [credentials.dhis2] auth.token (line 10): environment variable `DHIS2_TOKEN` is not set"
+            "project.toml: [credentials.dhis2] auth.token (line 13): environment variable `DHIS2_TOKEN` is not set"
         ),
         "{err}"
     );
@@ -256,7 +237,7 @@ fn a_missing_or_empty_variable_names_file_table_key_and_variable() {
         .to_string();
     assert!(
         err.contains(
-            "[credentials.dhis2] hosts[1] (line 10): environment variable `DHIS2_HOST` is not set"
+            "[credentials.dhis2] hosts[1] (line 14): environment variable `DHIS2_HOST` is not set"
         ),
         "{err}"
     );
@@ -270,7 +251,7 @@ fn a_missing_or_empty_variable_names_file_table_key_and_variable() {
         .to_string();
     assert!(
         err.contains(
-            "[credentials.dhis2] password (line 10): environment variable `DHIS2_PASSWORD` is empty"
+            "[credentials.dhis2] password (line 12): environment variable `DHIS2_PASSWORD` is empty"
         ),
         "{err}"
     );
@@ -285,7 +266,7 @@ fn an_env_reference_must_name_a_variable() {
             .to_string();
         assert!(
             err.contains(
-                "[credentials.c] password (line 1): `env` must name an environment variable"
+                "[credentials.c] password (line 2): `env` must name an environment variable"
             ),
             "{bad}: {err}"
         );

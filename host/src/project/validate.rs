@@ -1,8 +1,10 @@
 //! From TOML text to a [`Project`], checking everything on the way.
 //!
 //! The document is parsed once as a plain TOML table (syntax errors carry
-//! line and column from the parser), then each table is read on its own so an
-//! error can name the table and key it is about.
+//! line and column from the parser, and stop there), then each table is read
+//! on its own so an error can name the table and key it is about. A problem
+//! is reported and reading goes on with a placeholder, so one pass finds
+//! every problem in the file; a project with any problem is never returned.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -21,6 +23,17 @@ use super::{ProjectError, read_inside};
 const DEFAULT_CORE: &str = "@openfn/core@1.5.1";
 const DEFAULT_ADAPTOR: &str = "@openfn/language-common";
 
+/// Top-level tables, in the order they are read.
+const TABLES: &[&str] = &[
+    "engine",
+    "inbox",
+    "retry",
+    "jobs",
+    "triggers",
+    "credentials",
+    "plugins",
+];
+
 pub(super) fn parse(
     dir: &Path,
     file: &Path,
@@ -31,46 +44,30 @@ pub(super) fn parse(
         file: file.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })?;
-    let cx = Ctx { file, source };
-    for key in doc.keys() {
-        if ![
-            "engine",
-            "inbox",
-            "retry",
-            "jobs",
-            "triggers",
-            "credentials",
-            "plugins",
-        ]
-        .contains(&key.as_str())
-        {
-            return Err(cx.err(
-                "",
-                Some(key),
-                "unknown table; expected one of engine, inbox, retry, jobs, triggers, credentials, plugins",
-            ));
-        }
+    let cx = Ctx::new(file, source);
+    for key in doc.keys().filter(|k| !TABLES.contains(&k.as_str())) {
+        cx.report(cx.err(
+            "",
+            Some(key),
+            format!("unknown table; expected one of {}", TABLES.join(", ")),
+        ));
     }
-    let engine = engine(&cx, section(&cx, &doc, "engine")?)?;
-    let inbox = super::delivery::inbox(&cx, section(&cx, &doc, "inbox")?)?;
-    let retry = super::delivery::retry(
-        &cx,
-        "retry",
-        section(&cx, &doc, "retry")?,
-        &RetryPolicy::default(),
-    )?;
-    let credentials = super::credentials::parse(&cx, section(&cx, &doc, "credentials")?, env)?;
-    let triggers = triggers(&cx, section(&cx, &doc, "triggers")?)?;
-    let jobs = jobs(
-        &cx,
-        dir,
-        section(&cx, &doc, "jobs")?,
-        &triggers,
-        &credentials,
-        &retry,
-    )?;
-    check_flows(&cx, &jobs, &triggers)?;
-    let plugins = super::plugins::parse(&cx, section(&cx, &doc, "plugins")?)?;
+    let section = |name: &str| cx.ok(section(&cx, &doc, name)).flatten();
+    let engine = engine(&cx, section("engine"));
+    let inbox = super::delivery::inbox(&cx, section("inbox"));
+    let retry = super::delivery::retry(&cx, "retry", section("retry"), &RetryPolicy::default());
+    let credentials = super::credentials::parse(&cx, section("credentials"), env);
+    let triggers = super::triggers::parse(&cx, section("triggers"));
+    let jobs = jobs(&cx, dir, section("jobs"), &triggers, &credentials, &retry);
+    check_flows(&cx, &jobs, &triggers);
+    let plugins = cx
+        .ok(super::plugins::parse(&cx, section("plugins")))
+        .unwrap_or_default();
+    // Past this point every value above is real: a problem anywhere means
+    // the placeholders standing in for bad values are never used.
+    if let Some(problems) = cx.finish() {
+        return Err(problems);
+    }
     Ok(Project {
         dir: dir.to_path_buf(),
         file: file.to_path_buf(),
@@ -83,10 +80,10 @@ pub(super) fn parse(
     })
 }
 
-fn engine(cx: &Ctx, t: Option<&Table>) -> Result<EngineConfig, ProjectError> {
+fn engine(cx: &Ctx, t: Option<&Table>) -> EngineConfig {
     let empty = Table::new();
     let t = t.unwrap_or(&empty);
-    check_keys(
+    let _ = check_keys(
         cx,
         "engine",
         t,
@@ -100,114 +97,53 @@ fn engine(cx: &Ctx, t: Option<&Table>) -> Result<EngineConfig, ProjectError> {
             "worker_memory_mb",
             "recycle_after",
         ],
-    )?;
-    let mode = match string(cx, "engine", t, "mode")? {
-        None => EngineMode::Worker,
-        Some(m) => EngineMode::parse(m).ok_or_else(|| {
-            cx.err(
-                "engine",
-                Some("mode"),
-                format!("`{m}` is not an engine mode; use \"worker\" or \"cli\""),
-            )
-        })?,
+    );
+    let mode = cx
+        .ok(string(cx, "engine", t, "mode").and_then(|m| match m {
+            None => Ok(EngineMode::Worker),
+            Some(m) => EngineMode::parse(m).ok_or_else(|| {
+                cx.err(
+                    "engine",
+                    Some("mode"),
+                    format!("`{m}` is not an engine mode; use \"worker\" or \"cli\""),
+                )
+            }),
+        }))
+        .unwrap_or(EngineMode::Worker);
+    let core = cx
+        .ok(string(cx, "engine", t, "core").and_then(|core| {
+            AdaptorSpec::parse(core.unwrap_or(DEFAULT_CORE))
+                .map_err(|m| cx.err("engine", Some("core"), m))
+        }))
+        .unwrap_or_else(|| AdaptorSpec::parse(DEFAULT_CORE).expect("the default parses"));
+    let duration = |key, default| {
+        cx.ok(duration(cx, "engine", t, key))
+            .flatten()
+            .unwrap_or(default)
     };
-    let core = string(cx, "engine", t, "core")?.unwrap_or(DEFAULT_CORE);
-    let core = AdaptorSpec::parse(core).map_err(|m| cx.err("engine", Some("core"), m))?;
-    Ok(EngineConfig {
+    let positive = |key, default| {
+        cx.ok(positive(cx, "engine", t, key))
+            .flatten()
+            .unwrap_or(default)
+    };
+    EngineConfig {
         core,
-        timeout: duration(cx, "engine", t, "timeout")?.unwrap_or(Duration::from_secs(300)),
-        concurrency: positive(cx, "engine", t, "concurrency")?.unwrap_or(5),
-        shutdown_grace: duration(cx, "engine", t, "shutdown_grace")?
-            .unwrap_or(Duration::from_secs(30)),
-        node: string(cx, "engine", t, "node")?
+        timeout: duration("timeout", Duration::from_secs(300)),
+        concurrency: positive("concurrency", 5),
+        shutdown_grace: duration("shutdown_grace", Duration::from_secs(30)),
+        node: cx
+            .ok(string(cx, "engine", t, "node"))
+            .flatten()
             .unwrap_or("node")
             .to_string(),
         mode,
-        worker_memory_mb: positive(cx, "engine", t, "worker_memory_mb")?.unwrap_or(512) as u32,
-        recycle_after: positive(cx, "engine", t, "recycle_after")?.unwrap_or(1000) as u32,
-    })
-}
-
-fn triggers(cx: &Ctx, t: Option<&Table>) -> Result<BTreeMap<String, Trigger>, ProjectError> {
-    let mut out = BTreeMap::new();
-    for (name, value) in t.into_iter().flatten() {
-        let table = format!("triggers.{name}");
-        let body = sub_table(cx, &table, value)?;
-        check_keys(
-            cx,
-            &table,
-            body,
-            &["criteria", "cron", "success", "failure"],
-        )?;
-        let kinds: Vec<&String> = body.keys().collect();
-        let key = match kinds.as_slice() {
-            [one] => one.as_str(),
-            [] => {
-                return Err(cx.err(
-                    &table,
-                    None,
-                    "a trigger needs exactly one of criteria, cron, success, failure; it has none",
-                ));
-            }
-            many => {
-                let names: Vec<&str> = many.iter().map(|k| k.as_str()).collect();
-                return Err(cx.err(&table, None, format!("a trigger needs exactly one of criteria, cron, success, failure; it has {}", names.join(" and "))));
-            }
-        };
-        let kind = match key {
-            "criteria" => TriggerKind::Criteria(criteria(cx, &table, &body["criteria"])?),
-            "cron" => {
-                let expr = string(cx, &table, body, "cron")?.unwrap_or_default();
-                let schedule = cron(cx, &table, "cron", expr)?;
-                TriggerKind::Cron {
-                    expression: expr.to_string(),
-                    schedule: Box::new(schedule),
-                }
-            }
-            flow => {
-                let job = string(cx, &table, body, flow)?
-                    .unwrap_or_default()
-                    .to_string();
-                if flow == "success" {
-                    TriggerKind::Success(job)
-                } else {
-                    TriggerKind::Failure(job)
-                }
-            }
-        };
-        out.insert(
-            name.clone(),
-            Trigger {
-                name: name.clone(),
-                kind,
-            },
-        );
+        worker_memory_mb: positive("worker_memory_mb", 512) as u32,
+        recycle_after: positive("recycle_after", 1000) as u32,
     }
-    Ok(out)
 }
 
-/// Criteria come as a TOML table or, as in the original's `project.yaml`, a JSON string.
-fn criteria(cx: &Ctx, table: &str, value: &toml::Value) -> Result<Value, ProjectError> {
-    let json = match value {
-        toml::Value::String(s) => serde_json::from_str(s)
-            .map_err(|e| cx.err(table, Some("criteria"), format!("is not valid JSON: {e}")))?,
-        toml::Value::Table(t) => {
-            serde_json::to_value(t).map_err(|e| cx.err(table, Some("criteria"), e.to_string()))?
-        }
-        _ => {
-            return Err(cx.err(
-                table,
-                Some("criteria"),
-                "must be a table such as { number = 2 } or a JSON object string",
-            ));
-        }
-    };
-    if !json.is_object() {
-        return Err(cx.err(table, Some("criteria"), "must be a JSON object"));
-    }
-    Ok(json)
-}
-
+/// Every job, the bad ones too (with placeholder values), so that a flow
+/// naming a bad job is not also told it does not exist.
 fn jobs(
     cx: &Ctx,
     dir: &Path,
@@ -215,103 +151,135 @@ fn jobs(
     triggers: &BTreeMap<String, Trigger>,
     credentials: &BTreeMap<String, Value>,
     retry: &RetryPolicy,
-) -> Result<BTreeMap<String, Arc<Job>>, ProjectError> {
+) -> BTreeMap<String, Arc<Job>> {
     let mut out = BTreeMap::new();
     for (name, value) in t.into_iter().flatten() {
         let table = format!("jobs.{name}");
-        let body = sub_table(cx, &table, value)?;
-        check_keys(
-            cx,
-            &table,
-            body,
-            &[
-                "adaptor",
-                "expression",
-                "expression_file",
-                "trigger",
-                "credential",
-                "timeout",
-                "retry",
-            ],
-        )?;
-        let adaptor = string(cx, &table, body, "adaptor")?.unwrap_or(DEFAULT_ADAPTOR);
-        let adaptor =
-            AdaptorSpec::parse(adaptor).map_err(|m| cx.err(&table, Some("adaptor"), m))?;
-        let expression = match (
-            string(cx, &table, body, "expression")?,
-            string(cx, &table, body, "expression_file")?,
-        ) {
-            (Some(e), None) => e.to_string(),
-            (None, Some(path)) => {
-                read_inside(dir, path).map_err(|m| cx.err(&table, Some("expression_file"), m))?
-            }
-            (Some(_), Some(_)) => {
-                return Err(cx.err(
-                    &table,
-                    Some("expression"),
-                    "give either expression or expression_file, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(cx.err(
-                    &table,
-                    None,
-                    "missing key `expression` (or `expression_file`)",
-                ));
-            }
+        let Some(body) = cx.ok(sub_table(cx, &table, value)) else {
+            continue;
         };
-        let trigger = string(cx, &table, body, "trigger")?.ok_or_else(|| {
-            cx.err(
-                &table,
-                Some("trigger"),
-                "missing key: every job needs a trigger",
-            )
-        })?;
-        if !triggers.contains_key(trigger) {
-            return Err(cx.err(
-                &table,
-                Some("trigger"),
-                format!(
-                    "no trigger named `{trigger}`; defined: {}",
-                    names(triggers.keys())
-                ),
-            ));
-        }
-        let credential = string(cx, &table, body, "credential")?;
-        if let Some(c) = credential
-            && !credentials.contains_key(c)
-        {
-            return Err(cx.err(
-                &table,
+        let job = job(cx, dir, &table, name, body, triggers, credentials, retry);
+        out.insert(name.clone(), Arc::new(job));
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn job(
+    cx: &Ctx,
+    dir: &Path,
+    table: &str,
+    name: &str,
+    body: &Table,
+    triggers: &BTreeMap<String, Trigger>,
+    credentials: &BTreeMap<String, Value>,
+    retry: &RetryPolicy,
+) -> Job {
+    let _ = check_keys(
+        cx,
+        table,
+        body,
+        &[
+            "adaptor",
+            "expression",
+            "expression_file",
+            "trigger",
+            "credential",
+            "timeout",
+            "retry",
+        ],
+    );
+    let adaptor = cx
+        .ok(string(cx, table, body, "adaptor").and_then(|a| {
+            AdaptorSpec::parse(a.unwrap_or(DEFAULT_ADAPTOR))
+                .map_err(|m| cx.err(table, Some("adaptor"), m))
+        }))
+        .unwrap_or_else(|| AdaptorSpec::parse(DEFAULT_ADAPTOR).expect("the default parses"));
+    let expression = cx.ok(expression(cx, dir, table, body)).unwrap_or_default();
+    // Its type error, if any, was reported by `expression` above.
+    let expression_file = body
+        .get("expression_file")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let trigger = cx
+        .ok(string(cx, table, body, "trigger").and_then(|t| {
+            let t = t.ok_or_else(|| {
+                cx.err(
+                    table,
+                    Some("trigger"),
+                    "missing key: every job needs a trigger",
+                )
+            })?;
+            if !triggers.contains_key(t) {
+                return Err(cx.err(
+                    table,
+                    Some("trigger"),
+                    format!(
+                        "no trigger named `{t}`; defined: {}",
+                        names(triggers.keys())
+                    ),
+                ));
+            }
+            Ok(t.to_string())
+        }))
+        .unwrap_or_default();
+    let credential = cx
+        .ok(string(cx, table, body, "credential").and_then(|c| match c {
+            Some(c) if !credentials.contains_key(c) => Err(cx.err(
+                table,
                 Some("credential"),
                 format!(
                     "no credential named `{c}`; defined: {}",
                     names(credentials.keys())
                 ),
+            )),
+            c => Ok(c.map(str::to_string)),
+        }))
+        .flatten();
+    let retry = match body.get("retry") {
+        None => retry.clone(),
+        Some(toml::Value::Table(t)) => super::delivery::retry(cx, table, Some(t), retry),
+        Some(_) => {
+            cx.report(cx.err(
+                table,
+                Some("retry"),
+                "must be a table such as { max_attempts = 5, backoff = \"2s\" }",
             ));
+            retry.clone()
         }
-        let job = Job {
-            name: name.clone(),
-            adaptor,
-            expression,
-            trigger: trigger.to_string(),
-            credential: credential.map(str::to_string),
-            timeout: duration(cx, &table, body, "timeout")?,
-            retry: match body.get("retry") {
-                None => retry.clone(),
-                Some(toml::Value::Table(t)) => super::delivery::retry(cx, &table, Some(t), retry)?,
-                Some(_) => {
-                    return Err(cx.err(
-                        &table,
-                        Some("retry"),
-                        "must be a table such as { max_attempts = 5, backoff = \"2s\" }",
-                    ));
-                }
-            },
-        };
-        out.insert(name.clone(), Arc::new(job));
+    };
+    Job {
+        name: name.to_string(),
+        adaptor,
+        expression,
+        expression_file,
+        trigger,
+        credential,
+        timeout: cx.ok(duration(cx, table, body, "timeout")).flatten(),
+        retry,
     }
-    Ok(out)
+}
+
+fn expression(cx: &Ctx, dir: &Path, table: &str, body: &Table) -> Result<String, ProjectError> {
+    match (
+        string(cx, table, body, "expression")?,
+        string(cx, table, body, "expression_file")?,
+    ) {
+        (Some(e), None) => Ok(e.to_string()),
+        (None, Some(path)) => {
+            read_inside(dir, path).map_err(|m| cx.err(table, Some("expression_file"), m))
+        }
+        (Some(_), Some(_)) => Err(cx.err(
+            table,
+            Some("expression"),
+            "give either expression or expression_file, not both",
+        )),
+        (None, None) => Err(cx.err(
+            table,
+            None,
+            "missing key `expression` (or `expression_file`)",
+        )),
+    }
 }
 
 fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
@@ -324,12 +292,9 @@ fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
 }
 
 /// Flow triggers must name a job, and following flows must never come back
-/// to where they started (that would run forever).
-fn check_flows(
-    cx: &Ctx,
-    jobs: &BTreeMap<String, Arc<Job>>,
-    triggers: &BTreeMap<String, Trigger>,
-) -> Result<(), ProjectError> {
+/// to where they started (that would run forever). Each cycle is reported
+/// once, at the first of its jobs in name order.
+fn check_flows(cx: &Ctx, jobs: &BTreeMap<String, Arc<Job>>, triggers: &BTreeMap<String, Trigger>) {
     let mut downstream: HashMap<&str, Vec<&str>> = HashMap::new();
     for trigger in triggers.values() {
         let (TriggerKind::Success(up) | TriggerKind::Failure(up)) = &trigger.kind else {
@@ -337,11 +302,12 @@ fn check_flows(
         };
         let key = trigger.kind.label();
         if !jobs.contains_key(up) {
-            return Err(cx.err(
+            cx.report(cx.err(
                 &format!("triggers.{}", trigger.name),
                 Some(key),
                 format!("no job named `{up}`; defined: {}", names(jobs.keys())),
             ));
+            continue;
         }
         for job in jobs.values().filter(|j| j.trigger == trigger.name) {
             downstream
@@ -350,44 +316,44 @@ fn check_flows(
                 .push(job.name.as_str());
         }
     }
-    // Depth-first search; `path` holds the chain being explored.
+    // Depth-first search; `path` holds the chain being explored, and every
+    // edge back into it closes a cycle.
     fn visit<'a>(
         job: &'a str,
         edges: &HashMap<&'a str, Vec<&'a str>>,
         path: &mut Vec<&'a str>,
         done: &mut Vec<&'a str>,
-    ) -> Option<Vec<&'a str>> {
+        cycles: &mut Vec<Vec<&'a str>>,
+    ) {
         if let Some(i) = path.iter().position(|p| *p == job) {
             let mut cycle = path[i..].to_vec();
             cycle.push(job);
-            return Some(cycle);
+            cycles.push(cycle);
+            return;
         }
         if done.contains(&job) {
-            return None;
+            return;
         }
         path.push(job);
         for next in edges.get(job).into_iter().flatten() {
-            if let Some(c) = visit(next, edges, path, done) {
-                return Some(c);
-            }
+            visit(next, edges, path, done, cycles);
         }
         path.pop();
         done.push(job);
-        None
     }
-    let mut done = Vec::new();
+    let (mut done, mut cycles) = (Vec::new(), Vec::new());
     for job in jobs.keys() {
-        if let Some(cycle) = visit(job, &downstream, &mut Vec::new(), &mut done) {
-            let first = &jobs[cycle[1]];
-            return Err(cx.err(
-                &format!("jobs.{}", first.name),
-                Some("trigger"),
-                format!(
-                    "flow cycle: {} would trigger each other forever",
-                    cycle.join(" → ")
-                ),
-            ));
-        }
+        visit(job, &downstream, &mut Vec::new(), &mut done, &mut cycles);
     }
-    Ok(())
+    for cycle in cycles {
+        let first = &jobs[cycle[1]];
+        cx.report(cx.err(
+            &format!("jobs.{}", first.name),
+            Some("trigger"),
+            format!(
+                "flow cycle: {} would trigger each other forever",
+                cycle.join(" → ")
+            ),
+        ));
+    }
 }

@@ -166,3 +166,79 @@ credentials:
     assert!(text(&out.stderr).contains("line"), "{}", describe(&out));
     assert!(!out_dir.join("project.toml").exists());
 }
+
+/// The original accepted cron nicknames; so do `import` and `check`. A bad
+/// expression is refused naming the field and its range.
+#[test]
+fn import_and_check_accept_cron_nicknames() {
+    let nicknames = [
+        "@yearly",
+        "@annually",
+        "@monthly",
+        "@weekly",
+        "@daily",
+        "@midnight",
+        "@hourly",
+    ];
+    let s = Scratch::new(None);
+    let mut yaml = String::from("jobs:\n");
+    for (i, _) in nicknames.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  job-{i}:\n    expression: fn(state => state)\n    adaptor: '@openfn/language-common'\n    trigger: t-{i}\n"
+        ));
+    }
+    yaml.push_str("triggers:\n");
+    for (i, nick) in nicknames.iter().enumerate() {
+        yaml.push_str(&format!("  t-{i}:\n    cron: \"{nick}\"\n"));
+    }
+    let file = s.dir().join("project.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let project = s.project();
+    let out = s.run(
+        &[
+            "import",
+            file.to_str().unwrap(),
+            "--out",
+            project.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{yaml}\n{}", describe(&out));
+    let toml = std::fs::read_to_string(project.join("project.toml")).unwrap();
+    for nick in nicknames {
+        assert!(toml.contains(&format!("cron = \"{nick}\"")), "{toml}");
+    }
+    let out = s.run(&["check"], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("7 jobs, 7 triggers"),
+        "{}",
+        describe(&out)
+    );
+
+    let bad = s.dir().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "jobs:\n  j:\n    expression: fn(state => state)\n    adaptor: '@openfn/language-common'\n    trigger: t\ntriggers:\n  t:\n    cron: '0 61 * * *'\n",
+    )
+    .unwrap();
+    let out_dir = s.dir().join("bad-out");
+    let out = s.run(
+        &[
+            "import",
+            bad.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains(
+            "the converted project is not valid: [triggers.t] cron: `0 61 * * *`: hour field: 61 is out of range 0-23"
+        ),
+        "{}",
+        describe(&out)
+    );
+    assert!(!out_dir.join("project.toml").exists());
+}

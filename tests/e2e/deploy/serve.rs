@@ -370,7 +370,7 @@ password = { env = "MICROSERVICE_TEST_UNSET_VARIABLE" }
     let out = Launch::new(project).expect_failure().unwrap();
     assert!(
         out.contains(
-            "project.toml: [credentials.upstream] password (line 10): environment variable `MICROSERVICE_TEST_UNSET_VARIABLE` is not set"
+            "project.toml: [credentials.upstream] password (line 11): environment variable `MICROSERVICE_TEST_UNSET_VARIABLE` is not set"
         ),
         "{out}"
     );

@@ -1,0 +1,116 @@
+//! Cron triggers: reading schedules (`parse`), computing their ticks in a
+//! time zone (`ticks`), and the scheduler, one loop per cron job (here).
+//!
+//! Each loop sleeps until the schedule's next tick, starts a run and waits
+//! for it, so runs of one cron job never overlap and each starts from the
+//! state the previous one left. The next tick always comes from the
+//! schedule, never from when the previous run ended: a tick that fell while
+//! the previous run was still going is skipped and counted (a warning and
+//! the `cron_ticks_missed` metric), not run late. The loops stop on
+//! shutdown. This module decides only *when*; the dispatcher runs.
+
+mod parse;
+mod ticks;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+pub use parse::parse;
+pub use ticks::{Schedule, Zone};
+
+use crate::dispatch::Dispatcher;
+use crate::project::{Job, TriggerKind};
+
+/// Missed ticks counted one by one at most; past this (a schedule firing
+/// every second across a day-long stall) the rest are skipped uncounted.
+const MAX_COUNTED: u64 = 100_000;
+
+/// Starts a loop for every job with a cron trigger.
+pub fn start(dispatcher: &Dispatcher, stop: &CancellationToken, tracker: &TaskTracker) {
+    let project = dispatcher.project().clone();
+    for job in project.jobs.values() {
+        let TriggerKind::Cron {
+            schedule,
+            expression,
+        } = &project.triggers[&job.trigger].kind
+        else {
+            continue;
+        };
+        info!(job = %job.name, cron = %expression, timezone = %schedule.zone(), "scheduled");
+        crate::metrics::get().declare_cron(&job.name);
+        tracker.spawn(run_loop(
+            dispatcher.clone(),
+            job.clone(),
+            (**schedule).clone(),
+            stop.clone(),
+        ));
+    }
+}
+
+async fn run_loop(
+    dispatcher: Dispatcher,
+    job: Arc<Job>,
+    schedule: Schedule,
+    stop: CancellationToken,
+) {
+    let mut after = Utc::now();
+    loop {
+        let Some(mut tick) = schedule.next_after(after) else {
+            warn!(job = %job.name, "the schedule has no next time; this cron job stops");
+            return;
+        };
+        if !sleep_until(tick, &stop).await {
+            return;
+        }
+        // Woken later than the tick after this one (the machine was
+        // suspended or starved): run once, for the latest tick that is due.
+        let (late, latest) = schedule.ticks_between(tick, Utc::now(), MAX_COUNTED);
+        if let Some(latest) = latest {
+            missed(&job, late, "the scheduler woke too late for them");
+            tick = latest;
+        }
+        debug!(job = %job.name, tick = %tick, late_ms = (Utc::now() - tick).num_milliseconds(), "cron tick");
+        let run = dispatcher.tick(job.clone());
+        tokio::select! {
+            _ = run => {}
+            // The run itself is tracked by the dispatcher and finishes (or is
+            // killed) under the shutdown's grace period.
+            _ = stop.cancelled() => return,
+        }
+        let now = Utc::now();
+        let (overran, _) = schedule.ticks_between(tick, now, MAX_COUNTED);
+        missed(&job, overran, "the previous run was still going");
+        after = now.max(tick);
+    }
+}
+
+fn missed(job: &Job, ticks: u64, why: &str) {
+    if ticks == 0 {
+        return;
+    }
+    warn!(job = %job.name, missed = ticks, "skipped {ticks} cron tick{}: {why}", if ticks == 1 { "" } else { "s" });
+    crate::metrics::get().cron_ticks_missed(&job.name, ticks);
+}
+
+/// Sleeps until the wall clock reaches `tick`; false when stopped first.
+/// Timers run on the monotonic clock, so a wall clock set back while
+/// sleeping would wake us early: check and sleep again.
+async fn sleep_until(tick: DateTime<Utc>, stop: &CancellationToken) -> bool {
+    loop {
+        let wait = (tick - Utc::now()).to_std().unwrap_or_default();
+        if wait.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return false,
+        }
+    }
+}

@@ -22,7 +22,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::{Instant, sleep_until};
 
 use super::{
-    Failure, FailureKind, GroupGuard, PASSTHROUGH_ENV, RunOutcome, RunRequest, is_compile_error,
+    Failure, FailureKind, GroupGuard, NEVER_SETTLED, PASSTHROUGH_ENV, RunOutcome, RunRequest,
+    is_compile_error, parse_final_state,
 };
 use crate::packages::Packages;
 use crate::project::AdaptorSpec;
@@ -213,12 +214,21 @@ impl CliEngine {
                 failure,
             });
         }
-        let final_state = std::fs::read(&output)
-            .map_err(|e| format!("core exited 0 but its output could not be read: {e}"))
-            .and_then(|bytes| {
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("core's output is not JSON: {e}"))
-            });
+        let final_state = match std::fs::read(&output) {
+            // core exits 0 without an output file when the job's promise
+            // never settled and nothing was left to keep node running.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(RunOutcome {
+                    exit_code,
+                    final_state: None,
+                    failure: Some(Failure::new(FailureKind::Job, NEVER_SETTLED)),
+                });
+            }
+            Err(e) => Err(format!(
+                "core exited 0 but its output could not be read: {e}"
+            )),
+            Ok(bytes) => parse_final_state(&bytes),
+        };
         Ok(match final_state {
             Ok(state) => RunOutcome {
                 exit_code,

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod worker;
+mod worker_proc;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -119,6 +120,16 @@ impl Failure {
             reason: reason.into(),
         }
     }
+}
+
+/// Why a run fails whose job returned a promise that nothing could settle
+/// any more: `core execute` exits 0 then, without writing a final state.
+pub(crate) const NEVER_SETTLED: &str = "the job never finished: its promise did not settle, and nothing it started was left to settle it (core exited without writing a final state)";
+
+/// Reads the final state core wrote (`cli`) or the worker sent (`worker`):
+/// one parser for both modes, so they agree on every state.
+pub(crate) fn parse_final_state(bytes: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("core's output is not JSON: {e}"))
 }
 
 /// Lines by which core's output shows that the expression did not compile:

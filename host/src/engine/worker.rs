@@ -1,40 +1,42 @@
-//! The `worker` engine mode: warm Node processes that run jobs through
-//! `@openfn/core`'s JavaScript interface (`worker/worker.js`).
+//! The `worker` engine mode: a pool of warm Node processes that run jobs
+//! through `@openfn/core`'s JavaScript interface (`worker/worker.js`; one
+//! process is [`WorkerProcess`]).
 //!
 //! A worker loads core once and keeps adaptors and compiled expressions, so
 //! a run costs milliseconds instead of a Node start-up; every run still gets
-//! a fresh vm2 sandbox. Workers speak line-delimited JSON on stdin/stdout,
-//! one run at a time, every message tagged with the run id. A worker that
-//! overruns a run's timeout, crashes (out of memory included) or has served
-//! `recycle_after` runs is killed with its process group and replaced; a
-//! failure touches only the run it was running. Nothing here reads or logs a
-//! state beyond handing it to the worker.
+//! a fresh vm2 sandbox, and the worker script makes sure nothing a run left
+//! behind outlives it. Workers speak line-delimited JSON on stdin/stdout,
+//! one run at a time, every message tagged with the run id. The pool hands
+//! a run only to a worker that is alive and not spent, and only counts it
+//! handed once the worker says it started it; otherwise it replaces the
+//! worker and tries another. A worker that overruns a run's timeout, dies
+//! during a run (out of memory, `process.exit`, a signal), left something
+//! open, or has served `recycle_after` runs is killed with its process
+//! group and replaced; a failure touches only the run it was running.
+//! Nothing here reads or logs a state beyond handing it on.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::time::{Instant, sleep_until, timeout};
-use tracing::{debug, info, warn};
+use tokio::time::{Instant, sleep_until};
+use tracing::{info, warn};
 
-use super::{Failure, FailureKind, GroupGuard, PASSTHROUGH_ENV, RunOutcome, RunRequest};
+use super::worker_proc::{Event, WorkerProcess};
+use super::{Failure, FailureKind, NEVER_SETTLED, RunOutcome, RunRequest, parse_final_state};
 use crate::packages::Packages;
 use crate::project::AdaptorSpec;
 
 /// The worker script, shipped inside the binary so it always matches it.
 const SCRIPT: &str = include_str!("../../worker/worker.js");
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// stderr lines kept per worker, to explain a crash.
-const STDERR_TAIL: usize = 20;
 const MAX_LINE_CHARS: usize = 16 * 1024;
+/// Workers tried for one run before it fails: each that does not take it
+/// is replaced, so a second failure means workers cannot start at all.
+const OFFERS: usize = 3;
 
 #[derive(Clone)]
 pub struct WorkerPool {
@@ -58,18 +60,8 @@ struct Inner {
     script: PathBuf,
     core_dir: PathBuf,
     packages: Packages,
-    idle: Mutex<Vec<Worker>>,
+    idle: Mutex<Vec<WorkerProcess>>,
     groups: Arc<Mutex<HashSet<i32>>>,
-}
-
-struct Worker {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
-    runs: u32,
-    /// Kills the worker's process group when the worker is dropped.
-    _group: GroupGuard,
 }
 
 impl WorkerPool {
@@ -110,7 +102,7 @@ impl WorkerPool {
         Ok(pool)
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Worker>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<WorkerProcess>> {
         self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -130,110 +122,70 @@ impl WorkerPool {
         }
     }
 
-    async fn spawn(&self) -> Result<Worker, String> {
-        let c = &self.inner.config;
-        let mut cmd = tokio::process::Command::new(&c.node);
-        cmd.arg(format!("--max-old-space-size={}", c.memory_mb))
-            .arg(&self.inner.script)
-            .arg(&self.inner.core_dir)
-            .env_clear()
-            .envs(
-                PASSTHROUGH_ENV
-                    .iter()
-                    .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("could not start `{}`: {e}", c.node))?;
-        let pgid = child
-            .id()
-            .map(|p| p as i32)
-            .ok_or("the worker vanished at start")?;
-        let group = GroupGuard::new(pgid, self.inner.groups.clone());
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        // Worker stderr is kept only to explain a crash (it may echo what a
-        // job printed, so it is not logged as such).
-        let stderr_tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
-        let tail = stderr_tail.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-                if t.len() == STDERR_TAIL {
-                    t.pop_front();
-                }
-                t.push_back(line.chars().take(500).collect());
+    async fn spawn(&self) -> Result<WorkerProcess, String> {
+        let i = &self.inner;
+        WorkerProcess::spawn(
+            &i.config.node,
+            i.config.memory_mb,
+            &i.script,
+            &i.core_dir,
+            i.groups.clone(),
+        )
+        .await
+    }
+
+    /// An idle worker that is alive and not spent, or a new one. Dead and
+    /// spent ones are dropped (which kills what is left of them).
+    async fn checkout(&self) -> Result<WorkerProcess, String> {
+        loop {
+            let popped = self.idle().pop();
+            let Some(mut worker) = popped else {
+                return self.spawn().await;
+            };
+            if worker.is_healthy() {
+                return Ok(worker);
             }
-        });
-        let ready = timeout(START_TIMEOUT, stdout.next_line()).await;
-        match ready {
-            Ok(Ok(Some(line))) if line.contains("\"ready\"") => {}
-            other => {
-                let tail: Vec<String> = stderr_tail
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .cloned()
-                    .collect();
-                return Err(format!(
-                    "the worker did not start ({other:?}): {}",
-                    tail.join(" | ")
-                ));
+            info!("an idle engine worker had died or was spent; replacing it");
+        }
+    }
+
+    /// A worker that has started the run described by `request`.
+    async fn start(&self, request: &str, run_id: &str) -> Result<WorkerProcess, String> {
+        let mut last = String::new();
+        for _ in 0..OFFERS {
+            let mut worker = self.checkout().await?;
+            match worker.offer(request, run_id).await {
+                Ok(()) => return Ok(worker),
+                Err(why) => {
+                    info!(cause = %why, "an engine worker did not take the run; it is replaced");
+                    last = why;
+                }
             }
         }
-        debug!(pgid, "engine worker started");
-        Ok(Worker {
-            _child: child,
-            stdin,
-            stdout,
-            stderr_tail,
-            runs: 0,
-            _group: group,
-        })
+        Err(format!(
+            "no engine worker could take the run ({OFFERS} tried); the last: {last}"
+        ))
     }
 
     /// Runs the job on a warm worker; `on_line` hears each line it prints.
     pub async fn run(&self, req: RunRequest<'_>, mut on_line: impl FnMut(String)) -> RunOutcome {
-        let worker = self.idle().pop();
-        let mut worker = match worker {
-            Some(w) => w,
-            None => match self.spawn().await {
-                Ok(w) => w,
-                Err(why) => {
-                    return outcome(None, None, Some(Failure::new(FailureKind::Setup, why)));
-                }
-            },
-        };
-        let request = json!({
+        let mut request = json!({
             "id": req.run_id,
             "adaptor": self.inner.packages.package_dir(&req.job.adaptor),
             "expression": req.job.expression,
             "key": expression_key(&req.job.expression),
             "state": req.state,
-        });
-        let mut line = request.to_string();
-        line.push('\n');
-        if let Err(e) = worker.stdin.write_all(line.as_bytes()).await {
-            return outcome(
-                None,
-                None,
-                Some(Failure::new(
-                    FailureKind::Setup,
-                    format!("the worker could not take the run: {e}"),
-                )),
-            );
-        }
+        })
+        .to_string();
+        request.push('\n');
+        let mut worker = match self.start(&request, req.run_id).await {
+            Ok(w) => w,
+            Err(why) => return outcome(None, None, Some(Failure::new(FailureKind::Setup, why))),
+        };
         let deadline = Instant::now() + req.timeout;
         loop {
-            let next = tokio::select! {
-                next = worker.stdout.next_line() => next,
+            let event = tokio::select! {
+                event = worker.next() => event,
                 _ = sleep_until(deadline) => {
                     // Dropping the worker kills its process group.
                     drop(worker);
@@ -244,44 +196,34 @@ impl WorkerPool {
                     return outcome(None, None, Some(Failure::new(FailureKind::Timeout, reason)));
                 }
             };
-            let Ok(Some(text)) = next else {
-                let tail: Vec<String> = worker
-                    .stderr_tail
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .cloned()
-                    .collect();
-                let oom = tail
-                    .iter()
-                    .any(|l| l.contains("heap out of memory") || l.contains("Reached heap limit"));
-                let reason = if oom {
-                    format!(
-                        "the worker ran out of memory ({} MiB) and was replaced",
-                        self.inner.config.memory_mb
-                    )
-                } else {
-                    format!(
-                        "the worker died during the run and was replaced: {}",
-                        tail.join(" | ")
-                    )
-                };
-                return outcome(None, None, Some(Failure::new(FailureKind::Job, reason)));
+            let (header, state) = match event {
+                None => {
+                    let (code, reason) = worker.death(self.inner.config.memory_mb).await;
+                    return outcome(code, None, Some(Failure::new(FailureKind::Job, reason)));
+                }
+                Some(Event::Raw(text)) => {
+                    on_line(text.chars().take(MAX_LINE_CHARS).collect());
+                    continue;
+                }
+                Some(Event::Message(m)) if m["id"] == req.run_id && m["ok"] == false => (m, None),
+                Some(Event::Message(m)) => {
+                    if m["id"] == req.run_id
+                        && let Some(log) = m["log"].as_str()
+                    {
+                        on_line(log.chars().take(MAX_LINE_CHARS).collect());
+                    }
+                    continue;
+                }
+                Some(Event::Finished { header, state }) if header["id"] == req.run_id => {
+                    (header, Some(state))
+                }
+                Some(Event::Finished { .. }) => continue,
             };
-            let Ok(message) = serde_json::from_str::<Value>(&text) else {
-                on_line(text.chars().take(MAX_LINE_CHARS).collect());
-                continue;
-            };
-            if message["id"] != req.run_id {
-                continue;
-            }
-            if let Some(log) = message["log"].as_str() {
-                on_line(log.chars().take(MAX_LINE_CHARS).collect());
-                continue;
-            }
-            let result = finish(&message, &mut on_line);
+            let result = finish(&header, state.as_deref(), &mut on_line);
             worker.runs += 1;
-            if worker.runs < self.inner.config.recycle_after {
+            if let Some(why) = header["retire"].as_str() {
+                info!(cause = why, "replacing an engine worker");
+            } else if worker.runs < self.inner.config.recycle_after {
                 self.idle().push(worker);
             }
             return result;
@@ -289,16 +231,29 @@ impl WorkerPool {
     }
 }
 
-/// Turns the worker's answer into the outcome `core execute` would have had.
-fn finish(message: &Value, on_line: &mut impl FnMut(String)) -> RunOutcome {
-    if message["ok"] == true {
-        return outcome(Some(0), Some(message["state"].clone()), None);
+/// Turns the worker's answer (and, on success, the final state's JSON text)
+/// into the outcome `core execute` would have had.
+fn finish(header: &Value, state: Option<&str>, on_line: &mut impl FnMut(String)) -> RunOutcome {
+    if let Some(text) = state {
+        return match parse_final_state(text.as_bytes()) {
+            Ok(state) => outcome(Some(0), Some(state), None),
+            Err(why) => outcome(Some(0), None, Some(Failure::new(FailureKind::Setup, why))),
+        };
     }
-    let error = message["error"].as_str().unwrap_or("the job failed");
+    let kind = header["kind"].as_str();
+    if kind == Some("stalled") {
+        // `core execute` prints nothing here either: it just exits 0.
+        return outcome(
+            Some(0),
+            None,
+            Some(Failure::new(FailureKind::Job, NEVER_SETTLED)),
+        );
+    }
+    let error = header["error"].as_str().unwrap_or("the job failed");
     for line in error.lines() {
         on_line(line.chars().take(MAX_LINE_CHARS).collect());
     }
-    match message["kind"].as_str() {
+    match kind {
         Some("compile") => outcome(
             Some(1),
             None,

@@ -1,6 +1,12 @@
-//! The engine: per-run timeouts kill the whole run (no node process left
-//! behind), syntax errors fail with exit code 1, and per-run temporary
-//! directories under `DATA_DIR/tmp` are removed once runs finish.
+//! The engine, in whichever mode `ENGINE_MODE` names (`make test` runs this
+//! suite once per mode): per-run timeouts kill the whole run (no node
+//! process left behind), syntax errors fail with exit code 1, per-run
+//! temporary directories under `DATA_DIR/tmp` are removed once runs finish;
+//! nothing a run leaves behind harms a later run ([`isolation`]), and final
+//! states are the same JSON in both modes ([`final_state`]).
+
+mod final_state;
+mod isolation;
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +22,7 @@ use crate::harness::{
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Pids of all descendants of process `root` (children, their children, ..).
-fn descendants(root: u32) -> Vec<u32> {
+pub fn descendants(root: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -48,9 +54,30 @@ fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
+/// The engine mode the service runs in, as it logged it at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Cli,
+    Worker,
+}
+
+pub fn mode(svc: &Service) -> Mode {
+    let logs = svc.logs();
+    if logs.contains("mode=Cli") {
+        Mode::Cli
+    } else if logs.contains("mode=Worker") {
+        Mode::Worker
+    } else {
+        panic!(
+            "the service did not log its engine mode\n{}",
+            svc.log_tail()
+        )
+    }
+}
+
 #[test]
 fn run_exceeding_its_timeout_is_killed() {
-    let svc = Service::start(include_str!("../projects/timeout/project.toml"), &[]);
+    let svc = Service::start(include_str!("../../projects/timeout/project.toml"), &[]);
     // In worker mode, warm workers are the service's children before any
     // run: wait until they are all up, and note them.
     if !svc.logs().contains("mode=Cli") {

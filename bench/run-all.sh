@@ -5,13 +5,15 @@
 #                                durable = false, durable = true
 #   3. plugin_bench (example)    notification call cost (fresh vs reused instance),
 #                                start-up with four plugins (cold vs warm cache)
-#   4. bench/compaction_stall.py worst wait of a receipt while the journal is
+#   4. bench/plugin_limits.py    /inbox req/s and latency beside spinning plugins vs none
+#   5. bench/compaction_stall.py worst wait of a receipt while the journal is
 #                                compacted under sustained load (~5 min; STALL=0 skips it)
 #
 # Usage: bench/run-all.sh            (from anywhere; ~15 min on 2 cores when
 #                                     nothing is built yet, ~3 min after)
 # Env:   LATENCY_RUNS (default 20), THROUGHPUT_ARGS (e.g. "--duration 10 --rounds 3"),
-#        PLUGIN_BENCH_ARGS (e.g. "--calls 20000"), SKIP_BUILD=1 to reuse what is built.
+#        PLUGIN_BENCH_ARGS (e.g. "--calls 20000"), PLUGIN_LIMITS_ARGS (e.g. "--rounds 5"),
+#        SKIP_BUILD=1 to reuse what is built.
 #
 # Needs: rustup with the wasm32-wasip2 target (added here if missing), node and
 # npm (the service installs @openfn/core into target/bench-packages on first
@@ -43,18 +45,22 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -p microservice --example plugin_bench
 fi
 
-step "1/4 latency: python3 bench/latency.py --runs ${LATENCY_RUNS:-20}"
+step "1/5 latency: python3 bench/latency.py --runs ${LATENCY_RUNS:-20}"
 python3 bench/latency.py --runs "${LATENCY_RUNS:-20}"
 
-step "2/4 inbox throughput: python3 bench/inbox_throughput.py ${THROUGHPUT_ARGS:-}"
+step "2/5 inbox throughput: python3 bench/inbox_throughput.py ${THROUGHPUT_ARGS:-}"
 # shellcheck disable=SC2086
 python3 bench/inbox_throughput.py ${THROUGHPUT_ARGS:-}
 
-step "3/4 plugins: target/release/examples/plugin_bench ${PLUGIN_BENCH_ARGS:-}"
+step "3/5 plugins: target/release/examples/plugin_bench ${PLUGIN_BENCH_ARGS:-}"
 # shellcheck disable=SC2086
 target/release/examples/plugin_bench ${PLUGIN_BENCH_ARGS:-}
 
+step "4/5 plugin limits: python3 bench/plugin_limits.py ${PLUGIN_LIMITS_ARGS:-}"
+# shellcheck disable=SC2086
+python3 bench/plugin_limits.py ${PLUGIN_LIMITS_ARGS:-}
+
 if [ "${STALL:-1}" != 0 ]; then
-    step "4/4 compaction stall: python3 bench/compaction_stall.py"
+    step "5/5 compaction stall: python3 bench/compaction_stall.py"
     python3 bench/compaction_stall.py
 fi

@@ -11,7 +11,8 @@
 //!    figure is the host's cost; `recorder` works too: a plugin whose file
 //!    name contains "recorder", or any with `--grant-out`, is granted a
 //!    writable `/out`, others nothing) is loaded by a real `PluginHost`, then called in
-//!    alternating blocks: `notify::notify_one` (what the service does: a
+//!    alternating blocks, on one of the host's plugin threads (as the
+//!    service's notification loop calls): `notify::notify_one` (what the service does: a
 //!    fresh store and instance per call, under `Plugin::guard`) and
 //!    `notify::Reused::notify` (one instance kept, the deadline re-armed per
 //!    call). Every call is timed on its own; the medians and means of all
@@ -42,7 +43,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use microservice::plugins::notify::{self, Reused};
-use microservice::plugins::{Kind, MessageSink, Options, PluginHost, Report, RunEvent, RunStatus};
+use microservice::plugins::{
+    Kind, MessageSink, Options, Plugin, PluginHost, Report, RunEvent, RunStatus,
+};
 use microservice::project::{DirBase, DirGrant, PluginSpec, PollSchedule, Project};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -202,6 +205,47 @@ fn event(i: usize) -> RunEvent {
     }
 }
 
+/// Warm-up calls, then `blocks` blocks of `per_block` timed calls of each
+/// variant, alternating which goes first: (fresh, reused) call times.
+async fn timed_calls(
+    host: PluginHost,
+    plugin: Arc<Plugin>,
+    warmup: usize,
+    per_block: usize,
+    blocks: usize,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let mut reused = Reused::new(&host, &plugin).await?;
+    for i in 0..warmup {
+        notify::notify_one(&host, &plugin, &event(i))
+            .await
+            .map_err(|f| anyhow::anyhow!("notify failed: {}", f.message))?;
+        reused.notify(&event(i)).await?;
+    }
+    let (mut fresh, mut kept) = (
+        Vec::with_capacity(per_block * blocks),
+        Vec::with_capacity(per_block * blocks),
+    );
+    for block in 0..blocks {
+        // Alternate which variant goes first, so drift hits both alike.
+        for variant in if block % 2 == 0 { [0, 1] } else { [1, 0] } {
+            for i in 0..per_block {
+                let ev = event(i);
+                let t = Instant::now();
+                if variant == 0 {
+                    notify::notify_one(&host, &plugin, &ev)
+                        .await
+                        .map_err(|f| anyhow::anyhow!("notify failed: {}", f.message))?;
+                    fresh.push(t.elapsed());
+                } else {
+                    reused.notify(&ev).await?;
+                    kept.push(t.elapsed());
+                }
+            }
+        }
+    }
+    Ok((fresh, kept))
+}
+
 async fn calls(args: &Args) -> anyhow::Result<()> {
     let wasm = &args.wasm;
     if !wasm.is_file() {
@@ -227,6 +271,7 @@ async fn calls(args: &Args) -> anyhow::Result<()> {
             job_files: Vec::new(),
             max_message_bytes: 10 << 20,
             specs,
+            max_memory: microservice::project::plugins::DEFAULT_MAX_MEMORY,
         },
         no_messages(),
         stop.clone(),
@@ -241,37 +286,16 @@ async fn calls(args: &Args) -> anyhow::Result<()> {
         ),
     };
 
-    let mut reused = Reused::new(&host, &plugin).await?;
-    for i in 0..args.warmup {
-        notify::notify_one(&host, &plugin, &event(i))
-            .await
-            .map_err(|f| anyhow::anyhow!("notify failed: {}", f.message))?;
-        reused.notify(&event(i)).await?;
-    }
-    let per_block = args.calls.div_ceil(args.blocks);
-    let (mut fresh, mut kept) = (
-        Vec::with_capacity(args.calls),
-        Vec::with_capacity(args.calls),
+    // On a plugin thread, where the service's notification loop makes its
+    // calls (from elsewhere, each call would add a hop there and back).
+    let on_pool = timed_calls(
+        host.clone(),
+        plugin,
+        args.warmup,
+        args.calls.div_ceil(args.blocks),
+        args.blocks,
     );
-    for block in 0..args.blocks {
-        // Alternate which variant goes first, so drift hits both alike.
-        for variant in if block % 2 == 0 { [0, 1] } else { [1, 0] } {
-            for i in 0..per_block {
-                let ev = event(i);
-                let t = Instant::now();
-                if variant == 0 {
-                    notify::notify_one(&host, &plugin, &ev)
-                        .await
-                        .map_err(|f| anyhow::anyhow!("notify failed: {}", f.message))?;
-                    fresh.push(t.elapsed());
-                } else {
-                    reused.notify(&ev).await?;
-                    kept.push(t.elapsed());
-                }
-            }
-        }
-    }
-    drop(reused);
+    let (mut fresh, mut kept) = host.pool().handle().spawn(on_pool).await??;
     stop.cancel();
     tracker.close();
     tracker.wait().await;
@@ -335,6 +359,7 @@ async fn startup(args: &Args) -> anyhow::Result<()> {
                 job_files: Vec::new(),
                 max_message_bytes: 10 << 20,
                 specs: specs.clone(),
+                max_memory: microservice::project::plugins::DEFAULT_MAX_MEMORY,
             };
             let t = Instant::now();
             let host = PluginHost::start(options, no_messages(), stop.clone(), tracker.clone())?;

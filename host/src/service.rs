@@ -251,6 +251,7 @@ fn start_plugins(
             specs.entry(JOURNAL.into()).or_insert_with(builtin_journal);
             specs
         },
+        max_memory: project.plugin_memory,
     };
     PluginHost::start(options, sink, stop.clone(), tracker.clone())
 }

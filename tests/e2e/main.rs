@@ -20,6 +20,7 @@ mod harness;
 mod inbox;
 mod metrics;
 mod plugins_hostile;
+mod plugins_limits;
 mod plugins_logging;
 mod plugins_notify;
 mod plugins_reload;

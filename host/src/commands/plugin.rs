@@ -12,6 +12,7 @@ use anyhow::Context;
 
 use super::project_if_any;
 use crate::plugins::inspect::{Inspection, Inspector};
+use crate::project::plugins::DEFAULT_MAX_MEMORY;
 use crate::settings::Settings;
 
 pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
@@ -138,7 +139,8 @@ pub(super) fn inspector(
         plugins_dir: settings.plugins_dir.clone(),
         job_files: project.map(|p| p.job_files()).unwrap_or_default(),
     };
-    Inspector::new(folders, specs)
+    let max_memory = project.map_or(DEFAULT_MAX_MEMORY, |p| p.plugin_memory);
+    Inspector::new(folders, specs, max_memory)
 }
 
 pub(super) fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {

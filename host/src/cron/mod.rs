@@ -17,7 +17,7 @@ mod tests;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -76,7 +76,8 @@ async fn run_loop(
             missed(&job, late, "the scheduler woke too late for them");
             tick = latest;
         }
-        debug!(job = %job.name, tick = %tick, late_ms = (Utc::now() - tick).num_milliseconds(), "cron tick");
+        // The tests read these lines for the instants ticks were scheduled at.
+        debug!(job = %job.name, tick = %tick.to_rfc3339_opts(SecondsFormat::Millis, true), late_ms = (Utc::now() - tick).num_milliseconds(), "cron tick");
         let run = dispatcher.tick(job.clone());
         tokio::select! {
             _ = run => {}

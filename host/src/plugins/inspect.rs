@@ -30,6 +30,8 @@ pub struct Inspector {
     _cache: tempfile::TempDir,
     folders: HostFolders,
     specs: BTreeMap<String, PluginSpec>,
+    /// `[plugins] max_memory`: a plugin capped above it is refused.
+    max_memory: usize,
 }
 
 /// What one plugin file is and whether the service would load it.
@@ -73,6 +75,7 @@ impl Inspector {
     pub fn new(
         folders: HostFolders,
         specs: BTreeMap<String, PluginSpec>,
+        max_memory: usize,
     ) -> anyhow::Result<Inspector> {
         let cache = tempfile::Builder::new()
             .prefix("microservice-inspect-")
@@ -82,6 +85,7 @@ impl Inspector {
             _cache: cache,
             folders,
             specs,
+            max_memory,
         })
     }
 
@@ -150,6 +154,7 @@ impl Inspector {
         let engine = &self.runtime.engine;
         let grants = Grants::preview(spec, &self.folders)?;
         grants.check_imports(component, engine)?;
+        super::budget::check_cap(kind, grants.memory_bytes, self.max_memory)?;
         let pre = plugin::link(&self.runtime.linker, component, kind)?;
         // Its limits but no folders (which may not exist yet), so
         // instantiating opens nothing; no export is called.

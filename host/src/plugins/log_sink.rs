@@ -1,11 +1,11 @@
 //! Logging plugins: the service's structured log, in batches.
 //!
 //! A `tracing` layer copies each event into a bounded queue (dropping, not
-//! blocking, when it is full); one task sends batches of up to
-//! [`BATCH`] records, or whatever a second brought, to every available
-//! logging plugin. Events of the plugin machinery itself and of plugins'
-//! own output are not fed back, so a logging plugin cannot feed itself.
-//! Job output reaches here already redacted by the dispatcher.
+//! blocking, when it is full); one task, on the plugin threads, sends
+//! batches of up to [`BATCH`] records, or whatever a second brought, to
+//! every available logging plugin. Events of the plugin machinery itself
+//! and of plugins' own output are not fed back, so a logging plugin cannot
+//! feed itself. Job output reaches here already redacted by the dispatcher.
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
@@ -139,8 +139,8 @@ pub fn spawn(host: PluginHost) {
     if QUEUE_TX.set(tx).is_err() {
         return;
     }
-    let tracker = host.inner.tracker.clone();
-    tracker.spawn(async move {
+    let (tracker, pool) = (host.inner.tracker.clone(), host.pool().handle().clone());
+    tracker.spawn_on(async move {
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let stop = tokio::select! {
@@ -164,10 +164,10 @@ pub fn spawn(host: PluginHost) {
                 return;
             }
         }
-    });
+    }, &pool);
 }
 
-pub async fn write_batch(
+async fn write_batch(
     host: &PluginHost,
     plugin: &Plugin,
     records: &[LogRecord],

@@ -11,29 +11,38 @@
 //! Layout: [`runtime`] (engine, linker, epoch ticker), [`cache`] (the
 //! compile cache, verified before use), [`grants`] (what a plugin may
 //! touch), [`folders`] (the host's own folders, which no grant may reach),
-//! [`state`] (a store's contents and
-//! the `host` imports), [`plugin`] (a plugin's versions and health), one
-//! file per kind: [`notify`], [`poll`], [`log_sink`], [`persistence`] (on
-//! its [`own_thread`]), and [`inspect`] (a plugin file judged without
-//! serving it, for the CLI).
+//! [`state`] (a store's contents and the `host` imports), [`plugin`] (a
+//! plugin's versions and health), [`pool`] (the threads plugin calls run
+//! on), [`budget`] (the memory all calls may hold at once), one file per
+//! kind: [`notify`], [`poll`], [`log_sink`], [`persistence`] (on its
+//! [`own_thread`]), and [`inspect`] (a plugin file judged without serving
+//! it, for the CLI).
 
-/// One call on a fresh instance of a plugin, under its deadline: the store
-/// (with the plugin's grants), instantiation, the re-armed deadline, then
-/// `$call` on the instance. Every kind but persistence calls this way; a
+/// One call on a fresh instance of a plugin, under its deadline: the
+/// plugin's memory reserved from the budget (waiting for it is not the
+/// plugin's time), the store (with the plugin's grants) armed to yield at
+/// every epoch tick, instantiation, then `$call` on the instance. Every kind
+/// but persistence calls this way, on a plugin thread (see [`pool`]); a
 /// macro because each world has its own pre-instance and instance types.
 macro_rules! call_fresh {
     ($host:expr, $plugin:expr, $variant:ident, |$store:ident, $instance:ident| $call:expr) => {{
+        debug_assert!(
+            $crate::plugins::pool::here(),
+            "plugin calls run on the plugin threads"
+        );
         let loaded = $plugin.current();
         match &loaded.pre {
             $crate::plugins::plugin::Pre::$variant(pre) => {
                 let timeout = loaded.grants.timeout;
+                // Dropped after the store, so the memory is back first.
+                let _memory = $host.budget().reserve(loaded.grants.memory_bytes).await;
                 $plugin
                     .guard(timeout, async {
                         let mut $store = loaded
                             .grants
                             .store(&$host.runtime().engine, &$plugin.name)?;
+                        $crate::plugins::runtime::yield_each_tick(&mut $store, timeout);
                         let $instance = pre.instantiate_async(&mut $store).await?;
-                        $store.set_epoch_deadline($crate::plugins::runtime::ticks(timeout));
                         Ok($call.await?)
                     })
                     .await
@@ -46,6 +55,7 @@ macro_rules! call_fresh {
 }
 
 mod bindings;
+mod budget;
 mod cache;
 mod folders;
 mod grants;
@@ -56,6 +66,7 @@ mod own_thread;
 pub mod persistence;
 mod plugin;
 mod poll;
+mod pool;
 mod runtime;
 mod state;
 
@@ -65,6 +76,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -72,10 +84,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 pub use self::bindings::types::{RunEvent, RunStatus};
+use self::budget::MemoryBudget;
 pub use self::folders::HostFolders;
 use self::grants::Grants;
 use self::plugin::Loaded;
 pub use self::plugin::{CallFailure, Kind, Plugin, Status};
+use self::pool::CallPool;
 use self::runtime::Runtime;
 use crate::project::PluginSpec;
 
@@ -100,6 +114,9 @@ pub struct Options {
     /// must keep to as well.
     pub max_message_bytes: usize,
     pub specs: BTreeMap<String, PluginSpec>,
+    /// `[plugins] max_memory`: the memory caps of trigger, notification and
+    /// logging instances alive at once add up to at most this.
+    pub max_memory: usize,
 }
 
 impl Options {
@@ -121,6 +138,9 @@ pub struct PluginHost {
 
 struct Inner {
     runtime: Runtime,
+    /// Where every plugin call but the message store's runs.
+    pool: CallPool,
+    budget: MemoryBudget,
     options: Options,
     plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
     /// Files that never loaded, by plugin name, with why.
@@ -167,14 +187,19 @@ impl PluginHost {
     ) -> anyhow::Result<PluginHost> {
         let started = Instant::now();
         let runtime = Runtime::new(options.data_dir.join(folders::CACHE))?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pool = CallPool::start(threads).context("could not start the plugin threads")?;
+        let budget = MemoryBudget::new(options.max_memory);
         let host = PluginHost {
             inner: Arc::new(Inner {
                 runtime,
+                pool,
+                budget,
+                messages: pool::on_callers_runtime(messages),
                 options,
                 plugins: RwLock::default(),
                 failed: Mutex::default(),
                 seen: Mutex::default(),
-                messages,
                 ready: tokio::sync::watch::Sender::new(false),
                 stop,
                 tracker,
@@ -198,6 +223,8 @@ impl PluginHost {
                 .unwrap_or_else(|p| p.into_inner())
                 .len(),
             pooling = host.inner.runtime.pooling,
+            threads = host.inner.pool.threads(),
+            max_memory_mib = host.inner.budget.bytes() >> 20,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugins loaded"
         );
@@ -224,6 +251,15 @@ impl PluginHost {
 
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    /// The threads plugin calls run on.
+    pub fn pool(&self) -> &CallPool {
+        &self.inner.pool
+    }
+
+    fn budget(&self) -> &MemoryBudget {
+        &self.inner.budget
     }
 
     /// The loaded plugins of one kind, in name order.
@@ -395,6 +431,9 @@ impl PluginHost {
                         info!(plugin = %name, kind = ?kind, hash = %&hash[..12], from_cache = cached, "plugin loaded");
                         if kind == Kind::Trigger {
                             let schedule = spec.map(|s| s.schedule.clone());
+                            // The poll loop is spawned on the current
+                            // runtime: the plugin threads'.
+                            let _on_pool = self.inner.pool.handle().enter();
                             poll::spawn(self.clone(), name.clone(), schedule);
                         }
                     }
@@ -462,6 +501,7 @@ impl PluginHost {
         let kind = plugin::kind_of(&component, &rt.engine)?;
         let grants = Grants::resolve(spec, &self.inner.options.host_folders())?;
         grants.check_imports(&component, &rt.engine)?;
+        budget::check_cap(kind, grants.memory_bytes, self.inner.budget.bytes())?;
         let pre = plugin::link(&rt.linker, &component, kind)?;
         Ok(Loaded {
             kind,

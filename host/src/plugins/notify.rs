@@ -1,10 +1,10 @@
 //! Notification plugins: told about every run when it finishes.
 //!
-//! Runs hand their summaries to a bounded queue; one task drains it and calls
-//! every available notification plugin, each with a fresh instance, in
-//! parallel. A slow or broken plugin delays only its own notifications and
-//! never a run. When the queue is full, summaries are dropped and counted
-//! rather than holding up the dispatcher.
+//! Runs hand their summaries to a bounded queue; one task, on the plugin
+//! threads, drains it and calls every available notification plugin, each
+//! with a fresh instance, in parallel. A slow or broken plugin delays only
+//! notifications and never a run or a request. When the queue is full,
+//! summaries are dropped and counted rather than holding up the dispatcher.
 
 use std::sync::Arc;
 
@@ -21,7 +21,8 @@ use crate::dispatch::RunFinished;
 pub fn spawn(host: PluginHost, mut finished: mpsc::Receiver<RunFinished>) {
     // Not tracked with the schedulers: runs finishing during a shutdown's
     // grace period are still reported, and the queue closes with the dispatcher.
-    tokio::spawn(async move {
+    let pool = host.pool().handle().clone();
+    pool.spawn(async move {
         while let Some(run) = finished.recv().await {
             let event = event_of(&run);
             let plugins = host.of_kind(Kind::Notification);
@@ -40,8 +41,22 @@ pub fn spawn(host: PluginHost, mut finished: mpsc::Receiver<RunFinished>) {
     });
 }
 
-/// One notification, on a fresh instance.
+/// One notification, on a fresh instance, on a plugin thread.
 pub async fn notify_one(
+    host: &PluginHost,
+    plugin: &Arc<Plugin>,
+    event: &RunEvent,
+) -> Result<(), CallFailure> {
+    if super::pool::here() {
+        return notify_here(host, plugin, event).await;
+    }
+    let (on_pool, plugin, event) = (host.clone(), plugin.clone(), event.clone());
+    host.pool()
+        .run(async move { notify_here(&on_pool, &plugin, &event).await })
+        .await
+}
+
+async fn notify_here(
     host: &PluginHost,
     plugin: &Arc<Plugin>,
     event: &RunEvent,

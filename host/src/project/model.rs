@@ -23,6 +23,9 @@ pub struct Project {
     pub credentials: BTreeMap<String, Value>,
     /// `[plugins.<name>]` tables: config and grants for plugin files.
     pub plugins: BTreeMap<String, PluginSpec>,
+    /// `[plugins] max_memory`: the memory caps of the trigger, notification
+    /// and logging instances alive at once add up to at most this.
+    pub plugin_memory: usize,
 }
 
 /// How one plugin file is configured and what it may touch.

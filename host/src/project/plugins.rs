@@ -30,6 +30,12 @@ const KEYS: &[&str] = &[
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Memory cap of a plugin that does not set `memory`.
 pub const DEFAULT_MEMORY: usize = 64 * 1024 * 1024;
+/// `[plugins] max_memory` when unset: the memory caps of the trigger,
+/// notification and logging instances alive at once add up to at most this
+/// (sixteen calls of plugins with the default cap).
+pub const DEFAULT_MAX_MEMORY: usize = 1 << 30;
+/// Keys of `[plugins]` itself that are settings, not plugin tables.
+const SETTINGS: &[&str] = &["max_memory"];
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// The built-in message store's name.
 pub const JOURNAL: &str = "journal";
@@ -88,6 +94,9 @@ pub(super) fn parse(
     let mut out = BTreeMap::new();
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in t.into_iter().flatten() {
+        if !value.is_table() && SETTINGS.contains(&name.as_str()) {
+            continue;
+        }
         if let Some(spec) = cx.ok(plugin(cx, name, value, &mut files)) {
             out.insert(name.clone(), spec);
         }
@@ -102,7 +111,16 @@ fn plugin(
     files: &mut BTreeMap<String, String>,
 ) -> Result<PluginSpec, ProjectError> {
     let table = format!("plugins.{name}");
-    let body = sub_table(cx, &table, value)?;
+    let body = value.as_table().ok_or_else(|| {
+        cx.err(
+            "plugins",
+            Some(name),
+            format!(
+                "unknown setting; a plugin's settings go in its own table, [plugins.{name}], and [plugins] itself takes only {}",
+                SETTINGS.join(", ")
+            ),
+        )
+    })?;
     check_keys(cx, &table, body, KEYS)?;
     let file = string(cx, &table, body, "file")?
         .map(str::to_string)
@@ -285,6 +303,25 @@ fn dirs(cx: &Ctx, table: &str, body: &Table) -> Result<Vec<DirGrant>, ProjectErr
     Ok(out)
 }
 
+/// `[plugins] max_memory`: what all plugin calls at once may hold.
+pub(super) fn max_memory(cx: &Ctx, t: Option<&Table>) -> Result<usize, ProjectError> {
+    let bytes = match t.and_then(|t| t.get("max_memory")) {
+        // A table is a plugin of that name (see `parse`).
+        None | Some(toml::Value::Table(_)) => return Ok(DEFAULT_MAX_MEMORY),
+        Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as usize),
+        Some(toml::Value::String(s)) => parse_size(s),
+        Some(_) => None,
+    };
+    match bytes {
+        Some(b) if b >= 1 << 20 => Ok(b),
+        _ => Err(cx.err(
+            "plugins",
+            Some("max_memory"),
+            "must be a size of at least 1MiB, such as \"1GiB\" or a number of bytes",
+        )),
+    }
+}
+
 fn memory(cx: &Ctx, table: &str, body: &Table) -> Result<usize, ProjectError> {
     let bytes = match body.get("memory") {
         None => return Ok(DEFAULT_MEMORY),
@@ -344,6 +381,40 @@ mod tests {
             "http://u@x",
         ] {
             assert_eq!(normalize_origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn max_memory_is_a_setting_of_the_plugins_table() {
+        let parse = |text: &str| {
+            crate::project::Project::parse(Path::new("."), Path::new("project.toml"), text)
+        };
+        let p = parse("").unwrap();
+        assert_eq!(p.plugin_memory, DEFAULT_MAX_MEMORY);
+        let p = parse("[plugins]\nmax_memory = \"256MiB\"\n[plugins.hook]\nmemory = \"32MiB\"\n")
+            .unwrap();
+        assert_eq!(p.plugin_memory, 256 << 20);
+        assert_eq!(p.plugins.keys().collect::<Vec<_>>(), ["hook"]);
+        // A plugin may still be named like the setting: a table is a plugin.
+        let p = parse("[plugins.max_memory]\nmemory = \"1MiB\"\n").unwrap();
+        assert_eq!(p.plugins["max_memory"].memory_bytes, 1 << 20);
+        assert_eq!(p.plugin_memory, DEFAULT_MAX_MEMORY);
+        for (text, message) in [
+            (
+                "[plugins]\nmax_memory = \"lots\"\n",
+                "project.toml: [plugins] max_memory (line 2): must be a size of at least 1MiB",
+            ),
+            (
+                "[plugins]\nmax_memory = 4096\n",
+                "project.toml: [plugins] max_memory (line 2): must be a size of at least 1MiB",
+            ),
+            (
+                "[plugins]\ntimeout = \"2s\"\n",
+                "project.toml: [plugins] timeout (line 2): unknown setting; a plugin's settings go in its own table, [plugins.timeout], and [plugins] itself takes only max_memory",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(message), "{text:?}: {e}");
         }
     }
 

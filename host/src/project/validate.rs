@@ -63,6 +63,9 @@ pub(super) fn parse(
     let plugins = cx
         .ok(super::plugins::parse(&cx, section("plugins")))
         .unwrap_or_default();
+    let plugin_memory = cx
+        .ok(super::plugins::max_memory(&cx, section("plugins")))
+        .unwrap_or(super::plugins::DEFAULT_MAX_MEMORY);
     // Past this point every value above is real: a problem anywhere means
     // the placeholders standing in for bad values are never used.
     if let Some(problems) = cx.finish() {
@@ -77,6 +80,7 @@ pub(super) fn parse(
         triggers,
         credentials,
         plugins,
+        plugin_memory,
     })
 }
 

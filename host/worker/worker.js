@@ -336,7 +336,9 @@ lines.on('line', line => {
   }
   chain = chain.then(() => take(request));
 });
-lines.on('close', () => chain.then(() => process.exit(0)));
+// The host never closes stdin while it lives (it kills workers instead):
+// end of input means it died, and a run's result has nobody to go to.
+lines.on('close', () => process.exit(0));
 // Both streams exist from the start, so that they never count as something a
 // run left open.
 process.stderr.write('');

@@ -194,6 +194,42 @@ fn a_worker_killed_during_a_run_fails_only_that_run() {
     quick_run_succeeds(&svc);
 }
 
+/// A worker whose service died (SIGKILL: no shutdown, nobody kills the
+/// workers) exits by itself, even in the middle of a run: the service that
+/// would take the result is gone, and an orphan would hold its memory and
+/// the run's connections until the job gave up.
+#[test]
+fn workers_exit_when_their_service_dies_mid_run() {
+    let mut svc = one_worker();
+    let url = svc.url("/inbox");
+    std::thread::spawn(move || {
+        let _ = ureq::post(&url)
+            .content_type("application/json")
+            .send(r#"{"kind":"slow"}"#);
+    });
+    svc.wait_until("the slow run to start", Duration::from_secs(30), || {
+        (!svc.runs_query("status=running").is_empty()).then_some(())
+    });
+    let workers = descendants(svc.pid());
+    assert!(!workers.is_empty(), "no worker process\n{}", svc.log_tail());
+    svc.kill();
+    // Well before the slow job's 20 s would have let an orphan go.
+    let gone = crate::harness::wait_for(Duration::from_secs(10), || {
+        workers.iter().all(|&p| process_is_gone(p)).then_some(())
+    });
+    let left: Vec<u32> = workers
+        .into_iter()
+        .filter(|&p| !process_is_gone(p))
+        .collect();
+    for &pid in &left {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    assert!(
+        gone.is_some(),
+        "workers {left:?} outlived their service by 10 s"
+    );
+}
+
 /// A worker that died while idle is never handed a run: the pool sees it,
 /// replaces it, and the run succeeds on a new one.
 #[test]

@@ -36,8 +36,9 @@ macro_rules! call_fresh {
                 let timeout = loaded.grants.timeout;
                 // Dropped after the store, so the memory is back first.
                 let _memory = $host.budget().reserve(loaded.grants.memory_bytes).await;
+                let wall = timeout * $crate::plugins::runtime::WALL_FACTOR;
                 $plugin
-                    .guard(timeout, async {
+                    .guard(timeout, wall, async {
                         let mut $store = loaded
                             .grants
                             .store(&$host.runtime().engine, &$plugin.name)?;

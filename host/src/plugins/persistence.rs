@@ -260,7 +260,7 @@ impl MessageStore {
             .map_err(|e| CallFailure::unavailable(format!("could not instantiate: {e:#}")))?;
         store.set_epoch_deadline(ticks(timeout));
         let opened = plugin
-            .guard(timeout, async {
+            .guard(timeout, timeout, async {
                 Ok(instance
                     .openfn_microservice_message_store()
                     .call_open(&mut store)
@@ -312,7 +312,7 @@ impl MessageStore {
             live.instance.openfn_microservice_message_store(),
         );
         let outcome = plugin
-            .guard(timeout, async {
+            .guard(timeout, timeout, async {
                 Ok(match call {
                     Call::Enqueue(m, first, lease, now) => api
                         .call_enqueue(&mut *store, &m, first, lease, now)

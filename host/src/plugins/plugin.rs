@@ -209,18 +209,21 @@ impl Plugin {
             .is_none_or(|until| Instant::now() >= until)
     }
 
-    /// Runs one call under the plugin's deadline and records how it went.
+    /// Runs one call under the plugin's deadline and records how it went:
+    /// `timeout` is what the store's epoch deadline enforces (for the
+    /// message), `wall` how long the host waits for an answer at all.
     pub async fn guard<T>(
         &self,
         timeout: Duration,
+        wall: Duration,
         call: impl Future<Output = anyhow::Result<Result<T, PluginError>>>,
     ) -> Result<T, CallFailure> {
         let started = Instant::now();
         let stderr = self.current().grants.stderr.clone();
-        let outcome = match tokio::time::timeout(timeout + HOST_SLACK, call).await {
+        let outcome = match tokio::time::timeout(wall + HOST_SLACK, call).await {
             Err(_) => Err(CallFailure::trapped(format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
+                "no answer within {} of wall time",
+                humantime::format_duration(wall)
             ))),
             Ok(Err(e)) => Err(CallFailure::trapped(describe_trap(
                 &e,

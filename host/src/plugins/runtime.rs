@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use tracing::{info, warn};
@@ -122,14 +122,29 @@ fn config(pooling: bool) -> Config {
     config
 }
 
+/// How much wall time a call gets per unit of its running-time deadline,
+/// for what the epoch does not count: waiting for a CPU on a busy machine,
+/// for a plugin thread other calls hold, or in a host call.
+pub const WALL_FACTOR: u32 = 10;
+
 /// Arms `store` to give its thread back at every epoch tick while a call
-/// runs, and to trap once `timeout` has passed. A call that never returns
-/// then holds its thread for one tick at a time, not for its whole deadline;
-/// without it the tokio worker it ran on could run nothing else.
+/// runs, and to trap once the call has run for `timeout`. A call that never
+/// returns then holds its thread for one tick at a time, not for its whole
+/// deadline; without it the thread it ran on could run nothing else.
+///
+/// The deadline counts the ticks in which the call's wasm ran (the callback
+/// fires at most once per tick, and only while the wasm runs), not wall
+/// time: a call parked while other calls have the plugin threads, or
+/// starved of CPU on a saturated machine (the threads are niced), is not
+/// charged for the wait. A well-behaved plugin failing its deadlines on a
+/// busy machine is what charging the wait did. Wall time stays bounded by
+/// the caller's guard, [`WALL_FACTOR`] times `timeout`.
 pub fn yield_each_tick<T>(store: &mut Store<T>, timeout: Duration) {
-    let until = Instant::now() + timeout;
+    let budget = ticks(timeout);
+    let mut ran = 0u64;
     store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= until {
+        ran += 1;
+        Ok(if ran >= budget {
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::Yield(1)

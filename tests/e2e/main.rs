@@ -7,18 +7,22 @@
 //! `plugins_*` tests also build the WebAssembly plugins from source once per
 //! test process (see [`harness::wasm_plugins`]).
 
+mod arrival;
 mod bad_input;
 mod cli;
 mod config;
+mod connections;
 mod credentials;
 mod cron;
 mod dashboard;
 mod deploy;
 mod engine;
 mod flows;
+mod formats;
 mod harness;
 mod inbox;
 mod metrics;
+mod openrosa;
 mod plugins_hostile;
 mod plugins_limits;
 mod plugins_logging;
@@ -29,6 +33,7 @@ mod plugins_support;
 mod plugins_trigger;
 mod queue;
 mod queue_crash;
+mod raw;
 mod security;
 mod service_log;
 mod shutdown;

@@ -160,6 +160,7 @@ fn with_an_api_key_a_phone_authenticates_with_basic_auth() {
     let svc = Launch::new(PROJECT).env("API_KEY", "field-key").start();
     let probe = head(svc.addr(), None);
     assert_eq!(probe.status(), 401, "{probe:?}");
+    assert_openrosa_headers(&probe);
     let challenges: Vec<&str> = probe
         .headers
         .iter()

@@ -3,7 +3,11 @@
 //!
 //! A key arrives as `x-api-key: KEY`, `Authorization: Bearer KEY`, or as
 //! the password of `Authorization: Basic` (any user name), for clients such
-//! as ODK Collect that only speak Basic auth. Keys are
+//! as ODK Collect that only speak Basic auth. Only the inbox's 401s offer a
+//! Basic challenge (senders such as ODK Collect send their credentials only
+//! when challenged): on `/api` and `/metrics`, which the dashboard calls
+//! from a browser, a Basic challenge would make the browser hold the answer
+//! back from the page and ask its user for a password. Keys are
 //! kept only as SHA-256 digests and compared in constant time against every
 //! configured key, so neither the comparison's timing nor a memory dump or a
 //! `Debug` print gives a key away. This module must never log a presented or
@@ -90,9 +94,12 @@ impl ApiKeys {
             _ => ("API_KEY", "an API key"),
         };
         let Some(presented) = presented(headers) else {
-            return Some(unauthorized(format!(
-                "this endpoint needs {header} ({name}) in an `x-api-key` or `Authorization: Bearer` header, or as the password of Basic auth"
-            )));
+            return Some(unauthorized(
+                scope,
+                format!(
+                    "this endpoint needs {header} ({name}) in an `x-api-key` or `Authorization: Bearer` header, or as the password of Basic auth"
+                ),
+            ));
         };
         let presented = digest(&presented);
         // Every configured key is compared, match or not: no early exit.
@@ -102,7 +109,8 @@ impl ApiKeys {
             .fold(subtle::Choice::from(0), |found, key| {
                 found | key.ct_eq(&presented)
             });
-        (!bool::from(matched)).then(|| unauthorized(format!("the {header} given is not valid")))
+        (!bool::from(matched))
+            .then(|| unauthorized(scope, format!("the {header} given is not valid")))
     }
 }
 
@@ -139,18 +147,21 @@ fn digest(key: &str) -> KeyDigest {
     Sha256::digest(key.as_bytes()).into()
 }
 
-fn unauthorized(message: String) -> Response<Body> {
+/// The 401, with the challenges `scope`'s clients answer (see the module doc).
+fn unauthorized(scope: Scope, message: String) -> Response<Body> {
     let mut res = error(StatusCode::UNAUTHORIZED, message);
     let challenges = res.headers_mut();
     challenges.insert(
         WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"microservice\""),
     );
-    // For clients that only do Basic (ODK Collect asks its user for it).
-    challenges.append(
-        WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"microservice\", charset=\"UTF-8\""),
-    );
+    if scope == Scope::Inbox {
+        // For senders that only do Basic (ODK Collect asks its user for it).
+        challenges.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"microservice\", charset=\"UTF-8\""),
+        );
+    }
     res
 }
 
@@ -172,6 +183,33 @@ mod tests {
             map.insert(*name, HeaderValue::from_str(value).unwrap());
         }
         map
+    }
+
+    fn challenges(res: &Response<Body>) -> Vec<&str> {
+        res.headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn only_the_inbox_offers_a_basic_challenge() {
+        let k = keys("in-key", "admin-key");
+        let inbox = k.refusal(Scope::Inbox, &HeaderMap::new()).unwrap();
+        assert_eq!(
+            challenges(&inbox),
+            [
+                "Bearer realm=\"microservice\"",
+                "Basic realm=\"microservice\", charset=\"UTF-8\""
+            ]
+        );
+        // A browser shown a Basic challenge on the dashboard's API calls
+        // would hold their answers back and prompt for a password.
+        for presented in [HeaderMap::new(), headers(&[("x-api-key", "wrong")])] {
+            let admin = k.refusal(Scope::Admin, &presented).unwrap();
+            assert_eq!(challenges(&admin), ["Bearer realm=\"microservice\""]);
+        }
     }
 
     #[test]

@@ -147,19 +147,23 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
         .collect();
     let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     let method = req.method().clone();
-    if let Some(refused) = refusal(app, auth::scope_of(segs[0]), req.headers()) {
-        return refused;
-    }
+    let refused = refusal(app, auth::scope_of(segs[0]), req.headers());
     if let ["submission"] = segs.as_slice() {
-        return match method {
-            Method::HEAD => openrosa::head(app),
-            Method::POST => {
+        let res = match (refused, &method) {
+            (Some(refused), _) => refused,
+            (None, &Method::HEAD) => openrosa::head(),
+            (None, &Method::POST) => {
                 let res = openrosa::submit(app, req, peer).await;
                 crate::metrics::get().receipt(metrics::outcome(&res));
                 res
             }
-            _ => not_allowed(&method, &path, "HEAD, POST"),
+            (None, _) => not_allowed(&method, &path, "HEAD, POST"),
         };
+        // Every answer of an OpenRosa server, a 401 or 405 too.
+        return openrosa::with_headers(app, res);
+    }
+    if let Some(refused) = refused {
+        return refused;
     }
     // HEAD is answered as GET; hyper sends the headers (the length
     // included) and leaves the body out.

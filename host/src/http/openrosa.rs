@@ -24,20 +24,21 @@ use super::inbox::{read_body, status_of, text_header, unavailable};
 use super::{App, Body, error};
 use crate::receipt::{Arriving, Options, Outcome, Purpose, Refused, Taken};
 
-/// The answer to `HEAD /submission`.
-pub fn head(app: &App) -> Response<Body> {
+/// The answer to `HEAD /submission` (the OpenRosa headers added by the
+/// caller, as to every answer here).
+pub fn head() -> Response<Body> {
     let mut res = Response::new(Body::default());
     *res.status_mut() = StatusCode::NO_CONTENT;
-    with_headers(app, res)
+    res
 }
 
-/// `POST /submission`.
+/// `POST /submission` (the OpenRosa headers added by the caller).
 pub async fn submit(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let bytes = match read_body(app, headers, body).await {
         Ok(bytes) => bytes,
-        Err(refused) => return with_headers(app, refused),
+        Err(refused) => return refused,
     };
     let arriving = Arriving {
         body: bytes,
@@ -52,7 +53,7 @@ pub async fn submit(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
     if !matches!(taken, Err(Refused::Decode(_))) {
         app.activity.receipt();
     }
-    let res = match taken {
+    match taken {
         Err(Refused::Decode(e)) => error(status_of(e.status()), e.to_string()),
         Err(Refused::Store(f)) => unavailable(&f),
         Ok(Taken { jobs, outcome }) => {
@@ -71,8 +72,7 @@ pub async fn submit(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
             }
             res
         }
-    };
-    with_headers(app, res)
+    }
 }
 
 /// `201` with the `<OpenRosaResponse>` the client shows its user.
@@ -95,7 +95,7 @@ fn received(jobs: &[String], replay: bool) -> Response<Body> {
 }
 
 /// The headers the OpenRosa API asks of every answer (hyper adds `Date`).
-fn with_headers(app: &App, mut res: Response<Body>) -> Response<Body> {
+pub fn with_headers(app: &App, mut res: Response<Body>) -> Response<Body> {
     let limit = app.dispatcher.project().inbox.max_body_bytes;
     let headers = res.headers_mut();
     headers.insert("x-openrosa-version", HeaderValue::from_static("1.0"));

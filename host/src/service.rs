@@ -21,12 +21,12 @@ use crate::engine::{CliEngine, Engine, WorkerPool};
 use crate::http::{self, App};
 use crate::packages::{Packages, Progress};
 use crate::plugins::persistence::MessageStore;
-use crate::plugins::{self, MessageSink, PluginHost};
+use crate::plugins::{self, MessageSink, PluginHost, TriggerMessage};
 use crate::project::Project;
 use crate::project::plugins::{JOURNAL, builtin_journal};
 use crate::project::{AdaptorSpec, EngineMode};
 use crate::queue::Queue;
-use crate::receipt::{Arrival, Door, Options, Refused};
+use crate::receipt::{Door, Options, Refused};
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -215,13 +215,20 @@ fn start_plugins(
     tracker: &TaskTracker,
 ) -> anyhow::Result<PluginHost> {
     let door = door.clone();
-    let sink: MessageSink = Arc::new(move |body, source| {
+    let sink: MessageSink = Arc::new(move |message| {
         let door = door.clone();
         Box::pin(async move {
             // The decision is the inbox's; only the answer to a refusal
             // differs: there is no one to answer, so it is logged.
-            let arrival = Arrival::plugin(&source, &[]);
-            match door.take_value(body, arrival, Options::default()).await {
+            let TriggerMessage {
+                body,
+                metadata,
+                source,
+            } = message;
+            let taken = door
+                .take_plugin_message(body, &source, &metadata, Options::default())
+                .await;
+            match taken {
                 Ok(_) => {}
                 Err(Refused::Store(f)) => {
                     warn!(source, cause = %f.message, "could not store a trigger plugin's message; it is lost")

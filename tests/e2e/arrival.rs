@@ -101,7 +101,7 @@ fn a_retried_delivery_from_the_store_still_knows_how_it_arrived() {
 }
 
 #[test]
-fn a_trigger_plugin_message_carries_its_source() {
+fn a_trigger_plugin_message_carries_its_source_and_metadata() {
     let svc = Launch::new(include_str!("../projects/plugins-triggers/project.toml"))
         .file_bytes(
             "plugins/file-drop.wasm",
@@ -114,6 +114,11 @@ fn a_trigger_plugin_message_carries_its_source() {
     });
     crate::plugins_support::replace_file(&inbox.join("a.json"), br#"{"number":2}"#);
     let state = svc.wait_until("double's state", RUN_TIMEOUT, || svc.job_state("double"));
-    assert_eq!(state["receipt"]["source"], "plugin:file-drop", "{state}");
+    // The plugin's message metadata is kept beside the source.
+    assert_eq!(
+        state["receipt"],
+        json!({"source": "plugin:file-drop", "metadata": {"file": "a.json"}}),
+        "{state}"
+    );
     assert_eq!(state["data"], json!({"number": 4}), "{state}");
 }

@@ -153,8 +153,7 @@ impl Door {
     /// Takes a trigger plugin's message as the plugin returned it: its body
     /// through the same decoding step as an `/inbox` body (JSON unless its
     /// metadata names another `content-type`), its metadata kept in the
-    /// arrival. (The poll loop hands over parsed bodies today, through
-    /// [`Door::take_value`]; this is the door for the raw message.)
+    /// arrival.
     pub async fn take_plugin_message(
         &self,
         body: String,
@@ -169,8 +168,8 @@ impl Door {
             .await
     }
 
-    /// Takes a receipt already decoded (a trigger plugin's message).
-    pub async fn take_value(
+    /// Takes a receipt already decoded.
+    async fn take_value(
         &self,
         message: Value,
         arrival: Arrival,

@@ -7,22 +7,18 @@
 //! `plugins_*` tests also build the WebAssembly plugins from source once per
 //! test process (see [`harness::wasm_plugins`]).
 
-mod arrival;
 mod bad_input;
 mod cli;
 mod config;
-mod connections;
 mod credentials;
 mod cron;
 mod dashboard;
 mod deploy;
 mod engine;
 mod flows;
-mod formats;
 mod harness;
 mod inbox;
 mod metrics;
-mod openrosa;
 mod plugins_hostile;
 mod plugins_limits;
 mod plugins_logging;

@@ -20,7 +20,7 @@ expression = "fn(state => state)"
 criteria = { event_cars_boats = { "@id" = "Events_Boats_Cars" } }
 "#;
 
-const OPEN_ROSA: &str = include_str!("../projects/fixtures/openfn-microservice/open_rosa.xml");
+const OPEN_ROSA: &str = include_str!("../../projects/fixtures/openfn-microservice/open_rosa.xml");
 const BOUNDARY: &str = "----ODKBoundary7d4a6d158c9";
 const DATE: &str = "Date: Thu, 24 Oct 2019 10:12:43 GMT\r\n";
 

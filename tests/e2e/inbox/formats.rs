@@ -41,7 +41,7 @@ expression = "fn(state => state)"
 criteria = { event_cars_boats = { "@id" = "Events_Boats_Cars" } }
 "#;
 
-const OPEN_ROSA: &str = include_str!("../projects/fixtures/openfn-microservice/open_rosa.xml");
+const OPEN_ROSA: &str = include_str!("../../projects/fixtures/openfn-microservice/open_rosa.xml");
 
 fn start() -> Service {
     Launch::new(PROJECT).env("ENDPOINT_STYLE", "sync").start()

@@ -102,7 +102,7 @@ fn a_retried_delivery_from_the_store_still_knows_how_it_arrived() {
 
 #[test]
 fn a_trigger_plugin_message_carries_its_source_and_metadata() {
-    let svc = Launch::new(include_str!("../projects/plugins-triggers/project.toml"))
+    let svc = Launch::new(include_str!("../../projects/plugins-triggers/project.toml"))
         .file_bytes(
             "plugins/file-drop.wasm",
             &crate::plugins_support::wasm("file_drop.wasm"),

@@ -169,6 +169,14 @@ fn undecodable_bodies_get_json_errors_naming_the_fault() {
         415,
     );
     assert!(m.contains("`x-unknown`"), "{m}");
+    let m = raw_error(
+        &post(
+            &[("content-type", "text/xml")],
+            b"<?xml version=\"1.0\" encoding=\"klingon\"?><a/>",
+        ),
+        415,
+    );
+    assert!(m.contains("`klingon`"), "{m}");
 
     // Still healthy, nothing panicked.
     assert_eq!(svc.get("/healthz").status, 200);

@@ -5,8 +5,9 @@
 //!   senders mean it) and `br`, in any sequence, are undone with flate2 and
 //!   brotli-decompressor; the decoded size is capped at the body limit, so a
 //!   compression bomb costs at most that much memory and is refused with 413.
-//! - A `charset` parameter (or a UTF-8/UTF-16 byte-order mark) is honoured
-//!   with encoding_rs; the text is UTF-8 from then on.
+//! - A `charset` parameter (or a UTF-8/UTF-16 byte-order mark, or for XML
+//!   without either, the encoding its declaration names) is honoured with
+//!   encoding_rs; the text is UTF-8 from then on.
 //! - JSON types (and no `Content-Type` at all) stay JSON text, a UTF-8 BOM
 //!   dropped; the common case (plain UTF-8 JSON, no encoding) is not copied.
 //!   Forms ([`super::form`]) and XML ([`super::xml`]) become a JSON value.
@@ -259,6 +260,11 @@ pub fn decode(
         Kind::Json => Ok(Decoded::Json(json_text(to_utf8(body, encoding)?))),
         Kind::Form => form::urlencoded(&body, encoding).map(Decoded::Value),
         Kind::Xml => {
+            let given = content_type.is_some_and(|ct| parameter(ct, "charset").is_some());
+            let encoding = match encoding {
+                None if !given => xml::declared_encoding(&body)?,
+                encoding => encoding,
+            };
             let text = to_utf8(body, encoding)?;
             let text = std::str::from_utf8(&text).map_err(|_| DecodeError::BadText("UTF-8"))?;
             xml::to_json(text).map(Decoded::Value)
@@ -359,6 +365,18 @@ mod tests {
         assert_eq!(
             dec(&utf16, Some("application/json"), None).unwrap()["n"],
             "é"
+        );
+        // XML without a charset parameter: its declaration says.
+        let declared = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><p><n>Jos\xE9</n></p>";
+        assert_eq!(
+            dec(declared, Some("text/xml"), None).unwrap(),
+            serde_json::json!({"p": {"n": "José"}})
+        );
+        // A charset parameter wins over the declaration.
+        let utf8 = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><p><n>José</n></p>";
+        assert_eq!(
+            dec(utf8.as_bytes(), Some("text/xml; charset=utf-8"), None).unwrap()["p"]["n"],
+            "José"
         );
         let e = dec(b"{}", Some("application/json; charset=klingon"), None).unwrap_err();
         assert_eq!(e.status(), 415);

@@ -24,6 +24,7 @@
 //! relative order of differently named siblings, and where text split by
 //! child elements stood between them (mixed content).
 
+use encoding_rs::{Encoding, UTF_8};
 use serde_json::{Map, Value};
 
 use super::decode::DecodeError;
@@ -34,6 +35,45 @@ use super::fields::Fields;
 const MAX_DEPTH: usize = 128;
 /// Elements, attributes and text nodes in one document at most.
 const MAX_NODES: u32 = 1_000_000;
+
+/// The encoding an XML declaration names (`<?xml version="1.0"
+/// encoding="ISO-8859-1"?>`), which governs a body sent without a
+/// `charset` parameter (RFC 7303); `None` for UTF-8 or no declaration. A
+/// declared encoding that is not ASCII-compatible (UTF-16) is ignored: the
+/// declaration was just read as ASCII, so the body is not in it (a UTF-16
+/// body starts with its byte-order mark, which is honoured first).
+pub fn declared_encoding(body: &[u8]) -> Result<Option<&'static Encoding>, DecodeError> {
+    let Some(rest) = body.strip_prefix(b"<?xml") else {
+        return Ok(None);
+    };
+    // A declaration is short; one that does not end soon is not read here
+    // (the parser will say what is wrong with it).
+    let head = &rest[..rest.len().min(256)];
+    let Some(end) = head.windows(2).position(|w| w == b"?>") else {
+        return Ok(None);
+    };
+    let Ok(declaration) = std::str::from_utf8(&head[..end]) else {
+        return Ok(None);
+    };
+    let Some(value) = pseudo_attribute(declaration, "encoding") else {
+        return Ok(None);
+    };
+    match Encoding::for_label(value.as_bytes()) {
+        None => Err(DecodeError::UnknownCharset(value.to_string())),
+        Some(enc) if enc == UTF_8 || !enc.is_ascii_compatible() => Ok(None),
+        Some(enc) => Ok(Some(enc)),
+    }
+}
+
+/// The value of `name="..."` (or `'...'`) in an XML declaration.
+fn pseudo_attribute<'a>(declaration: &'a str, name: &str) -> Option<&'a str> {
+    let at = declaration.find(name)?;
+    let rest = declaration[at + name.len()..].trim_start();
+    let rest = rest.strip_prefix('=')?.trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let value = &rest[1..];
+    value.find(quote).map(|end| &value[..end])
+}
 
 /// `text` (one XML document) as JSON.
 pub fn to_json(text: &str) -> Result<Value, DecodeError> {
@@ -166,6 +206,38 @@ mod tests {
                 "c": "<raw>",
                 "s": {"@xmlns:p": "urn:other", "#text": " spaced "}
             }})
+        );
+    }
+
+    #[test]
+    fn the_declaration_names_the_encoding_of_a_body_without_a_charset() {
+        let enc = |body: &[u8]| declared_encoding(body).map(|e| e.map(|e| e.name()));
+        assert_eq!(
+            enc(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a/>").unwrap(),
+            Some("windows-1252")
+        );
+        assert_eq!(
+            enc(b"<?xml version='1.0' encoding = 'Shift_JIS' ?><a/>").unwrap(),
+            Some("Shift_JIS")
+        );
+        for none in [
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><a/>".as_slice(),
+            b"<?xml version=\"1.0\"?><a encoding=\"latin1\"/>",
+            b"<?xml version=\"1.0\" encoding=\"UTF-16\"?><a/>",
+            b"<a/>",
+            b"",
+        ] {
+            assert_eq!(
+                enc(none).unwrap(),
+                None,
+                "{}",
+                String::from_utf8_lossy(none)
+            );
+        }
+        let e = enc(b"<?xml version=\"1.0\" encoding=\"klingon\"?><a/>").unwrap_err();
+        assert_eq!(
+            (e.status(), e.to_string()),
+            (415, "charset `klingon` is not known".into())
         );
     }
 

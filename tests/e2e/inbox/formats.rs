@@ -208,14 +208,24 @@ fn xml_is_a_receipt_by_one_convention() {
         OPEN_ROSA.as_bytes(),
     ));
     assert_eq!(job, "odk");
-    let form = &data["event_cars_boats"];
-    assert_eq!(form["event_name"], "Test");
-    assert_eq!(form["boats"][1]["boat_name"], "Johnny");
+    // All of it: the root's id and every namespace declaration, repeated
+    // `boats` as an array in document order, single children as values.
     assert_eq!(
-        form["meta"]["instanceID"],
-        "uuid:b400c1e3-d6d7-428d-8b19-f7227bda8445"
+        data,
+        json!({"event_cars_boats": {
+            "@id": "Events_Boats_Cars",
+            "@xmlns:h": "http://www.w3.org/1999/xhtml",
+            "@xmlns:jr": "http://openrosa.org/javarosa",
+            "@xmlns:xsd": "http://www.w3.org/2001/XMLSchema",
+            "@xmlns:ev": "http://www.w3.org/2001/xml-events",
+            "@xmlns:orx": "http://openrosa.org/xforms/",
+            "event_name": "Test",
+            "start_date": "2019-10-24",
+            "boats": [{"boat_name": "Ferari"}, {"boat_name": "Johnny"}],
+            "cars": {"car_name": "Big Boss"},
+            "meta": {"instanceID": "uuid:b400c1e3-d6d7-428d-8b19-f7227bda8445"}
+        }})
     );
-    assert_eq!(form["@xmlns:jr"], "http://openrosa.org/javarosa");
     // gzip-compressed XML with a +xml type.
     let (job, _) = ran(&post(
         &svc,
@@ -226,4 +236,11 @@ fn xml_is_a_receipt_by_one_convention() {
         &gzip(OPEN_ROSA.as_bytes()),
     ));
     assert_eq!(job, "odk");
+    // Latin-1 XML without a charset parameter: its declaration says so.
+    let (_, data) = ran(&post(
+        &svc,
+        &[("content-type", "application/xml")],
+        b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><order><e2e>yes</e2e><name>Jos\xE9</name></order>",
+    ));
+    assert_eq!(data["order"]["name"], "Jos\u{e9}");
 }

@@ -26,8 +26,15 @@ const DATE: &str = "Date: Thu, 24 Oct 2019 10:12:43 GMT\r\n";
 
 /// The multipart body ODK Collect sends: the instance, then a photo.
 fn submission(instance: &str) -> Vec<u8> {
+    submission_with(instance, "1571911963123.jpg")
+}
+
+/// The instance, then the photo `photo`: one POST of a submission, which
+/// a client may split over several, each with the instance and some of
+/// its attachments (the API's "Extended Transmission Considerations").
+fn submission_with(instance: &str, photo: &str) -> Vec<u8> {
     let mut body = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"xml_submission_file\"; filename=\"Events_Boats_Cars_2019-10-24.xml\"\r\nContent-Type: text/xml\r\n\r\n{instance}\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"1571911963123.jpg\"; filename=\"1571911963123.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"xml_submission_file\"; filename=\"Events_Boats_Cars_2019-10-24.xml\"\r\nContent-Type: text/xml\r\n\r\n{instance}\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{photo}\"; filename=\"{photo}\"\r\nContent-Type: image/jpeg\r\n\r\n"
     )
     .into_bytes();
     body.extend_from_slice(&[
@@ -186,4 +193,30 @@ fn with_an_api_key_a_phone_authenticates_with_basic_auth() {
     );
     assert_eq!(reply.status(), 201, "{reply:?}");
     wait_for_runs(&svc, "odk", "success", 1);
+}
+
+#[test]
+fn a_submission_split_over_two_posts_is_one_receipt() {
+    let svc = Launch::new(PROJECT).start();
+    assert_eq!(head(svc.addr(), None).status(), 204);
+    // Each POST carries the instance and one of the two photos.
+    let first = post_chunked(svc.addr(), &submission_with(OPEN_ROSA, "a.jpg"), None);
+    assert_eq!(first.status(), 201, "{first:?}");
+    let second = post_chunked(svc.addr(), &submission_with(OPEN_ROSA, "b.jpg"), None);
+    assert_eq!(second.status(), 201, "{second:?}");
+    assert_openrosa_headers(&second);
+    assert_eq!(
+        second.header("idempotent-replay"),
+        Some("true"),
+        "{second:?}"
+    );
+    let runs = wait_for_runs(&svc, "odk", "success", 1);
+    let state = svc.run(&runs[0])["state"].clone();
+    assert_eq!(
+        state["receipt"]["attachments"][0]["name"], "a.jpg",
+        "{state}"
+    );
+    // Still one run a while later.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(svc.runs("odk").len(), 1, "{:?}", svc.runs("odk"));
 }

@@ -153,10 +153,12 @@ const TICK_LOG: &[(&str, &str)] = &[("LOG_LEVEL", "info,microservice::cron=debug
 /// The instants (Unix ms) the scheduler ran `job` for, oldest first, from its
 /// `cron tick job=<job> tick=<RFC 3339>` lines.
 fn ticks(svc: &Service, job: &str) -> Vec<i64> {
-    let field = format!("job={job} ");
+    // The message and its first field together: the warning about skipped
+    // ticks ("skipped 1 cron tick: ... job=<job>") is not a tick.
+    let marker = format!("cron tick job={job} ");
     svc.logs()
         .lines()
-        .filter(|l| l.contains("cron tick") && l.contains(&field))
+        .filter(|l| l.contains(&marker))
         .map(|l| {
             let text = l
                 .split_whitespace()

@@ -230,7 +230,7 @@ fn criteria_compare_numbers_exactly() {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .expect("open microservice.db");
-    let mut inputs: Vec<String> = db
+    let inputs: Vec<String> = db
         .prepare("SELECT input FROM runs WHERE job = 'past-2-64'")
         .and_then(|mut q| q.query_map([], |row| row.get(0))?.collect())
         .expect("read the runs' inputs");

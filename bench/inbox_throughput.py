@@ -17,12 +17,20 @@ otherwise install it yourself (Debian/Ubuntu: `sudo apt-get install wrk`).
 
 Goals: durable >= 25% of bare hyper, non-durable >= 80%.
 
+With `--baseline PATH`, a second build of the service (say, main's) runs
+beside the first, both durable settings, so a change can be measured
+against the build before it in the same run; the ratios after/before are
+printed per round. With `--gzip`, the service (both settings) is also sent
+the same body gzip-compressed (`Content-Encoding: gzip`).
+
 Usage: bench/inbox_throughput.py [--duration 5] [--threads 2] [--connections 32]
-       [--rounds 2] [--binary PATH] [--bare PATH] [--packages DIR] [--log-level warn]
+       [--rounds 2] [--binary PATH] [--bare PATH] [--baseline PATH] [--gzip]
+       [--packages DIR] [--log-level warn]
 """
 
 import argparse
 import datetime
+import gzip
 import json
 import os
 import pathlib
@@ -46,6 +54,14 @@ LUA = f"""
 wrk.method = "POST"
 wrk.body = '{BODY}'
 wrk.headers["Content-Type"] = "application/json"
+"""
+# The same body gzip-compressed, written byte by byte as Lua escapes.
+GZIP_BODY = "".join("\\%03d" % b for b in gzip.compress(BODY.encode(), mtime=0))
+GZIP_LUA = f"""
+wrk.method = "POST"
+wrk.body = "{GZIP_BODY}"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Encoding"] = "gzip"
 """
 PROJECT = """
 [engine]
@@ -130,9 +146,9 @@ class Server:
                 self.proc.wait()
 
 
-def start_service(binary, work, packages, durable, log_level):
-    name = f"durable={'true' if durable else 'false'}"
-    root = work / name
+def start_service(binary, work, packages, durable, log_level, label=""):
+    name = f"{label}durable={'true' if durable else 'false'}"
+    root = work / name.replace(" ", "-")
     project, plugins = root / "project", root / "plugins"
     project.mkdir(parents=True)
     plugins.mkdir()  # empty: only the built-in journal, when durable
@@ -172,12 +188,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=2, help="runs per variant, alternating")
     ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "microservice"))
     ap.add_argument("--bare", default=str(ROOT / "bench" / "bare-hyper" / "target" / "release" / "bare-hyper"))
+    ap.add_argument("--baseline", help="another build of the service to run beside --binary")
+    ap.add_argument("--gzip", action="store_true", help="also post the body gzip-compressed")
     ap.add_argument("--packages", default=str(ROOT / "target" / "bench-packages"))
     ap.add_argument("--log-level", default="warn",
                     help="the services' LOG_LEVEL (at the default, info, each receipt logs a line)")
     args = ap.parse_args()
     for path, how in [(args.binary, "cargo build --release --bin microservice"),
-                      (args.bare, "cargo build --release --manifest-path bench/bare-hyper/Cargo.toml")]:
+                      (args.bare, "cargo build --release --manifest-path bench/bare-hyper/Cargo.toml")] + (
+                          [(args.baseline, "a release build of the baseline")] if args.baseline else []):
         if not os.access(path, os.X_OK):
             sys.exit(f"{path} is missing: {how}")
     ensure_wrk()
@@ -185,38 +204,50 @@ def main():
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-inbox-"))
     lua = work / "post.lua"
     lua.write_text(LUA)
+    gzip_lua = work / "post-gzip.lua"
+    gzip_lua.write_text(GZIP_LUA)
     servers = {}
+    # (name, server, wrk script): one wrk run per variant and round.
+    variants = []
     try:
         servers["bare hyper"] = Server("bare hyper", [args.bare])
-        servers["durable=false"] = start_service(args.binary, work, pathlib.Path(args.packages), False, args.log_level)
-        servers["durable=true"] = start_service(args.binary, work, pathlib.Path(args.packages), True, args.log_level)
+        packages = pathlib.Path(args.packages)
+        for durable in (False, True):
+            name = f"durable={'true' if durable else 'false'}"
+            servers[name] = start_service(args.binary, work, packages, durable, args.log_level)
+            if args.baseline:
+                servers[f"before {name}"] = start_service(
+                    args.baseline, work, packages, durable, args.log_level, "before ")
         for s in servers.values():
             s.wait_ready()
-        names = list(servers)
+        variants = [(n, n, lua) for n in servers]
+        if args.gzip:
+            variants += [(f"gzip {n}", n, gzip_lua) for n in ("durable=false", "durable=true")]
+        names = [v[0] for v in variants]
         results = {n: [] for n in names}
         print(f"{datetime.datetime.now():%Y-%m-%d %H:%M}  wrk -t{args.threads} -c{args.connections} "
               f"-d{args.duration}s, POST {len(BODY)}-byte JSON, 127.0.0.1, {os.cpu_count()} cores "
               f"shared by wrk and the server; services at LOG_LEVEL={args.log_level}; "
               f"{args.rounds} rounds, alternating", flush=True)
         for r in range(args.rounds):
-            order = names if r % 2 == 0 else names[::-1]
-            for n in order:
-                s = servers[n]
+            order = variants if r % 2 == 0 else variants[::-1]
+            for n, server, script in order:
+                s = servers[server]
                 s.wait_quiet()
                 cpu0 = s.cpu_seconds()
-                res = run_wrk(s.addr, lua, args)
+                res = run_wrk(s.addr, script, args)
                 res["drain_s"] = s.wait_quiet()  # the durable queue's backlog, if any
                 res["cpu_ms_per_req"] = (s.cpu_seconds() - cpu0) * 1000 / max(res["requests"], 1)
                 results[n].append(res)
-                print(f"  round {r + 1} {n:14} {res['rps']:10.0f} req/s  p50 {res['p50']:6.2f} ms  "
+                print(f"  round {r + 1} {n:22} {res['rps']:10.0f} req/s  p50 {res['p50']:6.2f} ms  "
                       f"p99 {res['p99']:6.2f} ms  non-2xx {res['non2xx']}  "
                       f"server cpu {res['cpu_ms_per_req'] * 1000:.0f} µs/req  "
                       f"quiet after {res['drain_s']:.1f} s"
                       + (f"  socket errors: {res['socket_errors']}" if res["socket_errors"] else ""),
                       flush=True)
-        for n in names[1:]:
-            if servers[n].proc.poll() is not None:
-                sys.exit(f"{n} died:\n" + "".join(servers[n].lines[-20:]))
+        for n, s in servers.items():
+            if s.proc.poll() is not None:
+                sys.exit(f"{n} died:\n" + "".join(s.lines[-20:]))
     finally:
         for s in servers.values():
             s.stop()
@@ -243,6 +274,18 @@ def main():
         paired = [x["rps"] / b["rps"] for x, b in zip(results[n], results["bare hyper"])]
         print(f"{n}: ratio to bare hyper round by round {', '.join('%.3f' % r for r in paired)}; "
               f"median {statistics.median(paired):.3f}")
+    if args.baseline:
+        print()
+        for n in ("durable=false", "durable=true"):
+            paired = [a["rps"] / b["rps"] for a, b in zip(results[n], results[f"before {n}"])]
+            cpu = [a["cpu_ms_per_req"] / b["cpu_ms_per_req"] for a, b in zip(results[n], results[f"before {n}"])]
+            print(f"{n}: after/before {med[n] / med['before ' + n]:.3f} (medians); round by round "
+                  f"{', '.join('%.3f' % r for r in paired)}, median {statistics.median(paired):.3f}; "
+                  f"server CPU per request after/before, median {statistics.median(cpu):.3f}")
+    if args.gzip:
+        print()
+        for n in ("durable=false", "durable=true"):
+            print(f"gzip {n}: {med['gzip ' + n] / med[n]:.3f} of the plain body's throughput (medians)")
     if any(x["non2xx"] for rs in results.values() for x in rs):
         print("WARNING: some answers were not 2xx (see non-2xx above)")
 

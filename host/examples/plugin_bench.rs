@@ -158,7 +158,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn no_messages() -> MessageSink {
-    Arc::new(|_, _| Box::pin(async {}) as Pin<Box<dyn Future<Output = ()> + Send>>)
+    Arc::new(|_| Box::pin(async {}) as Pin<Box<dyn Future<Output = ()> + Send>>)
 }
 
 /// The notification plugin's table: nothing granted, or with `out` a

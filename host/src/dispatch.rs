@@ -147,19 +147,24 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Starts a run of each job for a receipt. `attempt` is set for receipts
-    /// delivered from the message store (1 for the first delivery); only
-    /// those are retried, and from the second attempt on the state carries
-    /// `attempt`.
+    /// Starts a run of each job for a receipt. `receipt` says how it
+    /// arrived (see [`crate::receipt::arrival`]) and goes into the initial
+    /// state beside `data`. `attempt` is set for receipts delivered from the
+    /// message store (1 for the first delivery); only those are retried, and
+    /// from the second attempt on the state carries `attempt`.
     pub fn receive(
         &self,
         message: &Value,
+        receipt: Option<&Value>,
         jobs: &[Arc<Job>],
         attempt: Option<u32>,
     ) -> Vec<JoinHandle<RunReport>> {
         jobs.iter()
             .map(|job| {
                 let mut input = json!({ "data": message });
+                if let Some(receipt) = receipt {
+                    input[crate::receipt::arrival::STATE_KEY] = receipt.clone();
+                }
                 if let Some(n) = attempt.filter(|n| *n > 1) {
                     input["attempt"] = json!(n);
                 }

@@ -10,6 +10,9 @@
 //! - [`settings`]: the process environment (`PORT`, `PROJECT_DIR`, ...).
 //! - [`project`]: `project.toml`, parsed and validated before anything serves.
 //! - [`http`]: the hyper server, `/inbox`, the JSON API and the dashboard.
+//! - [`receipt`]: the one door every receipt takes (`/inbox`, `/submission`,
+//!   trigger plugins): decode the body (JSON, forms, XML, compression),
+//!   match it, then store it or start its runs.
 //! - [`queue`]: receipts kept in the message store before the 202, then
 //!   delivered, retried or dead-lettered.
 //! - [`criteria`]: deep-containment matching of receipts against criteria.
@@ -45,6 +48,7 @@ pub mod packages;
 pub mod plugins;
 pub mod project;
 pub mod queue;
+pub mod receipt;
 pub mod redact;
 pub mod service;
 pub mod settings;

@@ -21,11 +21,12 @@ use crate::engine::{CliEngine, Engine, WorkerPool};
 use crate::http::{self, App};
 use crate::packages::{Packages, Progress};
 use crate::plugins::persistence::MessageStore;
-use crate::plugins::{self, MessageSink, PluginHost};
+use crate::plugins::{self, MessageSink, PluginHost, TriggerMessage};
 use crate::project::Project;
 use crate::project::plugins::{JOURNAL, builtin_journal};
 use crate::project::{AdaptorSpec, EngineMode};
 use crate::queue::Queue;
+use crate::receipt::{Door, Options, Refused};
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -83,14 +84,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let schedulers = TaskTracker::new();
     let queue_cell: Arc<OnceLock<Queue>> = Arc::default();
-    let plugins = start_plugins(
-        &settings,
-        &project,
-        &dispatcher,
-        &queue_cell,
-        &stop,
-        &schedulers,
-    )?;
+    // Every source of receipts goes through it; the queue is set in it once open.
+    let door = Door::new(dispatcher.clone(), queue_cell.clone());
+    let plugins = start_plugins(&settings, &project, &door, &stop, &schedulers)?;
     plugins::notify::spawn(plugins.clone(), finished_rx);
     plugins::log_sink::spawn(plugins.clone());
     let queue = if project.inbox.durable {
@@ -125,6 +121,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     plugins.open_triggers();
     let app = Arc::new(App {
         dispatcher: dispatcher.clone(),
+        door,
         endpoint_style: settings.endpoint_style,
         plugins: Some(plugins.clone()),
         queue: queue.clone(),
@@ -208,31 +205,36 @@ pub fn engine(settings: &Settings, project: &Project, dirs: EngineDirs) -> anyho
     })
 }
 
-/// Loads the plugins folder; trigger plugins' messages take the inbox's
-/// path: into the queue when it runs, straight to the dispatcher otherwise.
+/// Loads the plugins folder; trigger plugins' messages go through the
+/// receipt door like `/inbox` receipts.
 fn start_plugins(
     settings: &Settings,
     project: &Project,
-    dispatcher: &Dispatcher,
-    queue: &Arc<OnceLock<Queue>>,
+    door: &Door,
     stop: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<PluginHost> {
-    let (to_inbox, queue) = (dispatcher.clone(), queue.clone());
-    let sink: MessageSink = Arc::new(move |body, source| {
-        let (dispatcher, queue) = (to_inbox.clone(), queue.clone());
+    let door = door.clone();
+    let sink: MessageSink = Arc::new(move |message| {
+        let door = door.clone();
         Box::pin(async move {
-            let jobs = dispatcher.matching_jobs(&body);
-            let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
-            info!(source, matched = ?names, "message from a trigger plugin");
-            match queue.get() {
-                Some(q) => {
-                    if let Err(f) = q.submit(body.to_string(), body, &source, None, false).await {
-                        warn!(source, cause = %f.message, "could not store a trigger plugin's message; it is lost");
-                    }
+            // The decision is the inbox's; only the answer to a refusal
+            // differs: there is no one to answer, so it is logged.
+            let TriggerMessage {
+                body,
+                metadata,
+                source,
+            } = message;
+            let taken = door
+                .take_plugin_message(body, &source, &metadata, Options::default())
+                .await;
+            match taken {
+                Ok(_) => {}
+                Err(Refused::Store(f)) => {
+                    warn!(source, cause = %f.message, "could not store a trigger plugin's message; it is lost")
                 }
-                None => {
-                    dispatcher.receive(&body, &jobs, None);
+                Err(Refused::Decode(e)) => {
+                    warn!(source, cause = %e, "a trigger plugin's message was refused")
                 }
             }
         })

@@ -29,6 +29,7 @@ mod plugins_support;
 mod plugins_trigger;
 mod queue;
 mod queue_crash;
+mod raw;
 mod security;
 mod service_log;
 mod shutdown;

@@ -1,7 +1,9 @@
-//! Trigger plugins: polled on their `interval`, their messages matched like
-//! `/inbox` receipts. file-drop (first-party, built from source) turns JSON
-//! files dropped into a granted project folder into runs; counter-trigger
-//! (a test plugin) shows that each poll has a new sequence number.
+//! Trigger plugins: polled on their `interval`, their messages decoded and
+//! matched like `/inbox` receipts. file-drop (first-party, built from
+//! source) turns JSON files dropped into a granted project folder into runs;
+//! counter-trigger (a test plugin) shows that each poll has a new sequence
+//! number; shaped-trigger (a test plugin) that a message takes the inbox's
+//! decoding step and keeps its metadata.
 
 use std::path::Path;
 use std::time::Duration;
@@ -149,4 +151,94 @@ fn counter_trigger_starts_one_run_for_its_second_poll() {
     assert_eq!(state["data"], json!({"counter": 2}), "{state}");
     let all = svc.runs_query("limit=1000");
     assert_eq!(all.len(), 1, "no other job ran: {all:?}");
+}
+
+const SHAPED: &str = r#"
+[jobs.bom]
+trigger = "bom"
+expression = "fn(state => state)"
+
+[jobs.xml]
+trigger = "xml"
+expression = "fn(state => state)"
+
+[jobs.form]
+trigger = "form"
+expression = "fn(state => state)"
+
+[triggers.bom]
+criteria = { shape = "bom" }
+
+[triggers.xml]
+criteria = { reading = { "@shape" = "xml" } }
+
+[triggers.form]
+criteria = { shape = "form" }
+
+[plugins.shaped-trigger]
+interval = "1s"
+"#;
+
+#[test]
+fn a_trigger_message_takes_the_inbox_decoding_step_and_keeps_its_metadata() {
+    let svc = Launch::new(SHAPED)
+        .file_bytes("plugins/shaped-trigger.wasm", &wasm("shaped_trigger.wasm"))
+        .start();
+    let state_of = |job: &str| {
+        svc.wait_until(&format!("{job}'s state"), RUN_TIMEOUT, || {
+            svc.job_state(job)
+        })
+    };
+    // JSON behind a byte-order mark.
+    let bom = state_of("bom");
+    assert_eq!(bom["data"], json!({"shape": "bom"}), "{bom}");
+    assert_eq!(
+        bom["receipt"],
+        json!({"source": "plugin:shaped-trigger", "metadata": {"file": "bom.json"}}),
+        "{bom}"
+    );
+    // XML, as its content-type metadata says, by the XML convention.
+    let xml = state_of("xml");
+    assert_eq!(
+        xml["data"],
+        json!({"reading": {"@shape": "xml", "v": ["7", "8"]}}),
+        "{xml}"
+    );
+    assert_eq!(
+        xml["receipt"]["metadata"],
+        json!({"content-type": "text/xml", "file": "reading.xml"}),
+        "{xml}"
+    );
+    // An urlencoded form, its repeated key an array.
+    let form = state_of("form");
+    assert_eq!(
+        form["data"],
+        json!({"shape": "form", "tag": ["a", "b"]}),
+        "{form}"
+    );
+    // The two that do not decode are logged, named, and skipped; the poll
+    // itself did not fail.
+    let refusals = svc.wait_until("two refusals in the log", RUN_TIMEOUT, || {
+        let logs = svc.logs();
+        let lines: Vec<String> = logs
+            .lines()
+            .filter(|l| l.contains("a trigger plugin's message was refused"))
+            .map(str::to_string)
+            .collect();
+        (lines.len() >= 2).then_some(lines)
+    });
+    assert!(
+        refusals[0].contains("plugin:shaped-trigger") && refusals[0].contains("not valid JSON"),
+        "{refusals:?}"
+    );
+    assert!(refusals[1].contains("not valid XML"), "{refusals:?}");
+    let entry = plugin(&svc, "shaped-trigger").expect("shaped-trigger is listed");
+    assert_eq!(
+        count(&entry, "failures"),
+        0,
+        "last_error: {}; {entry}",
+        last_error(&entry)
+    );
+    let all = svc.runs_query("limit=1000");
+    assert_eq!(all.len(), 3, "one run per decodable message: {all:?}");
 }

@@ -146,3 +146,68 @@ fn sigterm_answers_the_open_request_and_closes_idle_connections() {
         "the idle connection closed only after the open request's answer"
     );
 }
+
+#[test]
+fn sigterm_closes_half_received_and_idle_connections_at_once() {
+    // A grace period far longer than the test allows for the exit.
+    let project = format!("{SLOW_PROJECT}\n[engine]\nshutdown_grace = \"120s\"\n");
+    let mut svc = Launch::new(&project).env("ENDPOINT_STYLE", "sync").start();
+    let addr = svc.addr().to_string();
+
+    // Headers that stopped half-way, and a connection that never sent a byte.
+    let mut half = crate::raw::connect(&addr, RUN_TIMEOUT);
+    crate::raw::send(&mut half, b"POST /inbox HTTP/1.1\r\nHost: x\r\n");
+    let mut silent = crate::raw::connect(&addr, RUN_TIMEOUT);
+    // A sync receipt whose run takes three seconds, open when SIGTERM comes.
+    let open = std::thread::spawn(move || {
+        let body = r#"{"kind":"slow","n":3}"#;
+        let mut conn = crate::raw::connect(&addr, RUN_TIMEOUT);
+        crate::raw::send(
+            &mut conn,
+            format!(
+                "POST /inbox HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        (crate::raw::read_response(&mut conn), Instant::now())
+    });
+    svc.wait_until("the slow run to start", RUN_TIMEOUT, || {
+        svc.runs("slow")
+            .into_iter()
+            .find(|r| r["status"] == "running")
+    });
+    let closes = std::thread::spawn(move || {
+        let since = Instant::now();
+        let limit = std::time::Duration::from_secs(30);
+        let half = crate::raw::wait_closed(&mut half, since, limit);
+        let silent = crate::raw::wait_closed(&mut silent, since, limit);
+        (half, silent, Instant::now())
+    });
+    let signalled = Instant::now();
+    let status = svc.stop();
+    let exited = signalled.elapsed();
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}\n{}",
+        svc.log_tail()
+    );
+    let (answer, answered) = open.join().unwrap();
+    assert_eq!(
+        answer.status(),
+        201,
+        "the open request's answer: {answer:?}"
+    );
+    let ((_, half_got), (_, silent_got), closed) = closes.join().unwrap();
+    assert!(half_got.is_empty() && silent_got.is_empty());
+    assert!(
+        closed < answered,
+        "the half-received and silent connections closed only after the open request's answer"
+    );
+    // The run takes 3 s; the 120 s grace was not waited out for the others.
+    assert!(
+        exited < std::time::Duration::from_secs(40),
+        "the exit took {exited:?}\n{}",
+        svc.log_tail()
+    );
+}

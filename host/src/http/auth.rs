@@ -1,14 +1,23 @@
 //! API keys: `API_KEY` guards `/inbox`, `ADMIN_API_KEY` guards `/api` and
 //! `/metrics` (and works on `/inbox` too).
 //!
-//! A key arrives as `x-api-key: KEY` or `Authorization: Bearer KEY`. Keys are
+//! A key arrives as `x-api-key: KEY`, `Authorization: Bearer KEY`, or as
+//! the password of `Authorization: Basic` (any user name), for clients such
+//! as ODK Collect that only speak Basic auth. Only the inbox's 401s offer a
+//! Basic challenge (senders such as ODK Collect send their credentials only
+//! when challenged): on `/api` and `/metrics`, which the dashboard calls
+//! from a browser, a Basic challenge would make the browser hold the answer
+//! back from the page and ask its user for a password. Keys are
 //! kept only as SHA-256 digests and compared in constant time against every
 //! configured key, so neither the comparison's timing nor a memory dump or a
 //! `Debug` print gives a key away. This module must never log a presented or
 //! configured key, nor say which part of a wrong key was wrong. `/healthz`,
 //! `/readyz` and the dashboard's static files are open: they hold no data.
 
+use std::borrow::Cow;
 use std::fmt;
+
+use base64::Engine;
 
 use hyper::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
@@ -85,11 +94,14 @@ impl ApiKeys {
             _ => ("API_KEY", "an API key"),
         };
         let Some(presented) = presented(headers) else {
-            return Some(unauthorized(format!(
-                "this endpoint needs {header} ({name}) in an `x-api-key` or `Authorization: Bearer` header"
-            )));
+            return Some(unauthorized(
+                scope,
+                format!(
+                    "this endpoint needs {header} ({name}) in an `x-api-key` or `Authorization: Bearer` header, or as the password of Basic auth"
+                ),
+            ));
         };
-        let presented = digest(presented);
+        let presented = digest(&presented);
         // Every configured key is compared, match or not: no early exit.
         let matched = keys
             .iter()
@@ -97,38 +109,59 @@ impl ApiKeys {
             .fold(subtle::Choice::from(0), |found, key| {
                 found | key.ct_eq(&presented)
             });
-        (!bool::from(matched)).then(|| unauthorized(format!("the {header} given is not valid")))
+        (!bool::from(matched))
+            .then(|| unauthorized(scope, format!("the {header} given is not valid")))
     }
 }
 
 /// The route's scope, from its first path segment.
 pub fn scope_of(first_segment: &str) -> Scope {
     match first_segment {
-        "inbox" => Scope::Inbox,
+        "inbox" | "submission" => Scope::Inbox,
         "api" | "metrics" => Scope::Admin,
         _ => Scope::Open,
     }
 }
 
-fn presented(headers: &HeaderMap) -> Option<&str> {
+fn presented(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(key.trim());
+        return Some(Cow::Borrowed(key.trim()));
     }
     let auth = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = auth.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(Cow::Borrowed(token.trim()));
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()?;
+    let credentials = String::from_utf8(decoded).ok()?;
+    let (_user, password) = credentials.split_once(':')?;
+    Some(Cow::Owned(password.to_string()))
 }
 
 fn digest(key: &str) -> KeyDigest {
     Sha256::digest(key.as_bytes()).into()
 }
 
-fn unauthorized(message: String) -> Response<Body> {
+/// The 401, with the challenges `scope`'s clients answer (see the module doc).
+fn unauthorized(scope: Scope, message: String) -> Response<Body> {
     let mut res = error(StatusCode::UNAUTHORIZED, message);
-    res.headers_mut().insert(
+    let challenges = res.headers_mut();
+    challenges.insert(
         WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"microservice\""),
     );
+    if scope == Scope::Inbox {
+        // For senders that only do Basic (ODK Collect asks its user for it).
+        challenges.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"microservice\", charset=\"UTF-8\""),
+        );
+    }
     res
 }
 
@@ -150,6 +183,33 @@ mod tests {
             map.insert(*name, HeaderValue::from_str(value).unwrap());
         }
         map
+    }
+
+    fn challenges(res: &Response<Body>) -> Vec<&str> {
+        res.headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn only_the_inbox_offers_a_basic_challenge() {
+        let k = keys("in-key", "admin-key");
+        let inbox = k.refusal(Scope::Inbox, &HeaderMap::new()).unwrap();
+        assert_eq!(
+            challenges(&inbox),
+            [
+                "Bearer realm=\"microservice\"",
+                "Basic realm=\"microservice\", charset=\"UTF-8\""
+            ]
+        );
+        // A browser shown a Basic challenge on the dashboard's API calls
+        // would hold their answers back and prompt for a password.
+        for presented in [HeaderMap::new(), headers(&[("x-api-key", "wrong")])] {
+            let admin = k.refusal(Scope::Admin, &presented).unwrap();
+            assert_eq!(challenges(&admin), ["Bearer realm=\"microservice\""]);
+        }
     }
 
     #[test]
@@ -179,6 +239,34 @@ mod tests {
                 &headers(&[("authorization", "bearer admin-key")])
             )
             .is_none()
+        );
+        // Basic: the key is the password, whatever the user name.
+        let basic = |user_pass: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(user_pass)
+            )
+        };
+        assert!(
+            k.refusal(
+                Scope::Inbox,
+                &headers(&[("authorization", &basic("odk:in-key"))])
+            )
+            .is_none()
+        );
+        assert!(
+            k.refusal(
+                Scope::Inbox,
+                &headers(&[("authorization", &basic("in-key:"))])
+            )
+            .is_some()
+        );
+        assert!(
+            k.refusal(
+                Scope::Inbox,
+                &headers(&[("authorization", "Basic not base64!")])
+            )
+            .is_some()
         );
     }
 

@@ -1,147 +1,176 @@
-//! `POST /inbox`: a JSON receipt in, matched runs started.
+//! `POST /inbox`: a receipt in (JSON, a form, XML; compressed or not),
+//! matched runs started.
 //!
 //! Checks come cheapest first: content type (415), declared length (413),
-//! the body read under the limit (413), JSON syntax (400 with line and
-//! column). Only then is the receipt matched. In async style the answer is the
-//! original's 202 at once; in sync style the request waits for the matched
-//! runs (not for the flows after them).
+//! the body read under the limit (413) and within `[http] body_timeout`
+//! (408); then [`crate::receipt::Door`] decodes it (400, 413, 415 with
+//! what was wrong), matches it and stores it or starts its runs. In async
+//! style the answer is the original's 202 at once; in sync style the
+//! request waits for the matched runs (not for the flows after them).
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::header::{
+    CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+    RETRY_AFTER,
+};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tracing::{error as log_error, info};
+use tracing::error as log_error;
 
 use super::{App, Body, error, json};
 use crate::dispatch::RunReport;
-use crate::queue::Submitted;
+use crate::plugins::CallFailure;
+use crate::receipt::{self, Arriving, Options, Outcome, Purpose, Refused, Taken};
 use crate::settings::EndpointStyle;
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
-    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if !is_json(ct) {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Content-Type `{ct}` is not JSON; send the receipt as application/json"),
-            );
-        }
+pub async fn receive(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let content_type = text_header(headers, &CONTENT_TYPE);
+    if let Err(e) = receipt::decode::kind_of(content_type) {
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
     }
     // Only the message store de-duplicates; without it the key means nothing.
-    let req_key = app
+    let idempotency_key = app
         .queue
         .as_ref()
-        .and_then(|_| req.headers().get(&IDEMPOTENCY_KEY))
+        .and_then(|_| headers.get(&IDEMPOTENCY_KEY))
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .map(str::to_string);
+    let bytes = match read_body(app, headers, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
+    };
+    let arriving = Arriving {
+        body: bytes,
+        content_type,
+        content_encoding: text_header(headers, &CONTENT_ENCODING),
+        purpose: Purpose::Inbox,
+        source: "inbox",
+        path: parts.uri.path(),
+        remote_addr: Some(peer),
+    };
+    let sync = app.endpoint_style == EndpointStyle::Sync;
+    let options = Options {
+        idempotency_key,
+        wait: sync,
+    };
+    let taken = app.door.take(arriving, options).await;
+    if !matches!(taken, Err(Refused::Decode(_))) {
+        app.activity.receipt();
+    }
+    match taken {
+        Err(Refused::Decode(e)) => error(status_of(e.status()), e.to_string()),
+        Err(Refused::Store(f)) => unavailable(&f),
+        Ok(Taken { jobs, outcome }) => answer(&jobs, outcome, sync).await,
+    }
+}
+
+/// A header's value as text; one that is not visible ASCII counts as empty.
+pub fn text_header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    headers.get(name).map(|v| v.to_str().unwrap_or(""))
+}
+
+pub fn status_of(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// Reads the whole body under `[inbox] max_body_bytes` and within
+/// `[http] body_timeout`, or says why not.
+pub async fn read_body(
+    app: &App,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, Response<Body>> {
     let limit = app.dispatcher.project().inbox.max_body_bytes;
-    let declared = req
-        .headers()
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return too_large(limit);
+        return Err(too_large(limit));
     }
-    let bytes = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the request body: {e}"),
-            );
+    let body_timeout = app.dispatcher.project().http.body_timeout;
+    let read = tokio::time::timeout(body_timeout, Limited::new(body, limit).collect());
+    match read.await {
+        Err(_) => Err(too_slow(body_timeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("could not read the request body: {e}"),
+        )),
+    }
+}
+
+/// The answer for a receipt taken.
+async fn answer(jobs: &[String], outcome: Outcome, sync: bool) -> Response<Body> {
+    match outcome {
+        Outcome::Started(runs) if !sync => {
+            drop(runs);
+            accepted(jobs, None)
         }
-    };
-    // Without the message store, a receipt no trigger can match is checked
-    // but never built into a `Value`: building it is most of its cost.
-    let needed = match &app.queue {
-        Some(_) => Ok(true),
-        None => app.dispatcher.may_match(&bytes),
-    };
-    let parsed = needed.and_then(|needed| {
-        needed
-            .then(|| serde_json::from_slice::<Value>(&bytes))
-            .transpose()
-    });
-    let (message, jobs) = match parsed {
-        Ok(Some(message)) => {
-            let jobs = app.dispatcher.matching_jobs(&message);
-            (message, jobs)
-        }
-        // Not parsed: the store is off and no job can match.
-        Ok(None) => (Value::Null, Vec::new()),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not valid JSON: {e}"),
-            );
-        }
-    };
-    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
-    info!(matched = ?names, bytes = bytes.len(), "receipt");
-    app.activity.receipt();
-    let sync = app.endpoint_style == EndpointStyle::Sync;
-    let Some(queue) = &app.queue else {
-        // Not durable: run straight away.
-        let runs = app.dispatcher.receive(&message, &jobs, None);
-        if !sync {
-            return accepted(&names, None);
-        }
-        let mut reports = Vec::with_capacity(runs.len());
-        for run in runs {
-            match run.await {
-                Ok(report) => reports.push(report),
-                Err(e) => {
-                    log_error!(cause = %e, "a run's task failed");
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "a run failed inside the service; see its log",
-                    );
+        Outcome::Started(runs) => {
+            let mut reports = Vec::with_capacity(runs.len());
+            for run in runs {
+                match run.await {
+                    Ok(report) => reports.push(report),
+                    Err(e) => {
+                        log_error!(cause = %e, "a run's task failed");
+                        return error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "a run failed inside the service; see its log",
+                        );
+                    }
                 }
             }
+            finished(reports)
         }
-        return finished(reports);
-    };
-    let idempotency_key = req_key.or_else(|| body_key(app, &message));
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    // Boxed, so that a receipt that is not stored does not carry its space.
-    match Box::pin(queue.submit(text, message, "inbox", idempotency_key, sync)).await {
-        Err(f) => {
-            let secs = f
-                .retry_after_ms
-                .map(|ms| ms.div_ceil(1000).max(1))
-                .unwrap_or(5);
-            let mut res = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the receipt could not be stored ({}); try again later",
-                    f.message
-                ),
-            );
-            res.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs));
-            res
-        }
-        Ok((Submitted::Duplicate(id), _)) => {
-            let mut res = accepted(&names, Some(&id));
+        Outcome::Duplicate(id) => {
+            let mut res = accepted(jobs, Some(&id));
             res.headers_mut()
                 .insert("idempotent-replay", HeaderValue::from_static("true"));
             res
         }
-        Ok((Submitted::New(id), None)) => accepted(&names, Some(&id)),
-        Ok((Submitted::New(id), Some(first_attempt))) => match first_attempt.await {
+        Outcome::Stored {
+            id,
+            first_attempt: None,
+        } => accepted(jobs, Some(&id)),
+        Outcome::Stored {
+            id,
+            first_attempt: Some(first),
+        } => match first.await {
             Ok(reports) => finished(reports),
             // Stored but not run before the service stopped: it will run later.
-            Err(_) => accepted(&names, Some(&id)),
+            Err(_) => accepted(jobs, Some(&id)),
         },
     }
+}
+
+/// 503 with `Retry-After` for a receipt the store could not keep.
+pub fn unavailable(f: &CallFailure) -> Response<Body> {
+    let secs = f
+        .retry_after_ms
+        .map(|ms| ms.div_ceil(1000).max(1))
+        .unwrap_or(5);
+    let mut res = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the receipt could not be stored ({}); try again later",
+            f.message
+        ),
+    );
+    res.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(secs));
+    res
 }
 
 /// The original's 202, plus the stored message's id in a header.
@@ -207,14 +236,19 @@ fn finished(reports: Vec<RunReport>) -> Response<Body> {
     )
 }
 
-/// The configured body field's value, as text, when the project names one.
-fn body_key(app: &App, message: &Value) -> Option<String> {
-    let field = app.dispatcher.project().inbox.idempotency_field.as_ref()?;
-    match message.get(field)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
+/// 408 for a body that did not arrive in time; the connection is closed,
+/// since the rest of the body may still be on its way.
+pub fn too_slow(limit: std::time::Duration) -> Response<Body> {
+    let mut res = error(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "the body did not arrive within {} ([http] body_timeout)",
+            humantime::format_duration(limit)
+        ),
+    );
+    res.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 fn too_large(limit: usize) -> Response<Body> {
@@ -224,47 +258,9 @@ fn too_large(limit: usize) -> Response<Body> {
     )
 }
 
-/// `application/json`, `text/json` or any `+json` type, parameters ignored.
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    // Compared in place: this runs on every receipt.
-    let ends_with_json = essence.len() >= 5
-        && essence.is_char_boundary(essence.len() - 5)
-        && essence[essence.len() - 5..].eq_ignore_ascii_case("+json");
-    essence.eq_ignore_ascii_case("application/json")
-        || essence.eq_ignore_ascii_case("text/json")
-        || ends_with_json
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_content_types() {
-        for ok in [
-            "application/json",
-            "application/json; charset=utf-8",
-            "Application/JSON",
-            "application/vnd.api+json",
-            "APPLICATION/LD+JSON ; charset=utf-8",
-            "text/json",
-        ] {
-            assert!(super::is_json(ok), "{ok}");
-        }
-        for bad in [
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "multipart/form-data; boundary=x",
-            "application/xml",
-            "json",
-            "+jsonx",
-            "été+jso",
-            "",
-        ] {
-            assert!(!super::is_json(bad), "{bad}");
-        }
-    }
 
     async fn body_of(res: Response<Body>) -> Bytes {
         res.into_body().collect().await.unwrap().to_bytes()

@@ -1,27 +1,34 @@
 //! The HTTP server: accept loop, routing and JSON responses.
 //!
-//! Routes: `POST /inbox` ([`inbox`]), `GET /healthz` and `/readyz`
+//! Routes: `POST /inbox` ([`inbox`]), OpenRosa's `HEAD`/`POST /submission`
+//! ([`openrosa`]), `GET /healthz` and `/readyz`
 //! ([`health`]), `GET /metrics` ([`metrics`]), the JSON API under `/api`
 //! ([`api`], [`stats`]) and the dashboard's static page at `/`
 //! ([`dashboard`]); [`auth`] checks API keys before any of them runs.
 //! Every API answer is JSON, bad input is a 4xx with
 //! `{"errors": [...]}`, and nothing a client sends can make this module
-//! panic or answer 500 (only a failure of the service itself does). On
-//! shutdown it stops accepting and lets open requests finish.
+//! panic or answer 500 (only a failure of the service itself does).
+//! [`connections`] bounds what a connection may take (the `[http]`
+//! timeouts, `max_connections`) and closes connections at shutdown,
+//! letting requests being served finish; `HEAD` is answered on every `GET`
+//! route.
 
+mod activity;
 mod api;
 mod auth;
+mod connections;
 mod dashboard;
-mod graceful;
 mod health;
 mod inbox;
 mod metrics;
 mod minutes;
+mod openrosa;
 pub mod stats;
 
 pub use auth::ApiKeys;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +55,8 @@ pub type Body = Full<Bytes>;
 /// What every handler can reach.
 pub struct App {
     pub dispatcher: Dispatcher,
+    /// Where receipts go: decoded, matched, stored or run.
+    pub door: crate::receipt::Door,
     pub endpoint_style: EndpointStyle,
     /// `None` in tests that run without a plugin host.
     pub plugins: Option<PluginHost>,
@@ -60,10 +69,20 @@ pub struct App {
     pub activity: stats::Activity,
 }
 
-/// Serves until `stop` fires, then waits up to `grace` for open requests.
+/// Serves until `stop` fires, then closes idle connections and waits up to
+/// `grace` for requests being served.
 pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken, grace: Duration) {
-    let connections = graceful::Connections::default();
+    let http = app.dispatcher.project().http.clone();
+    let connections = connections::Connections::new(connections::Timeouts::of(&http));
+    let mut limit = connections::Limit::new(http.max_connections);
+    let mut builder = http1::Builder::new();
+    // Timed by `connections` per phase instead (see there).
+    builder.header_read_timeout(None);
     loop {
+        let slot = tokio::select! {
+            slot = limit.slot() => slot,
+            _ = stop.cancelled() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -76,17 +95,27 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
             },
             _ = stop.cancelled() => break,
         };
+        let activity = activity::Activity::new();
         let app = app.clone();
+        let served = activity.clone();
         let service = service_fn(move |req| {
+            let serving = served.begin();
             let app = app.clone();
             let span = info_span!("request", method = %req.method(), path = %req.uri().path());
-            async move { Ok::<_, Infallible>(route(&app, req).await) }.instrument(span)
-        });
-        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-        connections.spawn(conn, move |ended| {
-            if let Err(e) = ended {
-                debug!(%peer, cause = %e, "connection ended with an error");
+            async move {
+                let res = route(&app, req, peer).await;
+                Ok::<_, Infallible>(res.map(|body| activity::Tracked::new(body, serving)))
             }
+            .instrument(span)
+        });
+        let socket = TokioIo::new(activity::Io::new(stream, activity.clone()));
+        let conn = builder.serve_connection(socket, service);
+        connections.spawn(conn, activity, slot, move |ended| match ended {
+            connections::Ended::Done => {}
+            connections::Ended::Failed(e) => {
+                debug!(%peer, cause = %e, "connection ended with an error")
+            }
+            why => debug!(%peer, ?why, "connection closed"),
         });
     }
     drop(listener);
@@ -95,20 +124,20 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
     }
 }
 
-async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
+async fn route(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     // The hottest route, taken before the path is copied and split.
     if req.method() == Method::POST && req.uri().path() == "/inbox" {
         if let Some(refused) = refusal(app, auth::Scope::Inbox, req.headers()) {
             return refused;
         }
-        return post_inbox(app, req).await;
+        return post_inbox(app, req, peer).await;
     }
     // Boxed: the largest of these futures would otherwise set the size of
     // every request's future, moved whole on each receipt.
-    Box::pin(route_other(app, req)).await
+    Box::pin(route_other(app, req, peer)).await
 }
 
-async fn route_other(app: &App, req: Request<Incoming>) -> Response<Body> {
+async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
     // Borrowed unless a segment holds an escape: `/inbox` allocates nothing here.
     let segments: Vec<std::borrow::Cow<str>> = path
@@ -118,11 +147,33 @@ async fn route_other(app: &App, req: Request<Incoming>) -> Response<Body> {
         .collect();
     let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     let method = req.method().clone();
-    if let Some(refused) = refusal(app, auth::scope_of(segs[0]), req.headers()) {
+    let refused = refusal(app, auth::scope_of(segs[0]), req.headers());
+    if let ["submission"] = segs.as_slice() {
+        let res = match (refused, &method) {
+            (Some(refused), _) => refused,
+            (None, &Method::HEAD) => openrosa::head(),
+            (None, &Method::POST) => {
+                let res = openrosa::submit(app, req, peer).await;
+                crate::metrics::get().receipt(metrics::outcome(&res));
+                res
+            }
+            (None, _) => not_allowed(&method, &path, "HEAD, POST"),
+        };
+        // Every answer of an OpenRosa server, a 401 or 405 too.
+        return openrosa::with_headers(app, res);
+    }
+    if let Some(refused) = refused {
         return refused;
     }
-    match (&method, segs.as_slice()) {
-        (&Method::POST, ["inbox"]) => post_inbox(app, req).await,
+    // HEAD is answered as GET; hyper sends the headers (the length
+    // included) and leaves the body out.
+    let as_method = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    match (&as_method, segs.as_slice()) {
+        (&Method::POST, ["inbox"]) => post_inbox(app, req, peer).await,
         (&Method::GET, ["metrics"]) => metrics::scrape(app).await,
         (&Method::GET, ["healthz"]) => health::live(),
         (&Method::GET, ["readyz"]) => health::ready(app),
@@ -154,7 +205,7 @@ async fn route_other(app: &App, req: Request<Incoming>) -> Response<Body> {
             | ["api", "runs", _]
             | ["api", "plugins"]
             | ["api", "messages"],
-        ) => not_allowed(&method, &path, "GET"),
+        ) => not_allowed(&method, &path, "GET, HEAD"),
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no route for {method} {path}"),
@@ -174,8 +225,8 @@ fn refusal(app: &App, scope: auth::Scope, headers: &HeaderMap) -> Option<Respons
 
 /// `POST /inbox` (also spelled `//inbox/` and the like), its key checked:
 /// the receipt and its metric.
-async fn post_inbox(app: &App, req: Request<Incoming>) -> Response<Body> {
-    let res = inbox::receive(app, req).await;
+async fn post_inbox(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let res = inbox::receive(app, req, peer).await;
     crate::metrics::get().receipt(metrics::outcome(&res));
     res
 }

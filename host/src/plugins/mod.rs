@@ -79,7 +79,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use serde::Serialize;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -97,10 +96,22 @@ use crate::project::PluginSpec;
 /// How often the plugins folder is checked for changes.
 pub const SCAN_EVERY: Duration = Duration::from_secs(2);
 
+/// A trigger plugin's message as the host hands it on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerMessage {
+    /// The body as the plugin wrote it: the receipt door decodes it (JSON,
+    /// or the type its `content-type` metadata names).
+    pub body: String,
+    /// The plugin's metadata, kept with the receipt (`state.receipt.metadata`).
+    pub metadata: Vec<(String, String)>,
+    /// `plugin:<name>`, named by the host.
+    pub source: String,
+}
+
 /// Where messages from trigger plugins go: the same path as `/inbox`. The
 /// poll waits for it, so a durable inbox has stored the message first.
 pub type MessageSink =
-    Arc<dyn Fn(Value, String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+    Arc<dyn Fn(TriggerMessage) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 pub struct Options {
     pub plugins_dir: PathBuf,

@@ -2,11 +2,14 @@
 //!
 //! One loop per trigger plugin, for as long as a plugin of that name is
 //! loaded (a hot reload keeps the loop; removing the file ends it). Each
-//! message a poll returns must be JSON; it then goes the way of an `/inbox`
-//! receipt. Invalid JSON is logged and skipped, not fatal to the poll.
+//! message a poll returns goes the way of an `/inbox` receipt, through the
+//! receipt door ([`crate::receipt`]): its body decoded as JSON (or as the
+//! type its `content-type` metadata names), its metadata kept with it. A
+//! body that does not decode is logged and skipped, not fatal to the poll.
 //!
-//! A poll's answer is bounded like `/inbox`: each message must keep to the
-//! inbox's body limit, and a poll may return at most
+//! A poll's answer is bounded like `/inbox`: each message (its body and
+//! its metadata together) must keep to the inbox's body limit, and a poll
+//! may return at most
 //! [`MAX_MESSAGES_PER_POLL`]; what is over is refused, and the refusal is
 //! the plugin's failure (its `last_error`, counted against its budget).
 //! The host names the source (`plugin:<name>`): whatever `source` the
@@ -16,13 +19,12 @@
 use std::time::Duration;
 
 use chrono::Local;
-use serde_json::Value;
 use tracing::{info, warn};
 
-use super::PluginHost;
 use super::bindings::trigger::exports::openfn::microservice::trigger_source::Tick;
 use super::bindings::types::Message;
 use super::plugin::{CallFailure, Kind};
+use super::{PluginHost, TriggerMessage};
 use crate::clock::now_ms;
 use crate::project::PollSchedule;
 
@@ -85,18 +87,18 @@ async fn run(host: PluginHost, name: String, schedule: PollSchedule) {
         match poll_once(&host, &plugin, &tick).await {
             Ok(messages) => {
                 last_success_ms = Some(now_ms);
-                let (bodies, refused) = bound(messages, host.inner.options.max_message_bytes);
+                let (taken, refused) = bound(messages, host.inner.options.max_message_bytes);
                 if let Some(why) = refused {
                     plugin.fail_answer(why);
                 }
                 let source = format!("plugin:{name}");
-                for body in bodies {
-                    match serde_json::from_str::<Value>(&body) {
-                        Ok(body) => (host.inner.messages)(body, source.clone()).await,
-                        Err(e) => {
-                            warn!(plugin = %name, cause = %e, "a polled message is not JSON; skipped")
-                        }
-                    }
+                for message in taken {
+                    let message = TriggerMessage {
+                        body: message.body,
+                        metadata: message.metadata,
+                        source: source.clone(),
+                    };
+                    (host.inner.messages)(message).await;
                 }
             }
             Err(f) => warn!(plugin = %name, cause = %f.message, "poll failed"),
@@ -115,8 +117,18 @@ async fn poll_once(
     Ok(result.messages)
 }
 
-/// The bodies of `messages` that keep to the bounds, and what was refused.
-fn bound(messages: Vec<Message>, max_bytes: usize) -> (Vec<String>, Option<String>) {
+/// A message's size: its body and every metadata key and value.
+fn size_of(message: &Message) -> usize {
+    let metadata: usize = message
+        .metadata
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    message.body.len() + metadata
+}
+
+/// The `messages` that keep to the bounds, and what was refused.
+fn bound(messages: Vec<Message>, max_bytes: usize) -> (Vec<Message>, Option<String>) {
     let total = messages.len();
     let mut problems = Vec::new();
     if total > MAX_MESSAGES_PER_POLL {
@@ -125,14 +137,15 @@ fn bound(messages: Vec<Message>, max_bytes: usize) -> (Vec<String>, Option<Strin
             total - MAX_MESSAGES_PER_POLL
         ));
     }
-    let mut bodies = Vec::with_capacity(total.min(MAX_MESSAGES_PER_POLL));
+    let mut taken = Vec::with_capacity(total.min(MAX_MESSAGES_PER_POLL));
     let (mut too_big, mut largest) = (0usize, 0usize);
     for message in messages.into_iter().take(MAX_MESSAGES_PER_POLL) {
-        if message.body.len() > max_bytes {
+        let size = size_of(&message);
+        if size > max_bytes {
             too_big += 1;
-            largest = largest.max(message.body.len());
+            largest = largest.max(size);
         } else {
-            bodies.push(message.body);
+            taken.push(message);
         }
     }
     if too_big > 0 {
@@ -141,7 +154,7 @@ fn bound(messages: Vec<Message>, max_bytes: usize) -> (Vec<String>, Option<Strin
             if too_big == 1 { "" } else { "s" }
         ));
     }
-    (bodies, (!problems.is_empty()).then(|| problems.join("; ")))
+    (taken, (!problems.is_empty()).then(|| problems.join("; ")))
 }
 
 #[cfg(test)]
@@ -156,10 +169,14 @@ mod tests {
         }
     }
 
+    fn bodies(messages: &[Message]) -> Vec<&str> {
+        messages.iter().map(|m| m.body.as_str()).collect()
+    }
+
     #[test]
     fn messages_over_the_bounds_are_refused_and_said_so() {
-        let (bodies, refused) = bound(vec![message("{}"), message("[1,2,3]")], 5);
-        assert_eq!(bodies, ["{}"]);
+        let (taken, refused) = bound(vec![message("{}"), message("[1,2,3]")], 5);
+        assert_eq!(bodies(&taken), ["{}"]);
         let why = refused.unwrap();
         assert!(
             why.contains("1 message refused for size (the largest 7 bytes)"),
@@ -170,13 +187,25 @@ mod tests {
         let many = (0..MAX_MESSAGES_PER_POLL + 5)
             .map(|_| message("1"))
             .collect();
-        let (bodies, refused) = bound(many, 10);
-        assert_eq!(bodies.len(), MAX_MESSAGES_PER_POLL);
+        let (taken, refused) = bound(many, 10);
+        assert_eq!(taken.len(), MAX_MESSAGES_PER_POLL);
         assert!(refused.unwrap().contains("5 refused"));
 
-        assert_eq!(
-            bound(vec![message("{}")], 2),
-            (vec!["{}".to_string()], None)
+        let (taken, refused) = bound(vec![message("{}")], 2);
+        assert_eq!((bodies(&taken), refused), (vec!["{}"], None));
+    }
+
+    #[test]
+    fn metadata_counts_toward_a_message_size() {
+        let mut padded = message("{}");
+        padded.metadata = vec![("file".into(), "x".repeat(100))];
+        let (taken, refused) = bound(vec![padded.clone(), message("{}")], 50);
+        assert_eq!(bodies(&taken), ["{}"]);
+        assert!(
+            refused.unwrap().contains("the largest 106 bytes"),
+            "metadata is part of the size"
         );
+        let (taken, refused) = bound(vec![padded], 106);
+        assert_eq!((taken.len(), refused), (1, None));
     }
 }

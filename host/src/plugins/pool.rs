@@ -126,8 +126,8 @@ pub fn on_callers_runtime(sink: MessageSink) -> MessageSink {
     let Ok(caller) = tokio::runtime::Handle::try_current() else {
         return sink;
     };
-    Arc::new(move |body, source| {
-        let task = caller.spawn(sink(body, source));
+    Arc::new(move |message| {
+        let task = caller.spawn(sink(message));
         Box::pin(async move {
             if let Err(e) = task.await {
                 error!(cause = %e, "a trigger plugin's message could not be handed on");

@@ -13,6 +13,7 @@
 mod credentials;
 mod delivery;
 mod fields;
+mod http;
 mod locate;
 mod model;
 mod paths;
@@ -26,6 +27,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use credentials::CredentialEnv;
+pub use http::HttpConfig;
 pub use model::{
     AdaptorSpec, DirBase, DirGrant, EngineConfig, EngineMode, InboxConfig, Job, PluginSpec,
     PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,

@@ -15,6 +15,7 @@ pub struct Project {
     pub file: PathBuf,
     pub engine: EngineConfig,
     pub inbox: InboxConfig,
+    pub http: super::http::HttpConfig,
     /// Sorted by name, so matched jobs come back in a stable order.
     pub jobs: BTreeMap<String, Arc<Job>>,
     pub triggers: BTreeMap<String, Trigger>,

@@ -27,6 +27,8 @@ pub struct Pending {
     message: NewMessage,
     /// The body already parsed, for delivering it straight from here.
     body: Value,
+    /// How it arrived, likewise.
+    receipt: Option<Value>,
     reply: oneshot::Sender<Result<String, CallFailure>>,
 }
 
@@ -34,6 +36,7 @@ pub async fn submit(
     queue: &Queue,
     message: NewMessage,
     body: Value,
+    receipt: Option<Value>,
 ) -> Result<String, CallFailure> {
     let (reply, answer) = oneshot::channel();
     hand_over(
@@ -41,6 +44,7 @@ pub async fn submit(
         Pending {
             message,
             body,
+            receipt,
             reply,
         },
     )?;
@@ -84,7 +88,12 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
         let mut rest = Vec::with_capacity(batch.len());
         // Moved, not cloned: a receipt's body is copied into the store once.
         for p in batch.drain(..) {
-            rest.push((p.body, p.reply, pump::waiter_of(&p.message.metadata)));
+            rest.push((
+                p.body,
+                p.receipt,
+                p.reply,
+                pump::waiter_of(&p.message.metadata),
+            ));
             messages.push(p.message);
         }
         debug!(size = messages.len(), leased = slots.len(), "group commit");
@@ -100,13 +109,13 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
                     ids.len(),
                     rest.len()
                 );
-                for (_, reply, _) in rest {
+                for (_, _, reply, _) in rest {
                     let _ = reply.send(Err(CallFailure::unavailable(why.clone())));
                 }
                 continue;
             }
             Err(f) => {
-                for (_, reply, _) in rest {
+                for (_, _, reply, _) in rest {
                     let _ = reply.send(Err(f.clone()));
                 }
                 continue;
@@ -114,7 +123,7 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
         };
         let all_leased = slots.len() == ids.len();
         let mut slots = slots.into_iter();
-        for (id, (body, reply, waiter)) in ids.into_iter().zip(rest) {
+        for (id, (body, receipt, reply, waiter)) in ids.into_iter().zip(rest) {
             let _ = reply.send(Ok(id.clone()));
             if let Some(slot) = slots.next() {
                 let delivery = Delivery {
@@ -122,6 +131,7 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
                     id,
                     attempt: 1,
                     body: Body::Parsed(body),
+                    receipt,
                 };
                 pump::start(&queue, delivery, slot);
             }
@@ -166,6 +176,7 @@ mod tests {
             Pending {
                 message,
                 body,
+                receipt: None,
                 reply,
             },
             answer,

@@ -35,6 +35,8 @@ use crate::plugins::persistence::{MessageStore, NewMessage, Status, Stored};
 /// Metadata keys the queue puts on stored messages.
 const KEY_IDEMPOTENCY: &str = "idempotency-key";
 const KEY_WAITER: &str = "waiter";
+/// How the receipt arrived, as JSON (see [`crate::receipt::arrival`]).
+const KEY_RECEIPT: &str = "receipt";
 /// Idempotency keys remembered at most: past it (plus a tenth, so trimming
 /// is rare) the oldest are forgotten before `retention` ran out, so an inbox
 /// where every receipt carries a key cannot grow the map without bound.
@@ -182,12 +184,14 @@ impl Queue {
     }
 
     /// Stores a receipt (grouped with concurrent ones into one synced write):
-    /// `text` as received, `body` parsed from it. With `wait`, also returns a
-    /// receiver for the reports of its first attempt.
+    /// `text` as received, `body` parsed from it, `receipt` how it arrived
+    /// (kept in the message's metadata, for every delivery). With `wait`,
+    /// also returns a receiver for the reports of its first attempt.
     pub async fn submit(
         &self,
         text: String,
         body: Value,
+        receipt: Option<Value>,
         source: &str,
         idempotency_key: Option<String>,
         wait: bool,
@@ -228,6 +232,9 @@ impl Queue {
         if let Some(key) = &idempotency_key {
             metadata.push((KEY_IDEMPOTENCY.to_string(), key.clone()));
         }
+        if let Some(receipt) = &receipt {
+            metadata.push((KEY_RECEIPT.to_string(), receipt.to_string()));
+        }
         let receiver = wait.then(|| {
             let token = uuid::Uuid::now_v7().to_string();
             let (tx, rx) = oneshot::channel();
@@ -244,7 +251,7 @@ impl Queue {
             source: source.to_string(),
             metadata,
         };
-        let stored = commit::submit(self, message, body).await;
+        let stored = commit::submit(self, message, body, receipt).await;
         if let (Some(key), Some(tx)) = (idempotency_key, claim) {
             let mut keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
             match &stored {

@@ -15,7 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::{KEY_WAITER, Queue};
+use super::{KEY_RECEIPT, KEY_WAITER, Queue};
 use crate::clock::now_ms;
 use crate::dispatch::RunReport;
 
@@ -30,6 +30,8 @@ pub(super) struct Delivery {
     /// Counts from 1.
     pub attempt: u32,
     pub body: Body,
+    /// How the receipt arrived, for its runs' initial state.
+    pub receipt: Option<Value>,
     /// The sync-mode request waiting for this attempt's reports, if any.
     pub waiter: Option<String>,
 }
@@ -39,6 +41,14 @@ pub(super) enum Body {
     Parsed(Value),
     /// Leased back from the store.
     Stored(String),
+}
+
+/// How a stored receipt arrived, from its metadata.
+fn receipt_of(metadata: &[(String, String)]) -> Option<Value> {
+    metadata
+        .iter()
+        .find(|(k, _)| k == KEY_RECEIPT)
+        .and_then(|(_, json)| serde_json::from_str(json).ok())
 }
 
 pub(super) fn waiter_of(metadata: &[(String, String)]) -> Option<String> {
@@ -100,6 +110,7 @@ pub async fn run(queue: Queue) {
             for (message, slot) in leased.into_iter().zip(slots) {
                 let delivery = Delivery {
                     waiter: waiter_of(&message.message.metadata),
+                    receipt: receipt_of(&message.message.metadata),
                     attempt: message.attempts.max(1),
                     id: message.id,
                     body: Body::Stored(message.message.body),
@@ -117,6 +128,7 @@ async fn deliver(queue: &Queue, delivery: Delivery) {
         id,
         attempt,
         body,
+        receipt,
         waiter,
     } = delivery;
     let body: Value = match body {
@@ -145,7 +157,10 @@ async fn deliver(queue: &Queue, delivery: Delivery) {
         .filter(|j| !settled_jobs.contains(&j.name))
         .collect();
     let mut reports = Vec::with_capacity(jobs.len());
-    for handle in inner.dispatcher.receive(&body, &jobs, Some(attempt)) {
+    let runs = inner
+        .dispatcher
+        .receive(&body, receipt.as_ref(), &jobs, Some(attempt));
+    for handle in runs {
         match handle.await {
             Ok(report) => reports.push(report),
             Err(e) => {

@@ -1,6 +1,16 @@
 //! `POST /inbox` in the default (async) style: matching receipts start runs
 //! and are answered with 202 and the matched job names; criteria are deep
 //! containment; receipts that match nothing start no run.
+//!
+//! What real senders send and how they connect, in the submodules:
+//! [`formats`] (every accepted body), [`openrosa`] (`/submission`),
+//! [`arrival`] (`state.receipt`) and [`connections`] (timeouts, the
+//! connection limit, `HEAD`).
+
+mod arrival;
+mod connections;
+mod formats;
+mod openrosa;
 
 use serde_json::Value;
 
@@ -100,7 +110,7 @@ fn receipt_matching_nothing_is_accepted_without_runs() {
 
 #[test]
 fn criteria_match_by_deep_containment() {
-    let svc = Service::start(include_str!("../projects/criteria/project.toml"), &[]);
+    let svc = Service::start(include_str!("../../projects/criteria/project.toml"), &[]);
 
     let matched = |body: &str| -> Vec<String> {
         let reply = svc.post_json("/inbox", body);
@@ -145,7 +155,7 @@ fn criteria_match_by_deep_containment() {
 /// body and the run's recorded input keep every digit.
 #[test]
 fn criteria_compare_numbers_exactly() {
-    let svc = Service::start(include_str!("../projects/numbers/project.toml"), &[]);
+    let svc = Service::start(include_str!("../../projects/numbers/project.toml"), &[]);
 
     // (receipt, the jobs it must match)
     let cases: &[(&str, &[&str])] = &[
@@ -220,17 +230,29 @@ fn criteria_compare_numbers_exactly() {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .expect("open microservice.db");
-    let mut inputs: Vec<String> = db
+    let inputs: Vec<String> = db
         .prepare("SELECT input FROM runs WHERE job = 'past-2-64'")
         .and_then(|mut q| q.query_map([], |row| row.get(0))?.collect())
         .expect("read the runs' inputs");
-    inputs.sort();
+    // Each is `{"data":...,"receipt":{...}}`: the data as sent, then how it
+    // arrived (see inbox::arrival).
+    let mut data: Vec<&str> = inputs
+        .iter()
+        .map(|input| {
+            let (data, receipt) = input
+                .split_once(r#","receipt":"#)
+                .unwrap_or_else(|| panic!("no receipt after the data: {input}"));
+            assert!(receipt.contains(r#""source":"inbox""#), "{input}");
+            data
+        })
+        .collect();
+    data.sort();
     assert_eq!(
-        inputs,
+        data,
         [
-            r#"{"data":{"id":1.8446744073709551617e+19}}"#,
-            r#"{"data":{"id":18446744073709551617.000}}"#,
-            r#"{"data":{"id":18446744073709551617}}"#,
+            r#"{"data":{"id":1.8446744073709551617e+19}"#,
+            r#"{"data":{"id":18446744073709551617.000}"#,
+            r#"{"data":{"id":18446744073709551617}"#,
         ]
     );
 }

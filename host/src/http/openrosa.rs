@@ -1,0 +1,104 @@
+//! `/submission`: the OpenRosa Form Submission API, so that ODK Collect,
+//! KoboCollect and other OpenRosa clients can be pointed at the service.
+//!
+//! A client first sends `HEAD /submission` and expects `204` with
+//! `X-OpenRosa-Version: 1.0` and `X-OpenRosa-Accept-Content-Length` (the
+//! most it should POST at once). It then POSTs `multipart/form-data` whose
+//! `xml_submission_file` part is the form instance; the other parts are
+//! attachments. The instance (as JSON, see [`crate::receipt::xml`]) is the
+//! receipt, matched like any other; `201` with an `<OpenRosaResponse>`
+//! tells the client it is kept. A submission is never held for its runs
+//! (a phone must not re-send a form because a job failed), and the same
+//! instance sent again (its `meta/instanceID`) is one receipt. Errors keep
+//! the service's rule: a 4xx with a JSON `errors` list. Every answer
+//! carries the OpenRosa headers.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use super::inbox::{read_body, status_of, text_header, unavailable};
+use super::{App, Body, error};
+use crate::receipt::{Arriving, Options, Outcome, Purpose, Refused, Taken};
+
+/// The answer to `HEAD /submission` (the OpenRosa headers added by the
+/// caller, as to every answer here).
+pub fn head() -> Response<Body> {
+    let mut res = Response::new(Body::default());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    res
+}
+
+/// `POST /submission` (the OpenRosa headers added by the caller).
+pub async fn submit(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let bytes = match read_body(app, headers, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
+    };
+    let arriving = Arriving {
+        body: bytes,
+        content_type: text_header(headers, &CONTENT_TYPE),
+        content_encoding: text_header(headers, &CONTENT_ENCODING),
+        purpose: Purpose::OpenRosa,
+        source: "submission",
+        path: parts.uri.path(),
+        remote_addr: Some(peer),
+    };
+    let taken = app.door.take(arriving, Options::default()).await;
+    if !matches!(taken, Err(Refused::Decode(_))) {
+        app.activity.receipt();
+    }
+    match taken {
+        Err(Refused::Decode(e)) => error(status_of(e.status()), e.to_string()),
+        Err(Refused::Store(f)) => unavailable(&f),
+        Ok(Taken { jobs, outcome }) => {
+            let (id, replay) = match outcome {
+                Outcome::Started(_) => (None, false),
+                Outcome::Stored { id, .. } => (Some(id), false),
+                Outcome::Duplicate(id) => (Some(id), true),
+            };
+            let mut res = received(&jobs, replay);
+            if let Some(id) = id.and_then(|i| HeaderValue::from_str(&i).ok()) {
+                res.headers_mut().insert("x-message-id", id);
+            }
+            if replay {
+                res.headers_mut()
+                    .insert("idempotent-replay", HeaderValue::from_static("true"));
+            }
+            res
+        }
+    }
+}
+
+/// `201` with the `<OpenRosaResponse>` the client shows its user.
+fn received(jobs: &[String], replay: bool) -> Response<Body> {
+    let message = match (replay, jobs.len()) {
+        (true, _) => "Form received (already received before).",
+        (false, 0) => "Form received.",
+        (false, _) => "Form received and processing has begun.",
+    };
+    let body = format!(
+        "<OpenRosaResponse xmlns=\"http://openrosa.org/http/response\"><message nature=\"submit_success\">{message}</message></OpenRosaResponse>"
+    );
+    let mut res = Response::new(Body::new(Bytes::from(body)));
+    *res.status_mut() = StatusCode::CREATED;
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    res
+}
+
+/// The headers the OpenRosa API asks of every answer (hyper adds `Date`).
+pub fn with_headers(app: &App, mut res: Response<Body>) -> Response<Body> {
+    let limit = app.dispatcher.project().inbox.max_body_bytes;
+    let headers = res.headers_mut();
+    headers.insert("x-openrosa-version", HeaderValue::from_static("1.0"));
+    headers.insert("x-openrosa-accept-content-length", HeaderValue::from(limit));
+    res
+}

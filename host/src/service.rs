@@ -27,7 +27,7 @@ use crate::project::plugins::{JOURNAL, builtin_journal};
 use crate::project::{AdaptorSpec, EngineMode};
 use crate::queue::Queue;
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::storage::{Storage, embedded};
 
 /// Finished runs waiting for notification plugins; beyond this they are dropped.
 const NOTIFY_QUEUE: usize = 1024;
@@ -68,7 +68,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     prepare_data_dir(&settings)?;
     install_packages(&settings, &package_specs(&project), |p| info!("{p}")).await?;
-    let store = Store::open(&settings.data_dir.join("microservice.db"))?;
+    let storage = Storage {
+        runs: Arc::new(embedded::SqliteRuns::open(
+            &settings.data_dir.join("microservice.db"),
+        )?),
+        cron: Arc::new(embedded::OneProcess),
+    };
     let engine = engine(
         &settings,
         &project,
@@ -79,7 +84,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         },
     )?;
     let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
-    let dispatcher = Dispatcher::new(project.clone(), engine, store, Some(finished_tx));
+    let dispatcher = Dispatcher::new(project.clone(), engine, storage, Some(finished_tx));
     let stop = CancellationToken::new();
     let schedulers = TaskTracker::new();
     let queue_cell: Arc<OnceLock<Queue>> = Arc::default();
@@ -227,8 +232,8 @@ fn start_plugins(
             info!(source, matched = ?names, "message from a trigger plugin");
             match queue.get() {
                 Some(q) => {
-                    if let Err(f) = q.submit(body.to_string(), body, &source, None, false).await {
-                        warn!(source, cause = %f.message, "could not store a trigger plugin's message; it is lost");
+                    if let Err(e) = q.submit(body.to_string(), body, &source, None, false).await {
+                        warn!(source, cause = %e, "could not store a trigger plugin's message; it is lost");
                     }
                 }
                 None => {
@@ -297,8 +302,9 @@ async fn start_queue(
     let lease = longest_run * 2 + std::time::Duration::from_secs(60);
     let store = MessageStore::new(plugins.clone(), name)
         .context("could not start the message store's thread")?;
+    let receipts = embedded::JournalReceipts::open(store).await?;
     Queue::start(
-        store,
+        Arc::new(receipts),
         dispatcher.clone(),
         lease,
         project.inbox.retention,

@@ -115,15 +115,12 @@ pub async fn receive(app: &App, req: Request<Incoming>) -> Response<Body> {
     match Box::pin(queue.submit(text, message, "inbox", idempotency_key, sync)).await {
         Err(f) => {
             let secs = f
-                .retry_after_ms
+                .retry_after_ms()
                 .map(|ms| ms.div_ceil(1000).max(1))
                 .unwrap_or(5);
             let mut res = error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the receipt could not be stored ({}); try again later",
-                    f.message
-                ),
+                format!("the receipt could not be stored ({f}); try again later"),
             );
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));

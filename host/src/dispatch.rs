@@ -23,7 +23,7 @@ use crate::criteria;
 use crate::engine::{Engine, Failure, FailureKind, RunRequest};
 use crate::project::{Job, Project, RetryPolicy, TriggerKind};
 use crate::redact::{Redactor, strip_configuration};
-use crate::store::{RunEnd, RunStatus, Store};
+use crate::storage::{RunEnd, RunStatus, Runs, Storage};
 
 /// Log lines kept in a run's record; the rest are counted, not kept.
 const MAX_LOG_LINES: usize = 10_000;
@@ -66,7 +66,7 @@ pub struct Dispatcher {
 struct Inner {
     project: Arc<Project>,
     engine: Engine,
-    store: Store,
+    storage: Storage,
     redactor: Redactor,
     /// The criteria triggers' keys, for a look at a receipt before parsing it.
     prefilter: criteria::Prefilter,
@@ -89,7 +89,7 @@ impl Dispatcher {
     pub fn new(
         project: Arc<Project>,
         engine: Engine,
-        store: Store,
+        storage: Storage,
         finished: Option<mpsc::Sender<RunFinished>>,
     ) -> Self {
         let redactor = Redactor::new(project.credentials.values());
@@ -104,7 +104,7 @@ impl Dispatcher {
             inner: Arc::new(Inner {
                 project,
                 engine,
-                store,
+                storage,
                 redactor,
                 prefilter,
                 slots,
@@ -123,8 +123,13 @@ impl Dispatcher {
         self.inner.engine.idle_workers()
     }
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    /// Run records and job states, for the API.
+    pub fn runs(&self) -> &dyn Runs {
+        self.inner.storage.runs.as_ref()
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
     }
 
     pub fn redactor(&self) -> &Redactor {
@@ -198,7 +203,7 @@ impl Dispatcher {
         let this = self.clone();
         let trigger = job.trigger.clone();
         self.inner.tracker.spawn(async move {
-            let input = match this.inner.store.job_state(&job.name).await {
+            let input = match this.inner.storage.runs.job_state(&job.name).await {
                 Ok(Some(state)) => state,
                 Ok(None) => json!({ "data": {} }),
                 Err(e) => {
@@ -275,7 +280,8 @@ impl Dispatcher {
         let started_at = now_rfc3339();
         let started_ms = now_ms();
         if let Err(e) = inner
-            .store
+            .storage
+            .runs
             .start_run(&run_id, &job.name, &trigger, &started_at, &input)
             .await
         {
@@ -385,7 +391,7 @@ impl Dispatcher {
             log: &report.log,
             state: report.state.as_ref(),
         };
-        if let Err(e) = inner.store.finish_run(end).await {
+        if let Err(e) = inner.storage.runs.finish_run(end).await {
             error!(cause = %e, "could not record the run's end");
         }
     }

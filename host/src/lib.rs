@@ -23,7 +23,9 @@
 //! - [`engine`]: one run of `@openfn/core` in its own process group.
 //! - [`packages`]: installs core and the adaptors with npm.
 //! - [`redact`]: keeps credentials out of logs and stored states.
-//! - [`store`]: job states and run records on disk (SQLite).
+//! - [`storage`]: where receipts, run records, job states and cron ticks
+//!   are kept: one interface, the embedded implementation (journal plugin
+//!   and SQLite) and, for many replicas, PostgreSQL.
 //! - [`plugins`]: WebAssembly plugins (triggers, notifications, logging,
 //!   persistence): loading, grants, limits, hot reload.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
@@ -52,4 +54,4 @@ pub mod receipt;
 pub mod redact;
 pub mod service;
 pub mod settings;
-pub mod store;
+pub mod storage;

@@ -28,7 +28,7 @@ use crate::project::{AdaptorSpec, EngineMode};
 use crate::queue::Queue;
 use crate::receipt::{Door, Options, Refused};
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::storage::{Storage, embedded};
 
 /// Finished runs waiting for notification plugins; beyond this they are dropped.
 const NOTIFY_QUEUE: usize = 1024;
@@ -69,7 +69,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     prepare_data_dir(&settings)?;
     install_packages(&settings, &package_specs(&project), |p| info!("{p}")).await?;
-    let store = Store::open(&settings.data_dir.join("microservice.db"))?;
+    let storage = Storage {
+        runs: Arc::new(embedded::SqliteRuns::open(
+            &settings.data_dir.join("microservice.db"),
+        )?),
+        cron: Arc::new(embedded::OneProcess),
+    };
     let engine = engine(
         &settings,
         &project,
@@ -80,7 +85,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         },
     )?;
     let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
-    let dispatcher = Dispatcher::new(project.clone(), engine, store, Some(finished_tx));
+    let dispatcher = Dispatcher::new(project.clone(), engine, storage, Some(finished_tx));
     let stop = CancellationToken::new();
     let schedulers = TaskTracker::new();
     let queue_cell: Arc<OnceLock<Queue>> = Arc::default();
@@ -231,7 +236,7 @@ fn start_plugins(
             match taken {
                 Ok(_) => {}
                 Err(Refused::Store(f)) => {
-                    warn!(source, cause = %f.message, "could not store a trigger plugin's message; it is lost")
+                    warn!(source, cause = %f, "could not store a trigger plugin's message; it is lost")
                 }
                 Err(Refused::Decode(e)) => {
                     warn!(source, cause = %e, "a trigger plugin's message was refused")
@@ -299,8 +304,9 @@ async fn start_queue(
     let lease = longest_run * 2 + std::time::Duration::from_secs(60);
     let store = MessageStore::new(plugins.clone(), name)
         .context("could not start the message store's thread")?;
+    let receipts = embedded::JournalReceipts::open(store).await?;
     Queue::start(
-        store,
+        Arc::new(receipts),
         dispatcher.clone(),
         lease,
         project.inbox.retention,

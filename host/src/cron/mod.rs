@@ -78,6 +78,27 @@ async fn run_loop(
         }
         // The tests read these lines for the instants ticks were scheduled at.
         debug!(job = %job.name, tick = %tick.to_rfc3339_opts(SecondsFormat::Millis, true), late_ms = (Utc::now() - tick).num_milliseconds(), "cron tick");
+        // Every replica wakes for every tick; the storage says which one
+        // runs it (the embedded store: always this one).
+        match dispatcher
+            .storage()
+            .cron
+            .claim(&job.name, tick.timestamp_millis())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                debug!(job = %job.name, "another replica runs this tick");
+                after = tick;
+                continue;
+            }
+            Err(e) => {
+                warn!(job = %job.name, cause = %e, "could not claim the cron tick; it is skipped");
+                missed(&job, 1, "the storage could not be reached");
+                after = tick;
+                continue;
+            }
+        }
         let run = dispatcher.tick(job.clone());
         tokio::select! {
             _ = run => {}

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{App, Body, error, json};
 use crate::project::TriggerKind;
 use crate::queue::RetryError;
-use crate::store::{RunFilter, RunStatus, StoreError};
+use crate::storage::{ReceiptStatus, RunFilter, RunStatus, StorageError};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
@@ -21,7 +21,7 @@ const RECENT_RUNS: u32 = 100;
 pub async fn jobs(app: &App) -> Response<Body> {
     let p = app.dispatcher.project();
     let names: Vec<String> = p.jobs.keys().cloned().collect();
-    let health = match app.dispatcher.store().job_health(names, RECENT_RUNS).await {
+    let health = match app.dispatcher.runs().job_health(names, RECENT_RUNS).await {
         Ok(h) => h,
         Err(e) => return store_failed(e),
     };
@@ -60,7 +60,7 @@ pub async fn job_state(app: &App, name: &str) -> Response<Body> {
     if !app.dispatcher.project().jobs.contains_key(name) {
         return error(StatusCode::NOT_FOUND, format!("no job named `{name}`"));
     }
-    match app.dispatcher.store().job_state(name).await {
+    match app.dispatcher.runs().job_state(name).await {
         Ok(Some(state)) => json(StatusCode::OK, &state),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -100,14 +100,14 @@ pub async fn runs(app: &App, query: Option<&str>) -> Response<Body> {
             }
         }
     }
-    match app.dispatcher.store().list_runs(filter).await {
+    match app.dispatcher.runs().list_runs(filter).await {
         Ok(runs) => json(StatusCode::OK, &runs),
         Err(e) => store_failed(e),
     }
 }
 
 pub async fn run(app: &App, id: &str) -> Response<Body> {
-    match app.dispatcher.store().run(id).await {
+    match app.dispatcher.runs().run(id).await {
         Ok(Some(run)) => json(StatusCode::OK, &run),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no run with id `{id}`")),
         Err(e) => store_failed(e),
@@ -116,7 +116,7 @@ pub async fn run(app: &App, id: &str) -> Response<Body> {
 
 /// `POST /api/runs/{id}/retry`: the same job, trigger and input, as a new run.
 pub async fn retry_run(app: &App, id: &str) -> Response<Body> {
-    let found = match app.dispatcher.store().run_input(id).await {
+    let found = match app.dispatcher.runs().run_input(id).await {
         Ok(found) => found,
         Err(e) => return store_failed(e),
     };
@@ -147,13 +147,10 @@ pub async fn messages(app: &App, query: Option<&str>) -> Response<Body> {
             "receipts are not stored: [inbox] durable = false",
         );
     };
-    let (mut status, mut limit) = (
-        crate::queue::parse_status("pending").expect("a status"),
-        DEFAULT_LIMIT,
-    );
+    let (mut status, mut limit) = (ReceiptStatus::Pending, DEFAULT_LIMIT);
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
-            "status" => match crate::queue::parse_status(&value) {
+            "status" => match ReceiptStatus::parse(&value) {
                 Some(s) => status = s,
                 None => {
                     return error(
@@ -176,7 +173,7 @@ pub async fn messages(app: &App, query: Option<&str>) -> Response<Body> {
     }
     match queue.list(status, limit as u32).await {
         Ok(messages) => json(StatusCode::OK, &messages),
-        Err(f) => unavailable(&f.message),
+        Err(e) => unavailable(&e.to_string()),
     }
 }
 
@@ -202,7 +199,7 @@ pub async fn retry_message(app: &App, id: &str) -> Response<Body> {
 fn unavailable(why: &str) -> Response<Body> {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
-        format!("the message store is unavailable: {why}"),
+        format!("the receipt store is unavailable: {why}"),
     )
 }
 
@@ -225,10 +222,17 @@ fn parse_limit(value: &str) -> Result<usize, String> {
     }
 }
 
-fn store_failed(e: StoreError) -> Response<Body> {
-    tracing::error!(cause = %e, "store read failed");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "the run store could not be read; see the service log",
-    )
+fn store_failed(e: StorageError) -> Response<Body> {
+    tracing::error!(cause = %e, "run store read failed");
+    match e {
+        // A database gone for a moment is the client's to wait out.
+        StorageError::Unavailable { .. } => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the run store is unavailable; try again later",
+        ),
+        StorageError::Failed(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the run store could not be read; see the service log",
+        ),
+    }
 }

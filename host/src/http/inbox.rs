@@ -24,9 +24,9 @@ use tracing::error as log_error;
 
 use super::{App, Body, error, json};
 use crate::dispatch::RunReport;
-use crate::plugins::CallFailure;
 use crate::receipt::{self, Arriving, Options, Outcome, Purpose, Refused, Taken};
 use crate::settings::EndpointStyle;
+use crate::storage::StorageError;
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
@@ -156,17 +156,14 @@ async fn answer(jobs: &[String], outcome: Outcome, sync: bool) -> Response<Body>
 }
 
 /// 503 with `Retry-After` for a receipt the store could not keep.
-pub fn unavailable(f: &CallFailure) -> Response<Body> {
+pub fn unavailable(f: &StorageError) -> Response<Body> {
     let secs = f
-        .retry_after_ms
+        .retry_after_ms()
         .map(|ms| ms.div_ceil(1000).max(1))
         .unwrap_or(5);
     let mut res = error(
         StatusCode::SERVICE_UNAVAILABLE,
-        format!(
-            "the receipt could not be stored ({}); try again later",
-            f.message
-        ),
+        format!("the receipt could not be stored ({f}); try again later"),
     );
     res.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(secs));

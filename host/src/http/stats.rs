@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::minutes::PerMinute;
 use super::{App, Body, error, json};
 use crate::clock::{now_ms, rfc3339};
-use crate::store::FinishedRun;
+use crate::storage::FinishedRun;
 
 /// Minutes in the window (the current one included).
 const WINDOW: u64 = 60;
@@ -163,7 +163,7 @@ async fn run_minutes(
     app: &App,
     current: u64,
     now: u64,
-) -> Result<BTreeMap<u64, RunMinute>, crate::store::StoreError> {
+) -> Result<BTreeMap<u64, RunMinute>, crate::storage::StorageError> {
     let first = current + 1 - WINDOW;
     let from = {
         let mut settled = app
@@ -178,7 +178,7 @@ async fn run_minutes(
     };
     let rows = app
         .dispatcher
-        .store()
+        .runs()
         .finished_since(&rfc3339(from * 60_000))
         .await?;
     let mut fresh: BTreeMap<u64, RunMinute> = (from..=current)
@@ -234,7 +234,7 @@ async fn queue_now(app: &App) -> serde_json::Value {
             "leased": s.leased,
             "dead": s.dead,
         }),
-        Err(f) => json!({ "durable": true, "depth": null, "error": f.message }),
+        Err(e) => json!({ "durable": true, "depth": null, "error": e.to_string() }),
     }
 }
 

@@ -12,8 +12,7 @@ use tracing::debug;
 use super::Queue;
 use super::pump::{self, Body, Delivery};
 use crate::clock::now_ms;
-use crate::plugins::CallFailure;
-use crate::plugins::persistence::NewMessage;
+use crate::storage::{Enqueued, NewReceipt, StorageError};
 
 /// Receipts waiting for their group commit at most. Past it, `/inbox`
 /// answers 503 at once: the store is not keeping up (a slow disk, a long
@@ -24,46 +23,46 @@ const BATCH: usize = 512;
 const BEHIND_RETRY_MS: u64 = 1000;
 
 pub struct Pending {
-    message: NewMessage,
+    receipt: NewReceipt,
     /// The body already parsed, for delivering it straight from here.
     body: Value,
     /// How it arrived, likewise.
-    receipt: Option<Value>,
-    reply: oneshot::Sender<Result<String, CallFailure>>,
+    arrival: Option<Value>,
+    reply: oneshot::Sender<Result<Enqueued, StorageError>>,
 }
 
 pub async fn submit(
     queue: &Queue,
-    message: NewMessage,
+    receipt: NewReceipt,
     body: Value,
-    receipt: Option<Value>,
-) -> Result<String, CallFailure> {
+    arrival: Option<Value>,
+) -> Result<Enqueued, StorageError> {
     let (reply, answer) = oneshot::channel();
     hand_over(
         &queue.inner.commits,
         Pending {
-            message,
-            body,
             receipt,
+            body,
+            arrival,
             reply,
         },
     )?;
-    answer.await.map_err(|_| {
-        CallFailure::unavailable("the message store stopped before answering".into())
-    })?
+    answer
+        .await
+        .map_err(|_| StorageError::unavailable("the receipt store stopped before answering"))?
 }
 
 /// Queues a receipt for the next group commit, or says why it cannot wait.
-fn hand_over(commits: &mpsc::Sender<Pending>, pending: Pending) -> Result<(), CallFailure> {
+fn hand_over(commits: &mpsc::Sender<Pending>, pending: Pending) -> Result<(), StorageError> {
     commits.try_send(pending).map_err(|e| match e {
-        mpsc::error::TrySendError::Full(_) => CallFailure {
+        mpsc::error::TrySendError::Full(_) => StorageError::Unavailable {
+            message: format!(
+                "the receipt store is behind: {QUEUE} receipts are waiting to be stored"
+            ),
             retry_after_ms: Some(BEHIND_RETRY_MS),
-            ..CallFailure::unavailable(format!(
-                "the message store is behind: {QUEUE} receipts are waiting to be stored"
-            ))
         },
         mpsc::error::TrySendError::Closed(_) => {
-            CallFailure::unavailable("the message store is shutting down".into())
+            StorageError::unavailable("the receipt store is shutting down")
         }
     })
 }
@@ -84,56 +83,66 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let mut messages = Vec::with_capacity(batch.len());
+        let mut receipts = Vec::with_capacity(batch.len());
         let mut rest = Vec::with_capacity(batch.len());
         // Moved, not cloned: a receipt's body is copied into the store once.
         for p in batch.drain(..) {
             rest.push((
                 p.body,
-                p.receipt,
+                p.arrival,
                 p.reply,
-                pump::waiter_of(&p.message.metadata),
+                pump::waiter_of(&p.receipt.metadata),
             ));
-            messages.push(p.message);
+            receipts.push(p.receipt);
         }
-        debug!(size = messages.len(), leased = slots.len(), "group commit");
+        debug!(size = receipts.len(), leased = slots.len(), "group commit");
         let stored = inner
             .store
-            .enqueue(messages, slots.len() as u32, inner.lease_ms, now_ms())
+            .enqueue(receipts, slots.len() as u32, inner.lease_ms, now_ms())
             .await;
-        let ids = match stored {
-            Ok(ids) if ids.len() == rest.len() => ids,
-            Ok(ids) => {
-                let why = format!(
-                    "the store returned {} ids for {} messages",
-                    ids.len(),
+        let answers = match stored {
+            Ok(answers) if answers.len() == rest.len() => answers,
+            Ok(answers) => {
+                let why = StorageError::Failed(format!(
+                    "the store answered for {} of {} receipts",
+                    answers.len(),
                     rest.len()
-                );
+                ));
                 for (_, _, reply, _) in rest {
-                    let _ = reply.send(Err(CallFailure::unavailable(why.clone())));
+                    let _ = reply.send(Err(why.clone()));
                 }
                 continue;
             }
-            Err(f) => {
+            Err(e) => {
                 for (_, _, reply, _) in rest {
-                    let _ = reply.send(Err(f.clone()));
+                    let _ = reply.send(Err(e.clone()));
                 }
                 continue;
             }
         };
-        let all_leased = slots.len() == ids.len();
+        // The store leased the first new receipts, one per slot: deliver
+        // those; the rest (and every slot left over) wait for the pump.
         let mut slots = slots.into_iter();
-        for (id, (body, receipt, reply, waiter)) in ids.into_iter().zip(rest) {
-            let _ = reply.send(Ok(id.clone()));
-            if let Some(slot) = slots.next() {
-                let delivery = Delivery {
-                    waiter,
-                    id,
-                    attempt: 1,
-                    body: Body::Parsed(body),
-                    receipt,
-                };
-                pump::start(&queue, delivery, slot);
+        let mut all_leased = true;
+        for (answer, (body, arrival, reply, waiter)) in answers.into_iter().zip(rest) {
+            let new_id = match &answer {
+                Enqueued::New(id) => Some(id.clone()),
+                Enqueued::Duplicate(_) => None,
+            };
+            let _ = reply.send(Ok(answer));
+            let Some(id) = new_id else { continue };
+            match slots.next() {
+                Some(slot) => {
+                    let delivery = Delivery {
+                        waiter,
+                        id,
+                        attempt: 1,
+                        body: Body::Parsed(body),
+                        receipt: arrival,
+                    };
+                    pump::start(&queue, delivery, slot);
+                }
+                None => all_leased = false,
             }
         }
         if !all_leased {
@@ -150,8 +159,8 @@ pub async fn acknowledge(queue: Queue, mut acks: mpsc::UnboundedReceiver<String>
     while acks.recv_many(&mut batch, BATCH).await > 0 {
         let count = batch.len();
         let ids = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-        if let Err(f) = queue.inner.store.ack_many(ids, now_ms()).await {
-            tracing::warn!(cause = %f.message, count, "could not acknowledge receipts; they will be delivered again");
+        if let Err(e) = queue.inner.store.ack_many(ids, now_ms()).await {
+            tracing::warn!(cause = %e, count, "could not acknowledge receipts; they will be delivered again");
         }
         queue
             .inner
@@ -164,19 +173,20 @@ pub async fn acknowledge(queue: Queue, mut acks: mpsc::UnboundedReceiver<String>
 mod tests {
     use super::*;
 
-    fn pending() -> (Pending, oneshot::Receiver<Result<String, CallFailure>>) {
+    fn pending() -> (Pending, oneshot::Receiver<Result<Enqueued, StorageError>>) {
         let (reply, answer) = oneshot::channel();
-        let message = NewMessage {
+        let receipt = NewReceipt {
             body: "{}".into(),
             source: "inbox".into(),
+            idempotency_key: None,
             metadata: Vec::new(),
         };
         let body = Value::Object(Default::default());
         (
             Pending {
-                message,
+                receipt,
                 body,
-                receipt: None,
+                arrival: None,
                 reply,
             },
             answer,
@@ -188,18 +198,14 @@ mod tests {
         let (commits, mut waiting) = mpsc::channel(1);
         assert!(hand_over(&commits, pending().0).is_ok());
         let refused = hand_over(&commits, pending().0).unwrap_err();
-        assert_eq!(refused.retry_after_ms, Some(BEHIND_RETRY_MS));
-        assert!(refused.message.contains("behind"), "{}", refused.message);
+        assert_eq!(refused.retry_after_ms(), Some(BEHIND_RETRY_MS));
+        assert!(refused.to_string().contains("behind"), "{refused}");
         // Room again once the commit task took what was waiting.
         assert!(waiting.try_recv().is_ok());
         assert!(hand_over(&commits, pending().0).is_ok());
         drop(waiting);
         let closed = hand_over(&commits, pending().0).unwrap_err();
-        assert_eq!(closed.retry_after_ms, None);
-        assert!(
-            closed.message.contains("shutting down"),
-            "{}",
-            closed.message
-        );
+        assert_eq!(closed.retry_after_ms(), None);
+        assert!(closed.to_string().contains("shutting down"), "{closed}");
     }
 }

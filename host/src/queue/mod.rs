@@ -1,16 +1,17 @@
-//! The durable receipt queue: at-least-once delivery through the message store.
+//! The durable receipt queue: at-least-once delivery through the receipts
+//! store ([`crate::storage::Receipts`]: the embedded journal or PostgreSQL).
 //!
-//! A receipt is written to the persistence plugin before `/inbox` answers
-//! 202, and it is only acknowledged there once its runs have finished, so a
-//! process killed at any moment loses nothing it accepted: the next start
-//! delivers whatever was not acknowledged. Writes from concurrent requests
-//! are grouped into one `enqueue` call (one sync) by [`commit`], which also
+//! A receipt is written to the store before `/inbox` answers 202, and it is
+//! only acknowledged there once its runs have finished, so a process killed
+//! at any moment loses nothing it accepted: the next start (or another
+//! replica) delivers whatever was not acknowledged. Writes from concurrent
+//! requests are grouped into one `enqueue` call (one sync) by [`commit`], which also
 //! hands as many of them as there are free delivery slots straight to
 //! delivery, stored already leased. Leasing what else is pending, retries
 //! with backoff and the dead-letter list are in [`pump`]. The loops that
 //! only talk to the store run on the store's own thread; deliveries run on
 //! the service's runtime. This module never answers for a receipt the store
-//! did not keep.
+//! did not keep, and never decides what a duplicate is (the store does).
 
 mod commit;
 mod pump;
@@ -22,25 +23,20 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
 
 use crate::clock::now_ms;
 use crate::dispatch::{Dispatcher, RunReport};
-use crate::plugins::CallFailure;
-use crate::plugins::persistence::{MessageStore, NewMessage, Status, Stored};
+use crate::storage::{
+    Enqueued, NewReceipt, ReceiptStats, ReceiptStatus, Receipts, StorageError, StoredReceipt,
+};
 
-/// Metadata keys the queue puts on stored messages.
-const KEY_IDEMPOTENCY: &str = "idempotency-key";
+/// The metadata key of a sync-mode request's waiter token.
 const KEY_WAITER: &str = "waiter";
 /// How the receipt arrived, as JSON (see [`crate::receipt::arrival`]).
 const KEY_RECEIPT: &str = "receipt";
-/// Idempotency keys remembered at most: past it (plus a tenth, so trimming
-/// is rare) the oldest are forgotten before `retention` ran out, so an inbox
-/// where every receipt carries a key cannot grow the map without bound.
-const MAX_KEYS: usize = 1_000_000;
 /// Receipts being delivered at once (their runs still queue for engine
 /// slots). Enough that a busy inbox's receipts are handed straight from the
 /// group commit to delivery instead of stored pending and leased again.
@@ -52,7 +48,7 @@ pub struct Queue {
 }
 
 struct Inner {
-    store: MessageStore,
+    store: Arc<dyn Receipts>,
     dispatcher: Dispatcher,
     commits: mpsc::Sender<commit::Pending>,
     /// Receipts to acknowledge, written to the store in batches.
@@ -63,10 +59,6 @@ struct Inner {
     wake: Notify,
     /// Sync-mode requests waiting for their receipt's first attempt.
     waiters: Mutex<HashMap<String, oneshot::Sender<Vec<RunReport>>>>,
-    /// Idempotency key → message id, for keys still in the store; a key
-    /// whose first receipt is being stored holds a channel that will carry
-    /// its id, so a concurrent duplicate waits instead of storing again.
-    keys: Mutex<HashMap<String, KeyState>>,
     /// Jobs of a message that need no further attempt (succeeded, or failed
     /// for good), so a retry re-runs only the ones that may still succeed.
     settled: Mutex<HashMap<String, Settled>>,
@@ -79,12 +71,6 @@ struct Inner {
     tracker: TaskTracker,
     /// The service's runtime: deliveries run here, not on the store's thread.
     main: tokio::runtime::Handle,
-}
-
-enum KeyState {
-    Storing(watch::Receiver<Option<Result<String, CallFailure>>>),
-    /// Stored under this id, at this time (Unix ms).
-    Stored(String, u64),
 }
 
 #[derive(Default)]
@@ -125,33 +111,23 @@ pub enum RetryError {
 }
 
 impl Queue {
-    /// Opens the store (recovering what a previous process left) and starts
-    /// committing and delivering.
+    /// Starts committing to `store` and delivering what it holds (what a
+    /// previous process left included).
     pub async fn start(
-        store: MessageStore,
+        store: Arc<dyn Receipts>,
         dispatcher: Dispatcher,
         lease: Duration,
         retention: Duration,
         stop: CancellationToken,
         tracker: TaskTracker,
     ) -> anyhow::Result<Queue> {
-        let opened = store.opened_stats().await.map_err(|f| {
-            anyhow::anyhow!(
-                "the message store `{}` could not be opened: {}",
-                store.name(),
-                f.message
-            )
-        })?;
-        info!(
-            store = store.name(),
-            pending = opened.pending,
-            dead = opened.dead,
-            done = opened.done,
-            skipped_records = opened.skipped_records,
-            "message store opened; undelivered receipts will run again"
-        );
         let (commits, pending) = mpsc::channel(commit::QUEUE);
         let (acks, to_ack) = mpsc::unbounded_channel();
+        let main = tokio::runtime::Handle::current();
+        // The loops that do little but call the store run on its thread if
+        // it has one, so a commit cycle never queues behind request tasks;
+        // deliveries run on this runtime (see `Inner::main`).
+        let store_thread = store.runtime().unwrap_or_else(|| main.clone());
         let queue = Queue {
             inner: Arc::new(Inner {
                 store,
@@ -161,25 +137,19 @@ impl Queue {
                 unwritten_acks: AtomicUsize::new(0),
                 wake: Notify::new(),
                 waiters: Mutex::default(),
-                keys: Mutex::default(),
                 settled: Mutex::default(),
                 in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
                 lease_ms: lease.as_millis() as u64,
                 stop: stop.clone(),
                 tracker: tracker.clone(),
-                main: tokio::runtime::Handle::current(),
+                main,
             }),
         };
-        queue.rebuild_keys().await;
-        // The loops that do little but call the store run on its thread, so
-        // a commit cycle never queues behind request tasks; deliveries run
-        // on this runtime (see `Inner::main`).
-        let store_thread = queue.inner.store.runtime();
         // Not tracked: requests still in flight during a shutdown need their commits.
         store_thread.spawn(commit::run(queue.clone(), pending));
         store_thread.spawn(commit::acknowledge(queue.clone(), to_ack));
-        tracker.spawn_on(pump::run(queue.clone()), store_thread);
-        tracker.spawn_on(pump::compact(queue.clone(), retention, stop), store_thread);
+        tracker.spawn_on(pump::run(queue.clone()), &store_thread);
+        tracker.spawn_on(pump::compact(queue.clone(), retention, stop), &store_thread);
         Ok(queue)
     }
 
@@ -195,47 +165,12 @@ impl Queue {
         source: &str,
         idempotency_key: Option<String>,
         wait: bool,
-    ) -> Result<(Submitted, Option<oneshot::Receiver<Vec<RunReport>>>), CallFailure> {
-        // Claim the key, or learn who has it.
-        let claim = match &idempotency_key {
-            None => None,
-            Some(key) => {
-                let mut keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
-                match keys.get(key) {
-                    Some(KeyState::Stored(id, _)) => {
-                        return Ok((Submitted::Duplicate(id.clone()), None));
-                    }
-                    Some(KeyState::Storing(rx)) => Some(Err(rx.clone())),
-                    None => {
-                        let (tx, rx) = watch::channel(None);
-                        keys.insert(key.clone(), KeyState::Storing(rx));
-                        Some(Ok(tx))
-                    }
-                }
-            }
-        };
-        let claim = match claim {
-            None => None,
-            Some(Ok(tx)) => Some(tx),
-            Some(Err(mut rx)) => {
-                let first = rx.wait_for(|r| r.is_some()).await.map(|r| r.clone());
-                return match first {
-                    Ok(Some(Ok(id))) => Ok((Submitted::Duplicate(id), None)),
-                    Ok(Some(Err(f))) => Err(f),
-                    _ => Err(CallFailure::unavailable(
-                        "the first receipt with this idempotency key was not stored".into(),
-                    )),
-                };
-            }
-        };
+    ) -> Result<(Submitted, Option<oneshot::Receiver<Vec<RunReport>>>), StorageError> {
         let mut metadata = Vec::new();
-        if let Some(key) = &idempotency_key {
-            metadata.push((KEY_IDEMPOTENCY.to_string(), key.clone()));
-        }
         if let Some(receipt) = &receipt {
             metadata.push((KEY_RECEIPT.to_string(), receipt.to_string()));
         }
-        let receiver = wait.then(|| {
+        let waiter = wait.then(|| {
             let token = uuid::Uuid::now_v7().to_string();
             let (tx, rx) = oneshot::channel();
             self.inner
@@ -243,41 +178,48 @@ impl Queue {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(token.clone(), tx);
-            metadata.push((KEY_WAITER.to_string(), token));
-            rx
+            metadata.push((KEY_WAITER.to_string(), token.clone()));
+            (token, rx)
         });
-        let message = NewMessage {
+        let new = NewReceipt {
             body: text,
             source: source.to_string(),
+            idempotency_key,
             metadata,
         };
-        let stored = commit::submit(self, message, body, receipt).await;
-        if let (Some(key), Some(tx)) = (idempotency_key, claim) {
-            let mut keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
-            match &stored {
-                Ok(id) => keys.insert(key, KeyState::Stored(id.clone(), now_ms())),
-                // Not kept: the key is free for the client's next try.
-                Err(_) => keys.remove(&key),
-            };
-            if keys.len() > MAX_KEYS + MAX_KEYS / 10 {
-                let forgotten = forget_oldest_keys(&mut keys, MAX_KEYS);
-                warn!(
-                    forgotten,
-                    kept = MAX_KEYS,
-                    "idempotency keys forgotten before their retention ran out: too many are kept"
-                );
+        let stored = commit::submit(self, new, body, receipt).await;
+        let forget_waiter = || {
+            if let Some((token, _)) = &waiter {
+                self.inner
+                    .waiters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(token);
             }
-            tx.send_replace(Some(stored.clone()));
+        };
+        match stored {
+            Ok(Enqueued::New(id)) => Ok((Submitted::New(id), waiter.map(|(_, rx)| rx))),
+            Ok(Enqueued::Duplicate(id)) => {
+                forget_waiter();
+                Ok((Submitted::Duplicate(id), None))
+            }
+            Err(e) => {
+                forget_waiter();
+                Err(e)
+            }
         }
-        Ok((Submitted::New(stored?), receiver))
     }
 
     /// How many stored receipts are in each status.
-    pub async fn stats(&self) -> Result<crate::plugins::persistence::Stats, CallFailure> {
+    pub async fn stats(&self) -> Result<ReceiptStats, StorageError> {
         self.inner.store.stats().await
     }
 
-    pub async fn list(&self, status: Status, limit: u32) -> Result<Vec<MessageView>, CallFailure> {
+    pub async fn list(
+        &self,
+        status: ReceiptStatus,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, StorageError> {
         Ok(self
             .inner
             .store
@@ -294,14 +236,17 @@ impl Queue {
         let message = store
             .get(id)
             .await
-            .map_err(|f| RetryError::Store(f.message))?;
+            .map_err(|e| RetryError::Store(e.to_string()))?;
         let Some(message) = message else {
             return Err(RetryError::NotFound(id.to_string()));
         };
-        if matches!(message.status, Status::Pending | Status::Leased) {
+        if matches!(
+            message.status,
+            ReceiptStatus::Pending | ReceiptStatus::Leased
+        ) {
             return Err(RetryError::NotFinished(
                 id.to_string(),
-                status_name(message.status),
+                message.status.as_str(),
             ));
         }
         self.inner
@@ -312,7 +257,7 @@ impl Queue {
         store
             .requeue(id, now_ms())
             .await
-            .map_err(|f| RetryError::Store(f.message))?;
+            .map_err(|e| RetryError::Store(e.to_string()))?;
         self.inner.wake.notify_one();
         Ok(())
     }
@@ -335,134 +280,17 @@ impl Queue {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-
-    /// Forgets keys of receipts stored before `before_ms`: compaction has
-    /// (or will have) removed them from the store, so they are no longer
-    /// duplicates. Cheaper than listing the store again.
-    fn forget_keys_before(&self, before_ms: u64) {
-        self.inner
-            .keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, state| !matches!(state, KeyState::Stored(_, at) if *at < before_ms));
-    }
-
-    /// Learns the idempotency keys of messages the store still holds (once, at start-up).
-    async fn rebuild_keys(&self) {
-        let mut keys = HashMap::new();
-        for status in [Status::Pending, Status::Leased, Status::Done, Status::Dead] {
-            match self.inner.store.list(status, u32::MAX).await {
-                Ok(messages) => {
-                    for m in messages {
-                        if let Some((_, key)) = m
-                            .message
-                            .metadata
-                            .iter()
-                            .find(|(k, _)| k == KEY_IDEMPOTENCY)
-                        {
-                            keys.insert(
-                                key.clone(),
-                                KeyState::Stored(m.id.clone(), m.enqueued_at_ms),
-                            );
-                        }
-                    }
-                }
-                Err(f) => {
-                    warn!(cause = %f.message, "could not list stored messages for idempotency keys")
-                }
-            }
-        }
-        // Keys being stored right now stay claimed.
-        let mut current = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
-        current.retain(|_, state| matches!(state, KeyState::Storing(_)));
-        current.extend(keys);
-    }
 }
 
-/// Forgets the oldest stored keys until at most `keep` are left (keys
-/// being stored stay); returns how many went.
-fn forget_oldest_keys(keys: &mut HashMap<String, KeyState>, keep: usize) -> usize {
-    let mut times: Vec<u64> = keys
-        .values()
-        .filter_map(|state| match state {
-            KeyState::Stored(_, at) => Some(*at),
-            KeyState::Storing(_) => None,
-        })
-        .collect();
-    if times.len() <= keep {
-        return 0;
-    }
-    let excess = times.len() - keep;
-    let (_, cutoff, _) = times.select_nth_unstable(excess - 1);
-    let cutoff = *cutoff;
-    let before = keys.len();
-    // Everything strictly older goes, and of the keys stored at the cutoff
-    // time itself as many as it takes.
-    let mut at_cutoff = excess - times.iter().filter(|&&t| t < cutoff).count();
-    keys.retain(|_, state| match state {
-        KeyState::Stored(_, at) if *at < cutoff => false,
-        KeyState::Stored(_, at) if *at == cutoff && at_cutoff > 0 => {
-            at_cutoff -= 1;
-            false
-        }
-        _ => true,
-    });
-    before - keys.len()
-}
-
-pub fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Pending => "pending",
-        Status::Leased => "leased",
-        Status::Done => "done",
-        Status::Dead => "dead",
-    }
-}
-
-pub fn parse_status(text: &str) -> Option<Status> {
-    match text {
-        "pending" => Some(Status::Pending),
-        "leased" => Some(Status::Leased),
-        "done" => Some(Status::Done),
-        "dead" => Some(Status::Dead),
-        _ => None,
-    }
-}
-
-fn view(m: Stored) -> MessageView {
+fn view(m: StoredReceipt) -> MessageView {
     MessageView {
-        status: status_name(m.status),
+        status: m.status.as_str(),
         attempts: m.attempts,
-        source: m.message.source.clone(),
+        source: m.source,
         enqueued_at_ms: m.enqueued_at_ms,
         not_before_ms: m.not_before_ms,
-        last_error: m.last_error.clone(),
-        body: serde_json::from_str(&m.message.body).unwrap_or(Value::String(m.message.body)),
+        last_error: m.last_error,
+        body: serde_json::from_str(&m.body).unwrap_or(Value::String(m.body)),
         id: m.id,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_oldest_keys_are_forgotten_first_and_keys_being_stored_stay() {
-        let mut keys = HashMap::new();
-        for (key, at) in [("a", 5), ("b", 1), ("c", 3), ("d", 3), ("e", 9)] {
-            keys.insert(key.to_string(), KeyState::Stored(format!("id-{key}"), at));
-        }
-        let (_tx, rx) = watch::channel(None);
-        keys.insert("storing".to_string(), KeyState::Storing(rx));
-        assert_eq!(forget_oldest_keys(&mut keys, 3), 2);
-        assert!(!keys.contains_key("b"));
-        assert!(keys.contains_key("storing"));
-        assert!(keys.contains_key("a") && keys.contains_key("e"));
-        // One of the two stored at 3 went, the other stays.
-        assert_eq!(
-            ["c", "d"].iter().filter(|k| keys.contains_key(**k)).count(),
-            1
-        );
-        assert_eq!(forget_oldest_keys(&mut keys, 10), 0);
     }
 }

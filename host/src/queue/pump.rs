@@ -99,21 +99,21 @@ pub async fn run(queue: Queue) {
                 .await
             {
                 Ok(leased) => leased,
-                Err(f) => {
-                    warn!(cause = %f.message, "could not lease receipts from the message store");
+                Err(e) => {
+                    warn!(cause = %e, "could not lease receipts");
                     break;
                 }
             };
             if leased.is_empty() {
                 break;
             }
-            for (message, slot) in leased.into_iter().zip(slots) {
+            for (receipt, slot) in leased.into_iter().zip(slots) {
                 let delivery = Delivery {
-                    waiter: waiter_of(&message.message.metadata),
-                    receipt: receipt_of(&message.message.metadata),
-                    attempt: message.attempts.max(1),
-                    id: message.id,
-                    body: Body::Stored(message.message.body),
+                    waiter: waiter_of(&receipt.metadata),
+                    receipt: receipt_of(&receipt.metadata),
+                    attempt: receipt.attempts.max(1),
+                    id: receipt.id,
+                    body: Body::Stored(receipt.body),
                 };
                 start(&queue, delivery, slot);
             }
@@ -267,8 +267,8 @@ async fn settle(queue: &Queue, id: String, attempt: u32, reports: &[RunReport]) 
                 .await
         }
     };
-    if let Err(f) = outcome {
-        warn!(cause = %f.message, "could not settle the receipt; it will be delivered again when its lease runs out");
+    if let Err(e) = outcome {
+        warn!(cause = %e, "could not settle the receipt; it will be delivered again when its lease runs out");
     }
 }
 
@@ -278,11 +278,9 @@ pub async fn compact(queue: Queue, retention: Duration, stop: CancellationToken)
         let before = now_ms().saturating_sub(retention.as_millis() as u64);
         match queue.inner.store.compact(before).await {
             Ok(0) => {}
-            Ok(n) => info!(removed = n, "message store compacted"),
-            Err(f) => warn!(cause = %f.message, "message store compaction failed"),
+            Ok(n) => info!(removed = n, "receipt store compacted"),
+            Err(e) => warn!(cause = %e, "receipt store compaction failed"),
         }
-        // Idempotency keys are remembered for the retention period.
-        queue.forget_keys_before(before);
         tokio::select! {
             _ = tokio::time::sleep(COMPACT_EVERY) => {}
             _ = stop.cancelled() => return,

@@ -26,8 +26,8 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::dispatch::{Dispatcher, RunReport};
-use crate::plugins::CallFailure;
 use crate::queue::{Queue, Submitted};
+use crate::storage::StorageError;
 pub use arrival::Arrival;
 pub use decode::DecodeError;
 use decode::{Decoded, Kind};
@@ -93,7 +93,7 @@ pub enum Refused {
     /// The body could not be decoded (a 4xx).
     Decode(DecodeError),
     /// The store could not keep it (a 503).
-    Store(CallFailure),
+    Store(StorageError),
 }
 
 impl Door {

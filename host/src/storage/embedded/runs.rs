@@ -1,129 +1,42 @@
-//! Durable job states and run records, in one SQLite file in `DATA_DIR`.
+//! The embedded store's run records and job states: one SQLite file,
+//! `DATA_DIR/microservice.db`, for one process.
 //!
 //! A job's state is its last successful final state (what cron runs start
 //! from, and what `/api/jobs/{name}/state` shows); a run record is what
-//! happened to one run, with its log. States arrive here already stripped of
-//! `configuration` and log lines already redacted: this module stores what it
-//! is given and must never be handed a credential.
+//! happened to one run, with its log. Calls run on tokio's blocking pool
+//! behind one connection: SQLite must never block a runtime worker.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 use serde_json::Value;
 
+use crate::storage::{
+    FinishedRun, JobHealth, LastRun, RunDetail, RunEnd, RunFilter, RunStatus, RunSummary, Runs,
+    StorageError,
+};
+
+/// What can go wrong inside this file, before it becomes a [`StorageError`].
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store: {0}")]
+enum SqliteError {
+    #[error("run store (SQLite): {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("store: {0}")]
+    #[error("run store: a stored value is not JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("store: background task failed: {0}")]
+    #[error("run store: background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Running,
-    Success,
-    Failure,
-}
-
-impl RunStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Success => "success",
-            RunStatus::Failure => "failure",
-        }
+impl From<SqliteError> for StorageError {
+    fn from(e: SqliteError) -> Self {
+        StorageError::Failed(e.to_string())
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "running" => Some(RunStatus::Running),
-            "success" => Some(RunStatus::Success),
-            "failure" => Some(RunStatus::Failure),
-            _ => None,
-        }
-    }
-}
-
-/// One row of `GET /api/runs`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    pub id: String,
-    pub job: String,
-    pub trigger: String,
-    pub status: RunStatus,
-    pub exit_code: Option<i32>,
-    pub reason: Option<String>,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub duration_ms: Option<i64>,
-}
-
-/// `GET /api/runs/{id}`: the summary plus what the run printed and produced.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunDetail {
-    #[serde(flatten)]
-    pub summary: RunSummary,
-    pub log: Vec<String>,
-    pub state: Option<Value>,
-}
-
-/// How a finished run is written back.
-#[derive(Debug)]
-pub struct RunEnd<'a> {
-    pub id: &'a str,
-    pub job: &'a str,
-    pub status: RunStatus,
-    pub exit_code: Option<i32>,
-    pub reason: Option<&'a str>,
-    pub finished_at: &'a str,
-    pub duration_ms: i64,
-    pub log: &'a [String],
-    /// The final state; on success it also becomes the job's state.
-    pub state: Option<&'a Value>,
-}
-
-/// A finished run as the dashboard's per-minute statistics count it.
-#[derive(Debug, Clone, Copy)]
-pub struct FinishedRun {
-    /// Unix minute (seconds / 60) of `finished_at`.
-    pub minute: i64,
-    pub success: bool,
-    pub duration_ms: i64,
-}
-
-/// The newest run of a job, for `GET /api/jobs`.
-#[derive(Debug, Clone, Serialize)]
-pub struct LastRun {
-    pub id: String,
-    pub status: RunStatus,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-}
-
-/// How a job has been doing lately: its newest run and its last finished ones.
-#[derive(Debug, Clone, Default)]
-pub struct JobHealth {
-    pub last_run: Option<LastRun>,
-    /// Finished runs counted (at most the `recent` asked for).
-    pub finished: u64,
-    pub succeeded: u64,
-}
-
-#[derive(Debug, Default)]
-pub struct RunFilter {
-    pub job: Option<String>,
-    pub status: Option<RunStatus>,
-    pub limit: usize,
 }
 
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteRuns {
     conn: Arc<Mutex<Connection>>,
 }
 
@@ -152,10 +65,14 @@ CREATE TABLE IF NOT EXISTS job_state (
 );
 ";
 
-impl Store {
+impl SqliteRuns {
     /// Opens (or creates) the store. Runs left `running` by a process that
     /// died are closed as failures, so no record claims to run forever.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<SqliteRuns, StorageError> {
+        Self::open_sqlite(path).map_err(StorageError::from)
+    }
+
+    fn open_sqlite(path: &Path) -> Result<SqliteRuns, SqliteError> {
         let conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
@@ -171,32 +88,37 @@ impl Store {
             "UPDATE runs SET status = 'failure', reason = 'interrupted: the service stopped during the run' WHERE status = 'running'",
             [],
         )?;
-        Ok(Store {
+        Ok(SqliteRuns {
             conn: Arc::new(Mutex::new(conn)),
         })
     }
 
     async fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
+    ) -> Result<T, StorageError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut guard)
         })
-        .await?
+        .await
+        .map_err(SqliteError::from)?
+        .map_err(StorageError::from)
     }
+}
 
+#[async_trait]
+impl Runs for SqliteRuns {
     /// Records a run's start with its input state (no `configuration`), so it can be retried.
-    pub async fn start_run(
+    async fn start_run(
         &self,
         id: &str,
         job: &str,
         trigger: &str,
         started_at: &str,
         input: &Value,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StorageError> {
         let (id, job, trigger, started_at) = (
             id.to_string(),
             job.to_string(),
@@ -216,7 +138,7 @@ impl Store {
 
     /// Records the end of a run and, when it succeeded, the job's new state,
     /// in one transaction so the two never disagree.
-    pub async fn finish_run(&self, end: RunEnd<'_>) -> Result<(), StoreError> {
+    async fn finish_run(&self, end: RunEnd<'_>) -> Result<(), StorageError> {
         let log = serde_json::to_string(end.log)?;
         let state = end.state.map(serde_json::to_string).transpose()?;
         let (id, job, reason, finished_at) = (
@@ -246,7 +168,7 @@ impl Store {
     }
 
     /// The job's last successful final state.
-    pub async fn job_state(&self, job: &str) -> Result<Option<Value>, StoreError> {
+    async fn job_state(&self, job: &str) -> Result<Option<Value>, StorageError> {
         let job = job.to_string();
         self.with(move |c| {
             let text: Option<String> = c
@@ -260,7 +182,7 @@ impl Store {
     }
 
     /// Newest first.
-    pub async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+    async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StorageError> {
         self.with(move |c| {
             let mut stmt = c.prepare(
                 "SELECT id, job, trigger, status, exit_code, reason, started_at, finished_at, duration_ms FROM runs
@@ -278,7 +200,7 @@ impl Store {
 
     /// Runs that finished at or after `since` (RFC 3339, as the records hold
     /// it), by the minute they finished in. Served by the `finished_at` index.
-    pub async fn finished_since(&self, since: &str) -> Result<Vec<FinishedRun>, StoreError> {
+    async fn finished_since(&self, since: &str) -> Result<Vec<FinishedRun>, StorageError> {
         let since = since.to_string();
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
@@ -299,11 +221,11 @@ impl Store {
 
     /// Each job's newest run and how many of its last `recent` finished runs
     /// succeeded, in the order of `jobs`; one blocking trip for all of them.
-    pub async fn job_health(
+    async fn job_health(
         &self,
         jobs: Vec<String>,
         recent: u32,
-    ) -> Result<Vec<JobHealth>, StoreError> {
+    ) -> Result<Vec<JobHealth>, StorageError> {
         self.with(move |c| {
             let mut last = c.prepare_cached(
                 "SELECT id, status, started_at, finished_at FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1",
@@ -339,7 +261,7 @@ impl Store {
     }
 
     /// A run's job, trigger and input state, for running it again.
-    pub async fn run_input(&self, id: &str) -> Result<Option<(String, String, Value)>, StoreError> {
+    async fn run_input(&self, id: &str) -> Result<Option<(String, String, Value)>, StorageError> {
         let id = id.to_string();
         self.with(move |c| {
             let row: Option<(String, String, Option<String>)> = c
@@ -359,7 +281,7 @@ impl Store {
         .await
     }
 
-    pub async fn run(&self, id: &str) -> Result<Option<RunDetail>, StoreError> {
+    async fn run(&self, id: &str) -> Result<Option<RunDetail>, StorageError> {
         let id = id.to_string();
         self.with(move |c| {
             let row = c
@@ -403,7 +325,7 @@ mod tests {
     #[tokio::test]
     async fn success_updates_job_state_and_failure_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let store = SqliteRuns::open(&dir.path().join("s.db")).unwrap();
         store
             .start_run("01", "j", "t", "2026-01-01T00:00:00Z", &json!({}))
             .await
@@ -458,7 +380,7 @@ mod tests {
     #[tokio::test]
     async fn finished_runs_by_minute_and_job_health() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let store = SqliteRuns::open(&dir.path().join("s.db")).unwrap();
         let runs = [
             (
                 "01",
@@ -535,12 +457,12 @@ mod tests {
     async fn reopening_closes_interrupted_runs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        Store::open(&path)
+        SqliteRuns::open(&path)
             .unwrap()
             .start_run("01", "j", "t", "now", &json!({}))
             .await
             .unwrap();
-        let run = Store::open(&path)
+        let run = SqliteRuns::open(&path)
             .unwrap()
             .run("01")
             .await

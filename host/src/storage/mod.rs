@@ -1,0 +1,292 @@
+//! The storage boundary: where receipts, run records, job states and cron
+//! ticks are kept, behind one interface with two implementations.
+//!
+//! - [`embedded`]: the default, with no configuration. Receipts go to the
+//!   message-store plugin (the built-in journal in `DATA_DIR/journal`), run
+//!   records and job states to one SQLite file (`DATA_DIR/microservice.db`),
+//!   and cron ticks are the one process's own.
+//! - `postgres` (issue 19, in progress): the same interface on one
+//!   PostgreSQL database shared by many replicas.
+//!
+//! The queue, the dispatcher, cron and the API talk to [`Storage`] only; none
+//! of them knows which implementation it has. To find where a receipt is
+//! written, read `receipts.rs` of either implementation.
+//!
+//! This module decides nothing about delivery (retries, backoff and dead
+//! letters are the queue's, matching is the dispatcher's): it keeps what it
+//! is told to keep, durably, and answers for nothing it did not keep. It is
+//! never handed a credential: states arrive without `configuration`, logs
+//! already redacted.
+
+pub mod embedded;
+mod records;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+pub use records::{
+    FinishedRun, JobHealth, LastRun, RunDetail, RunEnd, RunFilter, RunStatus, RunSummary,
+};
+
+/// What the dispatcher, cron and the API keep: run records and job states,
+/// and who runs each cron tick. Clones share them. Receipts, the third part,
+/// are opened later by the service (the embedded ones live in a plugin,
+/// which loads after the dispatcher exists) and held by the queue.
+#[derive(Clone)]
+pub struct Storage {
+    pub runs: Arc<dyn Runs>,
+    pub cron: Arc<dyn CronTicks>,
+}
+
+/// Why a store did not do what it was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    /// The store cannot be reached or is not keeping up; asking again later
+    /// may work (HTTP 503, with `Retry-After` when `retry_after_ms` is set).
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after_ms: Option<u64>,
+    },
+    /// The store answered, but failed (a bug or corrupt data, not a moment).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StorageError {
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StorageError::Unavailable {
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// How long the client should wait before trying again, if the store said.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            StorageError::Unavailable { retry_after_ms, .. } => *retry_after_ms,
+            StorageError::Failed(_) => None,
+        }
+    }
+}
+
+/// A receipt to store: its body as received (decoded to JSON text) and
+/// where it came from.
+#[derive(Debug, Clone)]
+pub struct NewReceipt {
+    pub body: String,
+    /// `inbox`, `plugin:<name>`, ...
+    pub source: String,
+    /// The sender's `Idempotency-Key`: a second receipt with a key the store
+    /// still holds is not stored again (see [`Enqueued::Duplicate`]).
+    pub idempotency_key: Option<String>,
+    /// Key-value pairs kept with the receipt and given back on lease.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// What [`Receipts::enqueue`] did with one receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored under this id.
+    New(String),
+    /// Its idempotency key is held by the receipt with this id: nothing was
+    /// stored (and it was not leased).
+    Duplicate(String),
+}
+
+/// A receipt's place in delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    /// Waiting to be leased (new, or a retry not yet due).
+    Pending,
+    /// Being delivered, until its lease runs out.
+    Leased,
+    /// Delivered; kept until the retention period forgets it.
+    Done,
+    /// Given up on: the dead-letter list.
+    Dead,
+}
+
+impl ReceiptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptStatus::Pending => "pending",
+            ReceiptStatus::Leased => "leased",
+            ReceiptStatus::Done => "done",
+            ReceiptStatus::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(ReceiptStatus::Pending),
+            "leased" => Some(ReceiptStatus::Leased),
+            "done" => Some(ReceiptStatus::Done),
+            "dead" => Some(ReceiptStatus::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// A stored receipt, as leased or listed.
+#[derive(Debug, Clone)]
+pub struct StoredReceipt {
+    pub id: String,
+    pub body: String,
+    pub source: String,
+    pub metadata: Vec<(String, String)>,
+    pub status: ReceiptStatus,
+    /// How many times it has been leased (the attempt it is on).
+    pub attempts: u32,
+    /// Unix ms.
+    pub enqueued_at_ms: u64,
+    /// Unix ms before which it is not leased (a retry's delay).
+    pub not_before_ms: u64,
+    pub last_error: Option<String>,
+}
+
+/// How many receipts are in each status.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReceiptStats {
+    pub pending: u64,
+    pub leased: u64,
+    pub done: u64,
+    pub dead: u64,
+    /// Records the store skipped when it opened because they were torn or
+    /// corrupt (the embedded journal after a crash; 0 for a database).
+    pub skipped_records: u64,
+}
+
+/// Durable receipts with leases: at-least-once delivery's store.
+///
+/// A receipt is durable when `enqueue` returns; it stays until it is acked
+/// (done, then forgotten after the retention period) or dead-lettered. A
+/// lease hides a receipt from other `lease` calls until it runs out, so a
+/// deliverer that dies lets its receipts go to another. Times are Unix ms,
+/// given by the caller so that a store holds no clock of its own.
+#[async_trait]
+pub trait Receipts: Send + Sync + 'static {
+    /// Stores `receipts` durably (one write for all of them), in order.
+    /// The first `lease_first` that are stored are stored already leased
+    /// until `now_ms + lease_ms`, attempt 1, for the caller to deliver at
+    /// once. A receipt whose idempotency key the store holds, or that an
+    /// earlier receipt of the same call holds, is a duplicate.
+    async fn enqueue(
+        &self,
+        receipts: Vec<NewReceipt>,
+        lease_first: u32,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<Enqueued>, StorageError>;
+
+    /// Leases up to `max` pending receipts whose `not_before_ms` has passed
+    /// and leased ones whose lease ran out, oldest first; each lease counts
+    /// an attempt.
+    async fn lease(
+        &self,
+        max: u32,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<StoredReceipt>, StorageError>;
+
+    /// Marks receipts done. Unknown or already-done ids are skipped. Need
+    /// not be synced: an ack lost in a crash only means a second delivery.
+    async fn ack_many(&self, ids: Vec<String>, now_ms: u64) -> Result<(), StorageError>;
+
+    /// Delivery failed and will be tried again: pending, not before
+    /// `now_ms + retry_after_ms`, with `error` as its last error.
+    async fn nack(
+        &self,
+        id: &str,
+        retry_after_ms: u64,
+        error: &str,
+        now_ms: u64,
+    ) -> Result<(), StorageError>;
+
+    /// Moves a receipt to the dead-letter list.
+    async fn dead_letter(&self, id: &str, reason: &str, now_ms: u64) -> Result<(), StorageError>;
+
+    /// Makes a done or dead receipt pending again, its attempts reset.
+    async fn requeue(&self, id: &str, now_ms: u64) -> Result<(), StorageError>;
+
+    /// Receipts in `status`, oldest first.
+    async fn list(
+        &self,
+        status: ReceiptStatus,
+        limit: u32,
+    ) -> Result<Vec<StoredReceipt>, StorageError>;
+
+    async fn get(&self, id: &str) -> Result<Option<StoredReceipt>, StorageError>;
+
+    async fn stats(&self) -> Result<ReceiptStats, StorageError>;
+
+    /// Forgets done receipts finished before `before_ms`, and with them
+    /// their idempotency keys; returns how many went.
+    async fn compact(&self, before_ms: u64) -> Result<u64, StorageError>;
+
+    /// Where the queue's loops that do little but call this store should
+    /// run: a store that blocks a thread on I/O has its own; `None` runs
+    /// them on the service's runtime.
+    fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        None
+    }
+}
+
+/// Run records (with their logs) and job states.
+#[async_trait]
+pub trait Runs: Send + Sync + 'static {
+    /// Records a run's start with its input state (no `configuration`),
+    /// so it can be run again.
+    async fn start_run(
+        &self,
+        id: &str,
+        job: &str,
+        trigger: &str,
+        started_at: &str,
+        input: &Value,
+    ) -> Result<(), StorageError>;
+
+    /// Records a run's end and, when it succeeded, the job's new state, in
+    /// one transaction so the two never disagree.
+    async fn finish_run(&self, end: RunEnd<'_>) -> Result<(), StorageError>;
+
+    /// The job's last successful final state: what its next cron run starts from.
+    async fn job_state(&self, job: &str) -> Result<Option<Value>, StorageError>;
+
+    /// Newest first.
+    async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StorageError>;
+
+    /// Runs that finished at or after `since` (RFC 3339), by minute.
+    async fn finished_since(&self, since: &str) -> Result<Vec<FinishedRun>, StorageError>;
+
+    /// Each job's newest run and how many of its last `recent` finished runs
+    /// succeeded, in the order of `jobs`.
+    async fn job_health(
+        &self,
+        jobs: Vec<String>,
+        recent: u32,
+    ) -> Result<Vec<JobHealth>, StorageError>;
+
+    /// A run's job, trigger and input state, for running it again.
+    async fn run_input(&self, id: &str) -> Result<Option<(String, String, Value)>, StorageError>;
+
+    async fn run(&self, id: &str) -> Result<Option<RunDetail>, StorageError>;
+}
+
+/// Who runs a cron tick. Every replica's scheduler wakes for every tick;
+/// only the one that claims it runs it, so each tick runs once however many
+/// replicas are up.
+#[async_trait]
+pub trait CronTicks: Send + Sync + 'static {
+    /// Claims `job`'s tick at `tick_ms` (Unix ms): true for exactly one
+    /// caller per job and tick.
+    async fn claim(&self, job: &str, tick_ms: i64) -> Result<bool, StorageError>;
+}
+
+impl From<serde_json::Error> for StorageError {
+    fn from(e: serde_json::Error) -> Self {
+        StorageError::Failed(format!("a stored value is not JSON: {e}"))
+    }
+}

@@ -1,0 +1,104 @@
+//! Run records and job states as the API shows them and the dispatcher
+//! writes them: plain data, the same for every storage implementation.
+
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Success,
+    Failure,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Success => "success",
+            RunStatus::Failure => "failure",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(RunStatus::Running),
+            "success" => Some(RunStatus::Success),
+            "failure" => Some(RunStatus::Failure),
+            _ => None,
+        }
+    }
+}
+
+/// One row of `GET /api/runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub job: String,
+    pub trigger: String,
+    pub status: RunStatus,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+/// `GET /api/runs/{id}`: the summary plus what the run printed and produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    pub log: Vec<String>,
+    pub state: Option<Value>,
+}
+
+/// How a finished run is written back.
+#[derive(Debug)]
+pub struct RunEnd<'a> {
+    pub id: &'a str,
+    pub job: &'a str,
+    pub status: RunStatus,
+    pub exit_code: Option<i32>,
+    pub reason: Option<&'a str>,
+    pub finished_at: &'a str,
+    pub duration_ms: i64,
+    pub log: &'a [String],
+    /// The final state; on success it also becomes the job's state.
+    pub state: Option<&'a Value>,
+}
+
+/// A finished run as the dashboard's per-minute statistics count it.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedRun {
+    /// Unix minute (seconds / 60) of `finished_at`.
+    pub minute: i64,
+    pub success: bool,
+    pub duration_ms: i64,
+}
+
+/// The newest run of a job, for `GET /api/jobs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    pub id: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// How a job has been doing lately: its newest run and its last finished ones.
+#[derive(Debug, Clone, Default)]
+pub struct JobHealth {
+    pub last_run: Option<LastRun>,
+    /// Finished runs counted (at most the `recent` asked for).
+    pub finished: u64,
+    pub succeeded: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct RunFilter {
+    pub job: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: usize,
+}

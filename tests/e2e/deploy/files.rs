@@ -1,5 +1,6 @@
-//! The deploy files agree with each other: the Dockerfile, docker-compose.yml,
-//! kubernetes.yaml and the Instant OpenHIE package name the same port,
+//! The deploy files agree with each other: the Dockerfile, docker-compose.yml
+//! (both profiles), kubernetes.yaml, kubernetes-cluster.yaml and the Instant
+//! OpenHIE package name the same port,
 //! paths, probes and user, and secrets stay in the Secret.
 
 use std::os::unix::fs::PermissionsExt;
@@ -279,6 +280,107 @@ fn kubernetes_manifest_matches_the_image_and_keeps_secrets_in_the_secret() {
             }
         }
     }
+}
+
+/// docker-compose.yml's clustered profile: PostgreSQL, three replicas of
+/// the same image pointed at it, and one port in front of them; none of it
+/// starts with a plain `docker compose up`.
+#[test]
+fn compose_cluster_profile_runs_three_replicas_on_one_postgres() {
+    let img = image();
+    let compose = yaml("docker-compose.yml");
+    let services = &compose["services"];
+    assert!(
+        services["microservice"].get("profiles").is_none(),
+        "the single node is what `docker compose up` starts"
+    );
+    for name in ["postgres", "replica", "proxy"] {
+        assert_eq!(services[name]["profiles"], json!(["cluster"]), "{name}");
+    }
+    let replica = &services["replica"];
+    let single = &services["microservice"];
+    for key in ["build", "image", "command", "init", "user"] {
+        assert_eq!(replica[key], single[key], "replica.{key}");
+    }
+    assert_eq!(replica["deploy"]["replicas"], 3);
+    assert_eq!(
+        replica["depends_on"]["postgres"]["condition"],
+        "service_healthy"
+    );
+    let env = &replica["environment"];
+    assert_eq!(env["PORT"], img.port.to_string());
+    assert_eq!(env["PLUGINS_DIR"], img.plugins_dir);
+    let url = str_of(&env["DATABASE_URL"], "DATABASE_URL");
+    let db = &services["postgres"]["environment"];
+    let user = str_of(&db["POSTGRES_USER"], "POSTGRES_USER");
+    let name = str_of(&db["POSTGRES_DB"], "POSTGRES_DB");
+    assert!(
+        url.starts_with(&format!("postgres://{user}:"))
+            && url.ends_with(&format!("@postgres:5432/{name}")),
+        "DATABASE_URL {url} names the postgres service's user and database"
+    );
+    // The password comes from .env, the same variable on both sides.
+    let password = str_of(&db["POSTGRES_PASSWORD"], "POSTGRES_PASSWORD");
+    assert!(password.starts_with("${POSTGRES_PASSWORD:?"), "{password}");
+    assert!(url.contains("${POSTGRES_PASSWORD:?"), "{url}");
+    // Nothing kept is on a replica: no /data volume; the database's is named.
+    let volumes = replica["volumes"].to_string();
+    assert!(!volumes.contains(":/data"), "{volumes}");
+    assert!(compose["volumes"].get("pgdata").is_some());
+    // Ready means the database answers: the replica's health is /readyz.
+    assert!(
+        replica["healthcheck"]["test"]
+            .to_string()
+            .contains(&format!("127.0.0.1:{}/readyz", img.port)),
+        "{}",
+        replica["healthcheck"]
+    );
+    // The proxy listens on its one port and sends everything to `replica`.
+    let proxy = &services["proxy"];
+    let published = str_of(&proxy["ports"][0], "proxy port");
+    let listen = published.rsplit(':').next().unwrap();
+    let mounted = str_of(&proxy["volumes"][0], "proxy volume");
+    let conf_path = mounted.split(':').next().unwrap().trim_start_matches("./");
+    let conf = read(conf_path);
+    assert!(conf.contains(&format!("listen {listen};")), "{conf}");
+    assert!(
+        conf.contains(&format!("server replica:{}", img.port)),
+        "{conf}"
+    );
+}
+
+/// kubernetes-cluster.yaml: the single-node manifest's pod, three times,
+/// rolling, its state in PostgreSQL whose URL is in the Secret.
+#[test]
+fn kubernetes_cluster_manifest_rolls_three_replicas_on_the_database_secret() {
+    let img = image();
+    let single = Kube::load("kubernetes.yaml");
+    let kube = Kube::load("kubernetes-cluster.yaml");
+    let kinds: Vec<&str> = kube.objects.keys().map(String::as_str).collect();
+    assert_eq!(
+        kinds,
+        ["ConfigMap", "Deployment", "Namespace", "Secret", "Service"],
+        "no PersistentVolumeClaim: nothing kept lives in the pods"
+    );
+    let spec = &kube.get("Deployment")["spec"];
+    assert_eq!(spec["replicas"], 3);
+    assert_eq!(spec["strategy"]["type"], "RollingUpdate");
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    assert!(kube.secret().contains_key("DATABASE_URL"));
+    assert_eq!(
+        kube.container()["envFrom"][0]["secretRef"]["name"],
+        kube.get("Secret")["metadata"]["name"]
+    );
+    assert_eq!(kube.probe("readinessProbe"), ("/readyz".into(), img.port));
+    assert!(kube.volume_at("/data").get("emptyDir").is_some());
+    // Otherwise the same pod as the single node's.
+    assert_eq!(kube.env(), single.env());
+    assert_eq!(kube.project_files(), single.project_files());
+    assert_eq!(kube.container()["image"], single.container()["image"]);
+    assert_eq!(
+        kube.pod()["securityContext"],
+        single.pod()["securityContext"]
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod flows;
 mod harness;
 mod inbox;
 mod metrics;
+mod plugins_authoring;
 mod plugins_hostile;
 mod plugins_limits;
 mod plugins_logging;

@@ -23,6 +23,7 @@ mod plugins_authoring;
 mod plugins_hostile;
 mod plugins_limits;
 mod plugins_logging;
+mod plugins_new;
 mod plugins_notify;
 mod plugins_reload;
 mod plugins_sandbox;

@@ -149,6 +149,7 @@ pub enum PluginKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PluginLang {
     Rust,
+    Python,
 }
 
 impl Command {

@@ -1,7 +1,9 @@
-//! `microservice plugin new <kind> <name> --lang rust` (issue 20): each of
-//! the four kinds is generated, built with its own build script as
-//! generated, dropped into one served project with the table the command
-//! printed, and shown to have been called, by its side effect:
+//! `microservice plugin new <kind> <name> --lang rust|python` (issue 20):
+//! each of the four kinds in Rust, and the trigger and notification kinds
+//! in Python, is generated, built with its own build script as generated
+//! (the Python one installs componentize-py into the plugin's folder),
+//! dropped into one served project with the table the command printed, and
+//! shown to have been called, by its side effect:
 //!
 //! - trigger: its messages start runs of the job whose criteria match them;
 //! - notification: each run is appended to its granted folder;
@@ -32,10 +34,10 @@ const KINDS: &[(&str, &str)] = &[
 
 /// Runs `plugin new`, then the project's build script; returns the built
 /// `.wasm` and the table the command printed.
-fn generate_and_build(root: &Path, kind: &str, name: &str) -> (PathBuf, String) {
+fn generate_and_build(root: &Path, kind: &str, name: &str, lang: &str) -> (PathBuf, String) {
     let mut new = Command::new(BIN);
     new.current_dir(root)
-        .args(["plugin", "new", kind, name, "--lang", "rust"])
+        .args(["plugin", "new", kind, name, "--lang", lang])
         .stdin(Stdio::null());
     let out = output_within(&mut new, None, Duration::from_secs(60)).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -49,13 +51,12 @@ fn generate_and_build(root: &Path, kind: &str, name: &str) -> (PathBuf, String) 
         .unwrap_or_else(|| panic!("no table printed: {stdout}"))..]
         .to_string();
     let project = root.join(name);
-    for file in [
-        "Cargo.toml",
-        "build.sh",
-        "README.md",
-        "src/lib.rs",
-        "wit/worlds.wit",
-    ] {
+    let source = if lang == "rust" {
+        "src/lib.rs"
+    } else {
+        "app.py"
+    };
+    for file in ["build.sh", "README.md", source, "wit/worlds.wit"] {
         assert!(project.join(file).is_file(), "{name}: no {file}");
     }
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
@@ -102,7 +103,7 @@ fn each_rust_template_builds_loads_and_is_called() {
     );
     let mut built = Vec::new();
     for (kind, name) in KINDS {
-        let (wasm, table) = generate_and_build(root.path(), kind, name);
+        let (wasm, table) = generate_and_build(root.path(), kind, name, "rust");
         // The persistence table's printed [inbox] lines are comments: the
         // project above sets the store.
         toml.push_str(&table);
@@ -176,4 +177,58 @@ fn each_rust_template_builds_loads_and_is_called() {
             }
         },
     );
+}
+
+#[test]
+fn the_python_trigger_and_notification_templates_build_load_and_are_called() {
+    let root = temp_dir("e2e-plugin-new-py-");
+    let mut toml = String::from(
+        "[jobs.echo]\nadaptor = \"@openfn/language-common\"\ntrigger = \"echo\"\nexpression = \"fn(state => state)\"\n\
+         [triggers.echo]\ncriteria = { kind = \"echo\" }\n\n\
+         [jobs.polled]\nadaptor = \"@openfn/language-common\"\ntrigger = \"polled\"\nexpression = \"fn(state => state)\"\n\
+         [triggers.polled]\ncriteria = { plugin = \"py-trigger\", hello = \"world\" }\n\n",
+    );
+    let mut built = Vec::new();
+    for (kind, name) in [("trigger", "py-trigger"), ("notification", "py-notify")] {
+        let (wasm, table) = generate_and_build(root.path(), kind, name, "python");
+        toml.push_str(&table);
+        toml.push('\n');
+        built.push((
+            format!("plugins/{name}.wasm"),
+            std::fs::read(&wasm).unwrap(),
+        ));
+    }
+    let mut launch = Launch::new(&toml);
+    for (path, bytes) in &built {
+        launch = launch.file_bytes(path, bytes);
+    }
+    let svc = launch.start();
+    // Each is an 18 MiB component with CPython inside; they compile in
+    // parallel before the port opens.
+    for (kind, name) in [("trigger", "py-trigger"), ("notification", "py-notify")] {
+        let entry = wait_plugin(&svc, name, "active", LOAD, |p| p["status"] == "active");
+        assert_eq!(entry["kind"], kind, "{entry}");
+    }
+
+    let reply = svc.post_json("/inbox", r#"{"kind":"echo"}"#);
+    assert_eq!(reply.status, 202, "{reply:?}");
+    let runs = wait_for_runs(&svc, "echo", "success", 1);
+    let id = run_id(&runs[0]);
+    let events = svc.data_dir().join("py-notify/events.jsonl");
+    svc.poll_until("the run in the Python notification's file", LOAD, || {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        if text.contains(&id) && text.contains("\"status\": \"success\"") {
+            Ok(())
+        } else {
+            Err(format!("{}: {text}", events.display()))
+        }
+    });
+    let polled = svc.poll_until("a run started by the Python trigger", POLLED, || {
+        let runs = svc.runs("polled");
+        runs.iter()
+            .find(|r| r["status"] == "success")
+            .cloned()
+            .ok_or_else(|| format!("polled runs: {runs:?}"))
+    });
+    assert_eq!(polled["job"], "polled", "{polled}");
 }

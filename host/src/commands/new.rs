@@ -1,4 +1,4 @@
-//! `microservice plugin new <kind> <name> --lang rust`: writes a plugin
+//! `microservice plugin new <kind> <name> --lang rust|python`: writes a plugin
 //! project that builds and loads as generated, from templates embedded in
 //! the binary (`host/templates/`) and the service's own `wit/`.
 //!
@@ -41,6 +41,33 @@ const RUST: &[(&str, &str)] = &[
         include_str!("../../templates/plugin-rust/gitignore"),
     ),
 ];
+
+/// The Python template (componentize-py); `app.py` is the kind's own source.
+const PYTHON: &[(&str, &str)] = &[
+    (
+        "build.sh",
+        include_str!("../../templates/plugin-python/build.sh"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/plugin-python/README.md"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/plugin-python/gitignore"),
+    ),
+];
+
+fn python_source(kind: PluginKind) -> Option<&'static str> {
+    match kind {
+        PluginKind::Trigger => Some(include_str!("../../templates/plugin-python/trigger.py")),
+        PluginKind::Notification => Some(include_str!(
+            "../../templates/plugin-python/notification.py"
+        )),
+        PluginKind::Logging => Some(include_str!("../../templates/plugin-python/logging.py")),
+        PluginKind::Persistence => None,
+    }
+}
 
 fn rust_source(kind: PluginKind) -> &'static str {
     match kind {
@@ -121,9 +148,9 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// The files of the project, with the placeholders filled in.
-pub fn files(kind: PluginKind, name: &str, lang: PluginLang) -> Vec<(String, String)> {
-    let PluginLang::Rust = lang;
+/// The files of the project, with the placeholders filled in; `None`
+/// when there is no template of that kind in that language.
+pub fn files(kind: PluginKind, name: &str, lang: PluginLang) -> Option<Vec<(String, String)>> {
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
@@ -133,13 +160,24 @@ pub fn files(kind: PluginKind, name: &str, lang: PluginLang) -> Vec<(String, Str
             .replace("{{table}}", &table(kind, name))
             .replace("{{calling}}", calling(kind))
     };
-    let mut out: Vec<(String, String)> = RUST
+    let (common, source) = match lang {
+        PluginLang::Rust => (RUST, ("src/lib.rs", rust_source(kind))),
+        PluginLang::Python => (PYTHON, ("app.py", python_source(kind)?)),
+    };
+    let mut out: Vec<(String, String)> = common
         .iter()
         .map(|(path, text)| (path.to_string(), fill(text)))
         .collect();
-    out.push(("src/lib.rs".into(), fill(rust_source(kind))));
+    out.push((source.0.into(), fill(source.1)));
     out.extend(WIT.iter().map(|(p, t)| (p.to_string(), t.to_string())));
-    out
+    Some(out)
+}
+
+fn lang_name(lang: PluginLang) -> &'static str {
+    match lang {
+        PluginLang::Rust => "Rust",
+        PluginLang::Python => "Python",
+    }
 }
 
 pub fn new(
@@ -160,13 +198,21 @@ pub fn new(
             dir.display()
         );
     }
-    for (path, text) in files(kind, name, lang) {
+    let Some(files) = files(kind, name, lang) else {
+        bail!(
+            "there is no {} template for a {} plugin yet: a message store keeps its state in one long-lived instance, which the Rust template shows (--lang rust)",
+            lang_name(lang),
+            world(kind)
+        );
+    };
+    for (path, text) in files {
         write(&dir.join(&path), &text)?;
     }
     make_executable(&dir.join("build.sh"))?;
     println!(
-        "wrote a {} plugin in Rust to {}/",
+        "wrote a {} plugin in {} to {}/",
         world(kind),
+        lang_name(lang),
         dir.display()
     );
     println!("build:   {}/build.sh   (writes {name}.wasm)", dir.display());
@@ -207,17 +253,23 @@ mod tests {
             PluginKind::Logging,
             PluginKind::Persistence,
         ] {
-            for (path, text) in files(kind, "my-plugin", PluginLang::Rust) {
-                for placeholder in [
-                    "{{name}}",
-                    "{{crate}}",
-                    "{{kind}}",
-                    "{{table}}",
-                    "{{calling}}",
-                    "{{folder}}",
-                    "{{world}}",
-                ] {
-                    assert!(!text.contains(placeholder), "{path}: {placeholder}");
+            for lang in [PluginLang::Rust, PluginLang::Python] {
+                let Some(files) = files(kind, "my-plugin", lang) else {
+                    assert_eq!((kind, lang), (PluginKind::Persistence, PluginLang::Python));
+                    continue;
+                };
+                for (path, text) in files {
+                    for placeholder in [
+                        "{{name}}",
+                        "{{crate}}",
+                        "{{kind}}",
+                        "{{table}}",
+                        "{{calling}}",
+                        "{{folder}}",
+                        "{{world}}",
+                    ] {
+                        assert!(!text.contains(placeholder), "{path}: {placeholder}");
+                    }
                 }
             }
         }

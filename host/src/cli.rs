@@ -150,6 +150,8 @@ pub enum PluginKind {
 pub enum PluginLang {
     Rust,
     Python,
+    /// JavaScript (componentize-js).
+    Js,
 }
 
 impl Command {

@@ -51,12 +51,12 @@ fn generate_and_build(root: &Path, kind: &str, name: &str, lang: &str) -> (PathB
         .unwrap_or_else(|| panic!("no table printed: {stdout}"))..]
         .to_string();
     let project = root.join(name);
-    let source = if lang == "rust" {
-        "src/lib.rs"
-    } else {
-        "app.py"
+    let source = match lang {
+        "rust" => "src/lib.rs",
+        "python" => "app.py",
+        _ => "app.js",
     };
-    for file in ["build.sh", "README.md", source, "wit/worlds.wit"] {
+    for file in ["build.sh", "README.md", source] {
         assert!(project.join(file).is_file(), "{name}: no {file}");
     }
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
@@ -181,16 +181,32 @@ fn each_rust_template_builds_loads_and_is_called() {
 
 #[test]
 fn the_python_trigger_and_notification_templates_build_load_and_are_called() {
-    let root = temp_dir("e2e-plugin-new-py-");
-    let mut toml = String::from(
+    trigger_and_notification_templates_are_called("python", "py");
+}
+
+#[test]
+fn the_javascript_trigger_and_notification_templates_build_load_and_are_called() {
+    trigger_and_notification_templates_are_called("js", "js");
+}
+
+/// The trigger and notification templates of `lang`, named `<prefix>-trigger`
+/// and `<prefix>-notify`, built as generated and served in one project.
+fn trigger_and_notification_templates_are_called(lang: &str, prefix: &str) {
+    let (trigger, notify) = (format!("{prefix}-trigger"), format!("{prefix}-notify"));
+    let root = temp_dir("e2e-plugin-new-");
+    let mut toml = format!(
         "[jobs.echo]\nadaptor = \"@openfn/language-common\"\ntrigger = \"echo\"\nexpression = \"fn(state => state)\"\n\
-         [triggers.echo]\ncriteria = { kind = \"echo\" }\n\n\
+         [triggers.echo]\ncriteria = {{ kind = \"echo\" }}\n\n\
          [jobs.polled]\nadaptor = \"@openfn/language-common\"\ntrigger = \"polled\"\nexpression = \"fn(state => state)\"\n\
-         [triggers.polled]\ncriteria = { plugin = \"py-trigger\", hello = \"world\" }\n\n",
+         [triggers.polled]\ncriteria = {{ plugin = \"{trigger}\", hello = \"world\" }}\n\n",
     );
+    let kinds = [
+        ("trigger", trigger.as_str()),
+        ("notification", notify.as_str()),
+    ];
     let mut built = Vec::new();
-    for (kind, name) in [("trigger", "py-trigger"), ("notification", "py-notify")] {
-        let (wasm, table) = generate_and_build(root.path(), kind, name, "python");
+    for (kind, name) in kinds {
+        let (wasm, table) = generate_and_build(root.path(), kind, name, lang);
         toml.push_str(&table);
         toml.push('\n');
         built.push((
@@ -203,9 +219,9 @@ fn the_python_trigger_and_notification_templates_build_load_and_are_called() {
         launch = launch.file_bytes(path, bytes);
     }
     let svc = launch.start();
-    // Each is an 18 MiB component with CPython inside; they compile in
-    // parallel before the port opens.
-    for (kind, name) in [("trigger", "py-trigger"), ("notification", "py-notify")] {
+    // Each is a 12-18 MiB component with an interpreter inside; they
+    // compile in parallel before the port opens.
+    for (kind, name) in kinds {
         let entry = wait_plugin(&svc, name, "active", LOAD, |p| p["status"] == "active");
         assert_eq!(entry["kind"], kind, "{entry}");
     }
@@ -214,16 +230,19 @@ fn the_python_trigger_and_notification_templates_build_load_and_are_called() {
     assert_eq!(reply.status, 202, "{reply:?}");
     let runs = wait_for_runs(&svc, "echo", "success", 1);
     let id = run_id(&runs[0]);
-    let events = svc.data_dir().join("py-notify/events.jsonl");
-    svc.poll_until("the run in the Python notification's file", LOAD, || {
+    let events = svc.data_dir().join(format!("{notify}/events.jsonl"));
+    svc.poll_until("the run in the notification template's file", LOAD, || {
         let text = std::fs::read_to_string(&events).unwrap_or_default();
-        if text.contains(&id) && text.contains("\"status\": \"success\"") {
-            Ok(())
-        } else {
-            Err(format!("{}: {text}", events.display()))
+        let line = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["run_id"] == id.as_str());
+        match line {
+            Some(v) if v["status"] == "success" && v["job"] == "echo" => Ok(()),
+            _ => Err(format!("{}: {text}", events.display())),
         }
     });
-    let polled = svc.poll_until("a run started by the Python trigger", POLLED, || {
+    let polled = svc.poll_until("a run started by the trigger template", POLLED, || {
         let runs = svc.runs("polled");
         runs.iter()
             .find(|r| r["status"] == "success")

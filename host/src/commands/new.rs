@@ -1,4 +1,4 @@
-//! `microservice plugin new <kind> <name> --lang rust|python`: writes a plugin
+//! `microservice plugin new <kind> <name> --lang rust|python|js`: writes a plugin
 //! project that builds and loads as generated, from templates embedded in
 //! the binary (`host/templates/`) and the service's own `wit/`.
 //!
@@ -17,8 +17,8 @@ use crate::cli::{PluginKind, PluginLang};
 
 /// The service's WIT package, which the generated project carries a copy of.
 const WIT: &[(&str, &str)] = &[
-    ("wit/types.wit", include_str!("../../../wit/types.wit")),
-    ("wit/worlds.wit", include_str!("../../../wit/worlds.wit")),
+    ("types.wit", include_str!("../../../wit/types.wit")),
+    ("worlds.wit", include_str!("../../../wit/worlds.wit")),
 ];
 
 /// The Rust template: `(path in the project, text)`; `src/lib.rs` is the
@@ -65,6 +65,40 @@ fn python_source(kind: PluginKind) -> Option<&'static str> {
             "../../templates/plugin-python/notification.py"
         )),
         PluginKind::Logging => Some(include_str!("../../templates/plugin-python/logging.py")),
+        PluginKind::Persistence => None,
+    }
+}
+
+/// The JavaScript template (componentize-js); `app.js` is the kind's own
+/// source, `wit/plugin.wit` its world, the service's WIT under `wit/deps/`.
+const JS: &[(&str, &str)] = &[
+    (
+        "package.json",
+        include_str!("../../templates/plugin-js/package.json"),
+    ),
+    (
+        "build.sh",
+        include_str!("../../templates/plugin-js/build.sh"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/plugin-js/README.md"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/plugin-js/gitignore"),
+    ),
+    (
+        "wit/plugin.wit",
+        include_str!("../../templates/plugin-js/plugin.wit"),
+    ),
+];
+
+fn js_source(kind: PluginKind) -> Option<&'static str> {
+    match kind {
+        PluginKind::Trigger => Some(include_str!("../../templates/plugin-js/trigger.js")),
+        PluginKind::Notification => Some(include_str!("../../templates/plugin-js/notification.js")),
+        PluginKind::Logging => Some(include_str!("../../templates/plugin-js/logging.js")),
         PluginKind::Persistence => None,
     }
 }
@@ -159,17 +193,44 @@ pub fn files(kind: PluginKind, name: &str, lang: PluginLang) -> Option<Vec<(Stri
             .replace("{{folder}}", folder(kind).unwrap_or("data"))
             .replace("{{table}}", &table(kind, name))
             .replace("{{calling}}", calling(kind))
+            // The WASI packages a JavaScript plugin's world imports: the
+            // filesystem (and what it uses) for the kinds writing files.
+            .replace(
+                "{{wasi}}",
+                if folder(kind).is_some() {
+                    "io clocks filesystem"
+                } else {
+                    ""
+                },
+            )
+            .replace(
+                "{{wasi_imports}}",
+                if folder(kind).is_some() {
+                    "    import wasi:filesystem/preopens@0.2.12;\n"
+                } else {
+                    ""
+                },
+            )
     };
-    let (common, source) = match lang {
-        PluginLang::Rust => (RUST, ("src/lib.rs", rust_source(kind))),
-        PluginLang::Python => (PYTHON, ("app.py", python_source(kind)?)),
+    let (common, source, wit_dir) = match lang {
+        PluginLang::Rust => (RUST, ("src/lib.rs", rust_source(kind)), "wit"),
+        PluginLang::Python => (PYTHON, ("app.py", python_source(kind)?), "wit"),
+        // Its own world in wit/, so the service's package is a dependency.
+        PluginLang::Js => (
+            JS,
+            ("app.js", js_source(kind)?),
+            "wit/deps/openfn-microservice",
+        ),
     };
     let mut out: Vec<(String, String)> = common
         .iter()
         .map(|(path, text)| (path.to_string(), fill(text)))
         .collect();
     out.push((source.0.into(), fill(source.1)));
-    out.extend(WIT.iter().map(|(p, t)| (p.to_string(), t.to_string())));
+    out.extend(
+        WIT.iter()
+            .map(|(file, text)| (format!("{wit_dir}/{file}"), text.to_string())),
+    );
     Some(out)
 }
 
@@ -177,6 +238,7 @@ fn lang_name(lang: PluginLang) -> &'static str {
     match lang {
         PluginLang::Rust => "Rust",
         PluginLang::Python => "Python",
+        PluginLang::Js => "JavaScript",
     }
 }
 
@@ -253,9 +315,10 @@ mod tests {
             PluginKind::Logging,
             PluginKind::Persistence,
         ] {
-            for lang in [PluginLang::Rust, PluginLang::Python] {
+            for lang in [PluginLang::Rust, PluginLang::Python, PluginLang::Js] {
                 let Some(files) = files(kind, "my-plugin", lang) else {
-                    assert_eq!((kind, lang), (PluginKind::Persistence, PluginLang::Python));
+                    assert_eq!(kind, PluginKind::Persistence);
+                    assert_ne!(lang, PluginLang::Rust);
                     continue;
                 };
                 for (path, text) in files {
@@ -267,6 +330,8 @@ mod tests {
                         "{{calling}}",
                         "{{folder}}",
                         "{{world}}",
+                        "{{wasi}}",
+                        "{{wasi_imports}}",
                     ] {
                         assert!(!text.contains(placeholder), "{path}: {placeholder}");
                     }

@@ -9,13 +9,14 @@ help:
 	@echo "make bench   release builds, then every benchmark (figures in the README)"
 	@echo "make image   docker build -t openfn-microservice . (needs a Docker engine; see Deploy in the README)"
 
-# What a fresh Debian machine with rustup, node and npm lacks: the wasm
+# What a fresh Debian machine with rustup, node, npm and python3 lacks: the wasm
 # target for plugins, and Debian's Chromium for the dashboard's browser test.
 # (npm packages are installed by the service itself; the browser test runs
 # `npm ci` in tests/browser when its node_modules is missing.)
 setup:
 	@command -v node >/dev/null || { echo "node is required (Node.js 18 or newer; 20 for the browser test)"; exit 1; }
 	@command -v npm >/dev/null || { echo "npm is required"; exit 1; }
+	@python3 -c 'import venv' 2>/dev/null || { echo "python3 with venv is required (the Python plugin template's build installs componentize-py into a venv)"; exit 1; }
 	rustup target add wasm32-wasip2
 	@if [ ! -x /usr/bin/chromium ]; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

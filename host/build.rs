@@ -10,7 +10,7 @@ fn main() {
     for watched in [
         "plugins/journal/src",
         "plugins/journal/Cargo.toml",
-        "plugins/plugin-config",
+        "plugins/sdk",
         "plugins/Cargo.toml",
         "wit",
     ] {

@@ -271,6 +271,7 @@ async fn calls(args: &Args) -> anyhow::Result<()> {
             job_files: Vec::new(),
             max_message_bytes: 10 << 20,
             specs,
+            default_specs: BTreeMap::new(),
             max_memory: microservice::project::plugins::DEFAULT_MAX_MEMORY,
         },
         no_messages(),
@@ -359,6 +360,7 @@ async fn startup(args: &Args) -> anyhow::Result<()> {
                 job_files: Vec::new(),
                 max_message_bytes: 10 << 20,
                 specs: specs.clone(),
+                default_specs: BTreeMap::new(),
                 max_memory: microservice::project::plugins::DEFAULT_MAX_MEMORY,
             };
             let t = Instant::now();

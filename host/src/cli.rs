@@ -115,6 +115,43 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new plugin project: a working example of the kind, the WIT
+    /// it builds against, a one-command build script, a README and the
+    /// [plugins.<name>] table to paste.
+    #[command(
+        after_help = "Example:\n  microservice plugin new notification run-alerts --lang rust\n  ./run-alerts/build.sh && cp run-alerts/run-alerts.wasm project/plugins/"
+    )]
+    New {
+        /// trigger, notification, logging or persistence.
+        kind: PluginKind,
+        /// The plugin's name (lowercase letters, digits, dashes): its table,
+        /// crate and file name.
+        name: String,
+        /// The language of the project.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: PluginLang,
+        /// Where to write it (default: ./<name>); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The kinds of plugin, as `plugin new` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PluginKind {
+    Trigger,
+    Notification,
+    Logging,
+    Persistence,
+}
+
+/// The languages `plugin new` writes projects in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PluginLang {
+    Rust,
+    Python,
+    /// JavaScript (componentize-js).
+    Js,
 }
 
 impl Command {

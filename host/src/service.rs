@@ -251,13 +251,10 @@ fn start_plugins(
         packages_dir: settings.packages_dir.clone(),
         job_files: project.job_files(),
         max_message_bytes: project.inbox.max_body_bytes,
-        specs: {
-            let mut specs = project.plugins.clone();
-            // A journal.wasm dropped in the folder (a newer journal) gets the
-            // built-in journal's grants unless the project configures it.
-            specs.entry(JOURNAL.into()).or_insert_with(builtin_journal);
-            specs
-        },
+        specs: project.plugins.clone(),
+        // A journal.wasm dropped in the folder (a newer journal) gets the
+        // built-in journal's grants unless the project configures it.
+        default_specs: [(JOURNAL.to_string(), builtin_journal())].into(),
         max_memory: project.plugin_memory,
     };
     PluginHost::start(options, sink, stop.clone(), tracker.clone())

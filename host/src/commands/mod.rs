@@ -9,6 +9,7 @@
 mod check;
 mod import;
 mod install;
+mod new;
 mod plugin;
 mod run;
 
@@ -31,6 +32,12 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
         Command::Plugin(PluginCommand::Inspect { file, json }) => {
             plugin::inspect(&settings, &file, json).await
         }
+        Command::Plugin(PluginCommand::New {
+            kind,
+            name,
+            lang,
+            dir,
+        }) => new::new(kind, &name, lang, dir),
     }
 }
 

@@ -68,6 +68,13 @@ pub async fn inspect(settings: &Settings, file: &Path, json: bool) -> anyhow::Re
         println!("{}", serde_json::to_string_pretty(&i)?);
         return Ok(ExitCode::SUCCESS);
     }
+    match &i.project {
+        Some(file) => println!("project:    {file}"),
+        None => println!(
+            "project:    none ({} does not exist; set PROJECT_DIR to judge the plugin under a project's grants)",
+            grants_source(settings)
+        ),
+    }
     println!("file:       {}", i.file);
     println!("name:       {}", i.name);
     println!("size:       {} bytes ({})", i.size, human_size(i.size));
@@ -94,13 +101,18 @@ pub async fn inspect(settings: &Settings, file: &Path, json: bool) -> anyhow::Re
             }
         }
     }
-    match &i.table {
-        Some(table) => println!(
+    match (&i.table, &project) {
+        (Some(table), _) => println!(
             "grants:     [plugins.{table}] in {}",
             grants_source(settings)
         ),
-        None => println!(
-            "grants:     none (no [plugins.{}] table: deny by default)",
+        (None, Some(_)) => println!(
+            "grants:     none (no [plugins.{}] table in {}: it would run with no folders, no network and no config)",
+            i.name,
+            grants_source(settings)
+        ),
+        (None, None) => println!(
+            "grants:     none (no project, so no [plugins.{}] table: deny by default)",
             i.name
         ),
     }
@@ -140,7 +152,12 @@ pub(super) fn inspector(
         job_files: project.map(|p| p.job_files()).unwrap_or_default(),
     };
     let max_memory = project.map_or(DEFAULT_MAX_MEMORY, |p| p.plugin_memory);
-    Inspector::new(folders, specs, max_memory)
+    Inspector::new(
+        folders,
+        specs,
+        max_memory,
+        project.map(|p| p.file.display().to_string()),
+    )
 }
 
 pub(super) fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -168,11 +185,13 @@ pub(super) fn unreadable(file: &Path, why: String) -> Inspection {
             .unwrap_or_default(),
         size: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
         sha256: String::new(),
+        from_cache: false,
         kind: None,
         world: None,
         exports: Vec::new(),
         imports: Vec::new(),
         table: None,
+        project: None,
         disabled: false,
         would_load: false,
         refusal: Some(why),

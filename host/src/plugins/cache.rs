@@ -36,10 +36,14 @@ const DOMAIN: &[u8] = b"openfn-microservice plugin-cache v1\0";
 /// Compiles `bytes`, or loads the compiled form from `cache_dir` when a
 /// sealed entry for them verifies. Returns the component, the wasm's
 /// sha256, and whether it came from the cache.
+///
+/// With `write` false (`check` and `plugin inspect`) the cache is only
+/// read: no entry, key or folder is made, and a missing key means no cache.
 pub fn component(
     engine: &Engine,
     cache_dir: &Path,
     bytes: &[u8],
+    write: bool,
 ) -> anyhow::Result<(Component, String, bool)> {
     let hash = hex::encode(Sha256::digest(bytes));
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
@@ -48,8 +52,12 @@ pub fn component(
         .hash(&mut engine_hash);
     let name = format!("{hash}-{:016x}.sealed.cwasm", engine_hash.finish());
     let path = cache_dir.join(&name);
-    let key = match key(cache_dir) {
-        Ok(key) => Some(key),
+    let key = match if write {
+        key(cache_dir).map(Some)
+    } else {
+        existing_key(cache_dir)
+    } {
+        Ok(key) => key,
         Err(e) => {
             warn!(file = %key_path(cache_dir).display(), cause = %e, "the compile cache's key cannot be read or made; compiling without the cache");
             None
@@ -61,7 +69,7 @@ pub fn component(
         return Ok((component, hash, true));
     }
     let component = Component::new(engine, bytes).map_err(anyhow::Error::from)?;
-    if let Some(key) = &key {
+    if let Some(key) = key.as_ref().filter(|_| write) {
         match component.serialize() {
             Ok(code) => {
                 if let Err(e) = write_atomically(&path, &seal(key, &name, code)) {
@@ -133,6 +141,21 @@ fn key_path(cache_dir: &Path) -> PathBuf {
         .unwrap_or_default();
     name.push(".key");
     cache_dir.with_file_name(name)
+}
+
+/// The installation's key if one was made, for reading the cache only;
+/// one readable by others is not trusted (the service fixes that).
+fn existing_key(cache_dir: &Path) -> std::io::Result<Option<hmac::Key>> {
+    let path = key_path(cache_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == KEY_BYTES => {
+            let mode = std::fs::metadata(&path)?.permissions().mode();
+            Ok((mode & 0o077 == 0).then(|| hmac::Key::new(hmac::HMAC_SHA256, &bytes)))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The installation's key, made (mode 0600) the first time.

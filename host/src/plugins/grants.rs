@@ -8,8 +8,11 @@
 //! swapped for a symlink after the check is refused too. The store is given
 //! the very directory that was checked (by its descriptor), never a path
 //! looked up a second time. Plugins may not create symlinks at all. A
-//! component that imports something its table does not grant is refused at
-//! load time rather than failing on first use.
+//! component that imports `wasi:http` without `allowed_hosts`, or an
+//! interface the host does not provide, is refused at load time rather than
+//! failing on first use; `wasi:sockets` is linked but every socket call is
+//! refused (no TCP, no UDP, no name lookup), so toolchains that always
+//! import it load.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -129,11 +132,12 @@ impl Grants {
                         "it imports {name} but its table grants no network access; add allowed_hosts = [\"https://host\"] to its [plugins.<name>] table"
                     ));
                 }
-                "wasi:sockets" => {
-                    return Err(format!(
-                        "it imports {name}; raw sockets are never granted (use wasi:http with allowed_hosts)"
-                    ));
-                }
+                // Standard toolchains' output imports the socket interfaces
+                // whether or not the plugin uses them (componentize-py's
+                // libc always does). They are linked, and every operation
+                // is refused at run time: the store allows no TCP, no UDP
+                // and no name lookup (see `store_with`).
+                "wasi:sockets" => {}
                 _ => {
                     return Err(format!(
                         "it imports {name}, which this host does not provide"

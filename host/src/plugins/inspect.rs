@@ -6,8 +6,10 @@
 //! instantiates a plugin once, under its limits but with no folders, because
 //! that is where the exported functions' types are checked (linking checks
 //! their names only), and never calls it. It writes nothing to the project or `DATA_DIR`:
-//! compiled code goes to a throw-away cache, and granted folders are
-//! checked, not created.
+//! compiled code is read from the service's compile cache when the service
+//! has compiled that file before (the entry's seal checked as the service
+//! checks it), and otherwise compiled in memory and thrown away; granted
+//! folders are checked, not created.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,13 +27,15 @@ use crate::project::PluginSpec;
 
 /// Judges plugin files against one project's `[plugins.<name>]` tables.
 pub struct Inspector {
+    /// Reads the service's compile cache (`DATA_DIR/plugin-cache`), never
+    /// writes it: a plugin the service has compiled is not compiled again.
     runtime: Runtime,
-    /// Holds the compile cache (and its key) for as long as the runtime uses it.
-    _cache: tempfile::TempDir,
     folders: HostFolders,
     specs: BTreeMap<String, PluginSpec>,
     /// `[plugins] max_memory`: a plugin capped above it is refused.
     max_memory: usize,
+    /// The project file the tables come from, if there is a project.
+    project: Option<String>,
 }
 
 /// What one plugin file is and whether the service would load it.
@@ -42,6 +46,9 @@ pub struct Inspection {
     pub name: String,
     pub size: u64,
     pub sha256: String,
+    /// Whether its compiled form came from the service's compile cache
+    /// (the service has loaded this very file before) instead of a compile.
+    pub from_cache: bool,
     /// `None` when it exports no plugin interface (or more than one).
     pub kind: Option<Kind>,
     /// The WIT world it targets, with the package version, e.g.
@@ -52,6 +59,9 @@ pub struct Inspection {
     /// The `[plugins.<name>]` table its grants come from; `None` means no
     /// grants at all (deny by default).
     pub table: Option<String>,
+    /// The `project.toml` whose tables were read; `None` when there is no
+    /// project (no tables at all, so no grants).
+    pub project: Option<String>,
     /// Its table says `enabled = false`: the service skips the file.
     pub disabled: bool,
     /// Enabled, and nothing in it is refused.
@@ -76,16 +86,14 @@ impl Inspector {
         folders: HostFolders,
         specs: BTreeMap<String, PluginSpec>,
         max_memory: usize,
+        project: Option<String>,
     ) -> anyhow::Result<Inspector> {
-        let cache = tempfile::Builder::new()
-            .prefix("microservice-inspect-")
-            .tempdir()?;
         Ok(Inspector {
-            runtime: Runtime::new(cache.path().join(super::folders::CACHE))?,
-            _cache: cache,
+            runtime: Runtime::reading_cache(folders.data_dir.join(super::folders::CACHE))?,
             folders,
             specs,
             max_memory,
+            project,
         })
     }
 
@@ -95,7 +103,7 @@ impl Inspector {
     pub async fn inspect(&self, path: &Path) -> Result<Inspection, String> {
         let bytes =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let (component, _, _) = self
+        let (component, _, from_cache) = self
             .runtime
             .component(&bytes)
             .map_err(|e| format!("{} is not a WebAssembly component: {e:#}", path.display()))?;
@@ -131,11 +139,13 @@ impl Inspector {
             name,
             size: bytes.len() as u64,
             sha256: hex::encode(Sha256::digest(&bytes)),
+            from_cache,
             kind: kind.ok(),
             world,
             exports,
             imports,
             table: spec.map(|s| s.name.clone()),
+            project: self.project.clone(),
             disabled,
             would_load: !disabled && verdict.is_ok(),
             refusal: verdict.err(),

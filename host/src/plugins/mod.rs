@@ -126,12 +126,26 @@ pub struct Options {
     /// must keep to as well.
     pub max_message_bytes: usize,
     pub specs: BTreeMap<String, PluginSpec>,
+    /// Tables that apply to a name the project has no table for (the
+    /// built-in journal's grants, for a `journal.wasm` in the folder).
+    pub default_specs: BTreeMap<String, PluginSpec>,
     /// `[plugins] max_memory`: the memory caps of trigger, notification and
     /// logging instances alive at once add up to at most this.
     pub max_memory: usize,
 }
 
 impl Options {
+    /// `specs` plus the default tables of names it does not configure.
+    fn with_defaults(
+        &self,
+        mut specs: BTreeMap<String, PluginSpec>,
+    ) -> BTreeMap<String, PluginSpec> {
+        for (name, spec) in &self.default_specs {
+            specs.entry(name.clone()).or_insert_with(|| spec.clone());
+        }
+        specs
+    }
+
     pub fn host_folders(&self) -> HostFolders {
         HostFolders {
             project_dir: self.project_dir.clone(),
@@ -159,12 +173,27 @@ struct Inner {
     failed: Mutex<BTreeMap<String, Failed>>,
     /// What each file looked like when last read, to skip unchanged ones.
     seen: Mutex<HashMap<PathBuf, Seen>>,
+    /// The `[plugins.<name>]` tables in force: those the service started
+    /// with, then those of each version of `project.toml` that loaded.
+    specs: RwLock<BTreeMap<String, PluginSpec>>,
+    /// What `project.toml` looked like when last read.
+    project_seen: Mutex<Option<Seen>>,
     messages: MessageSink,
     /// Trigger plugins wait for this before their first poll, so nothing
     /// is polled before the inbox (and its durable queue) is ready.
     ready: tokio::sync::watch::Sender<bool>,
     stop: CancellationToken,
     tracker: TaskTracker,
+}
+
+/// A file read and compiled, waiting to be put in service.
+enum Prepared {
+    /// Unchanged bytes under an unchanged table: nothing to do.
+    Skip,
+    /// Its table says `enabled = false`.
+    Disabled(String),
+    /// Its name, its table, and the compiled plugin or why it was refused.
+    Done(String, Option<PluginSpec>, Box<Result<Loaded, String>>),
 }
 
 #[derive(Clone, PartialEq)]
@@ -202,6 +231,9 @@ impl PluginHost {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pool = CallPool::start(threads).context("could not start the plugin threads")?;
         let budget = MemoryBudget::new(options.max_memory);
+        let specs = RwLock::new(options.with_defaults(options.specs.clone()));
+        // The tables the service starts with are this version's.
+        let project_seen = Mutex::new(project_file_seen(&options.project_dir));
         let host = PluginHost {
             inner: Arc::new(Inner {
                 runtime,
@@ -212,12 +244,20 @@ impl PluginHost {
                 plugins: RwLock::default(),
                 failed: Mutex::default(),
                 seen: Mutex::default(),
+                specs,
+                project_seen,
                 ready: tokio::sync::watch::Sender::new(false),
                 stop,
                 tracker,
             }),
         };
-        for (name, spec) in &host.inner.options.specs {
+        for (name, spec) in host
+            .inner
+            .specs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             // The journal is built into the binary: a missing file is the norm.
             if spec.enabled
                 && name != crate::project::plugins::JOURNAL
@@ -318,7 +358,9 @@ impl PluginHost {
         out
     }
 
-    /// Brings the loaded set in line with the folder's contents.
+    /// Brings the loaded set in line with the folder's contents and the
+    /// project's `[plugins.*]` tables. Files to (re)load are compiled in
+    /// parallel, then put in service one by one in name order.
     fn scan(&self) {
         let dir = &self.inner.options.plugins_dir;
         let mut present = Vec::new();
@@ -331,6 +373,9 @@ impl PluginHost {
             }
         }
         present.sort();
+        // Files whose table changed are reloaded whatever their bytes.
+        let retabled = self.reread_tables(&present);
+        let mut todo = Vec::new();
         for path in &present {
             let Ok(meta) = std::fs::metadata(path) else {
                 continue;
@@ -346,14 +391,27 @@ impl PluginHost {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(path)
                 != Some(&seen);
-            if changed {
-                self.load(path);
-                self.inner
-                    .seen
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(path.clone(), seen);
+            let forced = retabled.contains(path);
+            if changed || forced {
+                todo.push((path.clone(), seen, forced));
             }
+        }
+        let prepared: Vec<_> = std::thread::scope(|scope| {
+            let jobs: Vec<_> = todo
+                .iter()
+                .map(|(path, _, forced)| scope.spawn(|| self.prepare(path, *forced)))
+                .collect();
+            jobs.into_iter()
+                .map(|j| j.join().unwrap_or(Prepared::Skip))
+                .collect()
+        });
+        for ((path, seen, _), prepared) in todo.into_iter().zip(prepared) {
+            self.apply(&path, prepared);
+            self.inner
+                .seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(path, seen);
         }
         // Files that went away take their plugin with them.
         let gone: Vec<PathBuf> = self
@@ -372,55 +430,171 @@ impl PluginHost {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&path);
             let name = self.name_for(&path);
-            self.inner
-                .failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&name);
-            if self
-                .inner
-                .plugins
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&name)
-                .is_some()
-            {
-                info!(plugin = %name, "plugin file removed; unloaded");
-            }
+            self.unload(&name, "plugin file removed; unloaded");
         }
+    }
+
+    /// Forgets the plugin `name`, loaded or failed; logs `why` if it was loaded.
+    fn unload(&self, name: &str, why: &str) {
+        self.inner
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        if self
+            .inner
+            .plugins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .is_some()
+        {
+            info!(plugin = %name, "{why}");
+        }
+    }
+
+    /// Re-reads `project.toml` when it changed since last read, and returns
+    /// the files among `present` whose plugin table (or name) changed. The
+    /// old name of a file whose table now names it otherwise is unloaded.
+    /// A project file that no longer parses changes nothing: every plugin
+    /// keeps its table, and the error is logged and shown on each.
+    fn reread_tables(&self, present: &[PathBuf]) -> Vec<PathBuf> {
+        let file = self.inner.options.project_dir.join("project.toml");
+        let modified = project_file_seen(&self.inner.options.project_dir);
+        {
+            let mut seen = self
+                .inner
+                .project_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if *seen == modified {
+                return Vec::new();
+            }
+            *seen = modified.clone();
+        }
+        if modified.is_none() {
+            return Vec::new();
+        }
+        let project = match crate::project::Project::load_with(
+            &self.inner.options.project_dir,
+            crate::project::CredentialEnv::Skip,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                let why = format!(
+                    "{} changed but does not load, so plugins keep their previous tables: {}",
+                    file.display(),
+                    e.problems()
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                error!("{why}");
+                for plugin in self
+                    .inner
+                    .plugins
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                {
+                    plugin.note_error(why.clone());
+                }
+                return Vec::new();
+            }
+        };
+        let specs = self.inner.options.with_defaults(project.plugins);
+        let old = std::mem::replace(
+            &mut *self.inner.specs.write().unwrap_or_else(|p| p.into_inner()),
+            specs.clone(),
+        );
+        let mut retabled = Vec::new();
+        for path in present {
+            let (before, after) = (name_for_file(&old, path), name_for_file(&specs, path));
+            // Debug text compares every field, the cron schedule included.
+            let same = before == after
+                && format!("{:?}", old.get(&before)) == format!("{:?}", specs.get(&after));
+            if same {
+                continue;
+            }
+            if before != after {
+                self.unload(
+                    &before,
+                    "plugin renamed by its table; the old name is unloaded",
+                );
+            }
+            info!(plugin = %after, file = %path.display(), "its [plugins.{after}] table changed; reloading");
+            retabled.push(path.clone());
+        }
+        retabled
     }
 
     fn name_for(&self, path: &Path) -> String {
-        name_for_file(&self.inner.options.specs, path)
+        name_for_file(
+            &self.inner.specs.read().unwrap_or_else(|p| p.into_inner()),
+            path,
+        )
     }
 
-    fn load(&self, path: &Path) {
+    /// The plugin's current `[plugins.<name>]` table, if it has one.
+    pub fn spec(&self, name: &str) -> Option<PluginSpec> {
+        self.inner
+            .specs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Reads and compiles a file (the slow part, run in parallel with
+    /// other files'); `forced` recompiles unchanged bytes too (new grants).
+    fn prepare(&self, path: &Path, forced: bool) -> Prepared {
         let name = self.name_for(path);
-        let spec = self.inner.options.specs.get(&name);
-        if spec.is_some_and(|s| !s.enabled) {
-            info!(plugin = %name, "plugin is disabled in project.toml; not loading");
-            return;
+        let spec = self.spec(&name);
+        if spec.as_ref().is_some_and(|s| !s.enabled) {
+            return Prepared::Disabled(name);
         }
-        let existing = self.get(&name);
-        if let Some(p) = &existing
-            && let Ok(bytes) = std::fs::read(path)
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Prepared::Done(
+                    name,
+                    spec,
+                    Box::new(Err(format!("cannot read {}: {e}", path.display()))),
+                );
+            }
+        };
+        if !forced
+            && let Some(p) = self.get(&name)
             && hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)) == p.current().hash
         {
-            return;
+            return Prepared::Skip;
         }
-        let compiled = std::fs::read(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            .and_then(|bytes| {
-                self.compile(
-                    &bytes,
-                    path.file_name()
-                        .and_then(|f| f.to_str())
-                        .unwrap_or_default(),
-                    spec,
-                )
-            });
-        match compiled {
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        let compiled = self.compile(&bytes, file, spec.as_ref());
+        Prepared::Done(name, spec, Box::new(compiled))
+    }
+
+    /// Puts a prepared file in service (or records why it is not).
+    fn apply(&self, path: &Path, prepared: Prepared) {
+        let (name, spec, compiled) = match prepared {
+            Prepared::Skip => return,
+            Prepared::Disabled(name) => {
+                info!(plugin = %name, "plugin is disabled in project.toml; not loading");
+                self.unload(&name, "plugin disabled in project.toml; unloaded");
+                return;
+            }
+            Prepared::Done(name, spec, compiled) => (name, spec, compiled),
+        };
+        let existing = self.get(&name);
+        match *compiled {
             Ok(loaded) => {
+                if spec.is_none() {
+                    warn!(plugin = %name, file = %path.display(), "plugin has no [plugins.{name}] table in project.toml: it runs with no grants (no folders, no network, no config), so any file or network access it tries fails; add the table to grant them");
+                }
                 let kind = loaded.kind;
                 let (hash, cached) = (loaded.hash.clone(), loaded.from_cache);
                 self.inner
@@ -442,11 +616,10 @@ impl PluginHost {
                             .insert(name.clone(), plugin);
                         info!(plugin = %name, kind = ?kind, hash = %&hash[..12], from_cache = cached, "plugin loaded");
                         if kind == Kind::Trigger {
-                            let schedule = spec.map(|s| s.schedule.clone());
                             // The poll loop is spawned on the current
                             // runtime: the plugin threads'.
                             let _on_pool = self.inner.pool.handle().enter();
-                            poll::spawn(self.clone(), name.clone(), schedule);
+                            poll::spawn(self.clone(), name.clone());
                         }
                     }
                 }
@@ -525,6 +698,16 @@ impl PluginHost {
             from_cache,
         })
     }
+}
+
+/// What `project.toml` in `project_dir` looks like now, if it exists.
+fn project_file_seen(project_dir: &Path) -> Option<Seen> {
+    std::fs::metadata(project_dir.join("project.toml"))
+        .ok()
+        .map(|m| Seen {
+            modified: m.modified().ok(),
+            len: m.len(),
+        })
 }
 
 /// A file's plugin name: the table that names the file, else the file's stem.

@@ -32,16 +32,15 @@ const DEFAULT_EVERY: Duration = Duration::from_secs(10);
 /// Most messages one poll may return; the rest are refused.
 pub const MAX_MESSAGES_PER_POLL: usize = 1000;
 
-pub fn spawn(host: PluginHost, name: String, schedule: Option<PollSchedule>) {
+pub fn spawn(host: PluginHost, name: String) {
     let tracker = host.inner.tracker.clone();
-    tracker.spawn(run(
-        host,
-        name,
-        schedule.unwrap_or(PollSchedule::Every(DEFAULT_EVERY)),
-    ));
+    tracker.spawn(run(host, name));
 }
 
-async fn run(host: PluginHost, name: String, schedule: PollSchedule) {
+/// Polls `name` until it is unloaded. The schedule is read from its table
+/// before each wait, so an edited `interval` or `cron` applies from the
+/// next tick.
+async fn run(host: PluginHost, name: String) {
     let (mut sequence, mut last_success_ms) = (0u64, None);
     let mut ready = host.inner.ready.subscribe();
     tokio::select! {
@@ -50,6 +49,9 @@ async fn run(host: PluginHost, name: String, schedule: PollSchedule) {
     }
     info!(plugin = %name, "polling started");
     loop {
+        let schedule = host
+            .spec(&name)
+            .map_or(PollSchedule::Every(DEFAULT_EVERY), |s| s.schedule);
         let wait = match &schedule {
             PollSchedule::Every(every) => *every,
             PollSchedule::Cron(cron) => {

@@ -39,6 +39,9 @@ pub struct Runtime {
     pub engine: Engine,
     pub linker: Linker<PluginState>,
     cache_dir: PathBuf,
+    /// Whether compiled components are written to the cache (the service)
+    /// or only read from it (`check`, `plugin inspect`).
+    write_cache: bool,
     /// Whether the pooling allocator could be used on this machine.
     pub pooling: bool,
     ticker_stop: Arc<AtomicBool>,
@@ -49,6 +52,16 @@ impl Runtime {
         std::fs::create_dir_all(&cache_dir).with_context(|| {
             format!("could not create the plugin cache {}", cache_dir.display())
         })?;
+        Runtime::with_cache(cache_dir, true)
+    }
+
+    /// A runtime that reads the compile cache at `cache_dir` but writes
+    /// nothing there (nor creates it).
+    pub fn reading_cache(cache_dir: PathBuf) -> anyhow::Result<Runtime> {
+        Runtime::with_cache(cache_dir, false)
+    }
+
+    fn with_cache(cache_dir: PathBuf, write_cache: bool) -> anyhow::Result<Runtime> {
         let (engine, pooling) = match Engine::new(&config(true)) {
             Ok(engine) => (engine, true),
             Err(e) => {
@@ -74,6 +87,7 @@ impl Runtime {
             engine,
             linker,
             cache_dir,
+            write_cache,
             pooling,
             ticker_stop,
         })
@@ -81,7 +95,7 @@ impl Runtime {
 
     /// Compiles `bytes`, or loads the compiled form from the cache.
     pub fn component(&self, bytes: &[u8]) -> anyhow::Result<(Component, String, bool)> {
-        super::cache::component(&self.engine, &self.cache_dir, bytes)
+        super::cache::component(&self.engine, &self.cache_dir, bytes, self.write_cache)
     }
 }
 

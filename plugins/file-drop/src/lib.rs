@@ -24,32 +24,17 @@ compile_error!(
      (plugins/.cargo/config.toml names that target only when cargo runs inside plugins/)"
 );
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "trigger",
-});
-
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use exports::openfn::microservice::trigger_source::{Guest, PollResult, Tick};
-use openfn::microservice::host;
-use openfn::microservice::types::{Level, Message, PluginError};
+use openfn_plugin_sdk::config::{number as config_num, string as config};
+use openfn_plugin_sdk::{Level, Message, PluginError, PollResult, Tick, Trigger, host};
 
 struct FileDrop;
 
 const SOURCE: &str = "plugin:file-drop";
-
-/// A setting, with the JSON quoting removed if the host sent a JSON string.
-fn config(key: &str) -> Option<String> {
-    host::get_config(key).map(plugin_config::unquote)
-}
-
-fn config_num(key: &str, default: u64) -> Result<u64, PluginError> {
-    plugin_config::number(key, config(key), default).map_err(PluginError::Reject)
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum OnDone {
@@ -164,7 +149,7 @@ fn read_body(path: &Path, max_bytes: u64) -> Result<String, Unread> {
     Ok(text)
 }
 
-impl Guest for FileDrop {
+impl Trigger for FileDrop {
     fn poll(tick: Tick) -> Result<PollResult, PluginError> {
         let settings = Settings::load()?;
         let dir = &settings.dir;
@@ -215,7 +200,7 @@ impl Guest for FileDrop {
     }
 }
 
-export!(FileDrop);
+openfn_plugin_sdk::export!(FileDrop as trigger);
 
 #[cfg(test)]
 mod tests {

@@ -22,30 +22,19 @@ compile_error!(
      (plugins/.cargo/config.toml names that target only when cargo runs inside plugins/)"
 );
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "persistence",
-});
-
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use exports::openfn::microservice::message_store::{
-    Guest, MessageStatus, StoreStats, StoredMessage,
+use openfn_plugin_sdk::config::string as config;
+use openfn_plugin_sdk::{
+    Level, Message, MessageStatus, MessageStore, PluginError, StoreStats, StoredMessage, host,
 };
-use openfn::microservice::host;
-use openfn::microservice::types::{Level, Message, PluginError};
 use record::Status;
 use store::{Entry, Error, Msg, Store};
 
 struct Journal;
 
 static STORE: Mutex<Option<Store>> = Mutex::new(None);
-
-/// A setting, with the JSON quoting removed if the host sent a JSON string.
-fn config(key: &str) -> Option<String> {
-    host::get_config(key).map(plugin_config::unquote)
-}
 
 fn plugin_error(e: Error) -> PluginError {
     match e {
@@ -59,8 +48,7 @@ fn open_store() -> Result<Store, PluginError> {
     let dir = PathBuf::from(config("dir").unwrap_or_else(|| "/journal".to_string()));
     let nonce = wasi::random::random::get_random_u64();
     let (mut store, report) = Store::open(&dir, nonce).map_err(plugin_error)?;
-    let max_done = plugin_config::number("max_done", config("max_done"), store.max_done())
-        .map_err(PluginError::Reject)?;
+    let max_done = openfn_plugin_sdk::config::number("max_done", store.max_done())?;
     store.set_max_done(max_done);
     report_trimmed(&mut store);
     if report.skipped > 0 {
@@ -183,7 +171,7 @@ fn stats(s: store::Stats) -> StoreStats {
     }
 }
 
-impl Guest for Journal {
+impl MessageStore for Journal {
     fn open() -> Result<StoreStats, PluginError> {
         let mut guard = STORE
             .lock()
@@ -260,4 +248,4 @@ impl Guest for Journal {
     }
 }
 
-export!(Journal);
+openfn_plugin_sdk::export!(Journal as persistence);

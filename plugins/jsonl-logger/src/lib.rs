@@ -16,18 +16,12 @@ compile_error!(
      (plugins/.cargo/config.toml names that target only when cargo runs inside plugins/)"
 );
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "logging",
-});
-
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use exports::openfn::microservice::log_sink::Guest;
-use openfn::microservice::host;
-use openfn::microservice::types::{Level, LogRecord, PluginError};
+use openfn_plugin_sdk::config::{number as config_num, string as config};
+use openfn_plugin_sdk::{Level, LogRecord, LogSink, PluginError};
 
 struct JsonlLogger;
 
@@ -36,15 +30,6 @@ struct Settings {
     file: String,
     max_bytes: u64,
     max_files: u32,
-}
-
-/// A setting, with the JSON quoting removed if the host sent a JSON string.
-fn config(key: &str) -> Option<String> {
-    host::get_config(key).map(plugin_config::unquote)
-}
-
-fn config_num<T: std::str::FromStr>(key: &str, default: T) -> Result<T, PluginError> {
-    plugin_config::number(key, config(key), default).map_err(PluginError::Reject)
 }
 
 impl Settings {
@@ -170,7 +155,7 @@ fn write_batch(settings: &Settings, records: &[LogRecord]) -> io::Result<()> {
     append(settings, &pending)
 }
 
-impl Guest for JsonlLogger {
+impl LogSink for JsonlLogger {
     fn write_batch(records: Vec<LogRecord>) -> Result<(), PluginError> {
         let settings = Settings::load()?;
         write_batch(&settings, &records).map_err(|e| {
@@ -179,7 +164,7 @@ impl Guest for JsonlLogger {
     }
 }
 
-export!(JsonlLogger);
+openfn_plugin_sdk::export!(JsonlLogger as logging);
 
 #[cfg(test)]
 mod tests {

@@ -17,25 +17,10 @@ compile_error!(
      (plugins/.cargo/config.toml names that target only when cargo runs inside plugins/)"
 );
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "notification",
-});
-
-use exports::openfn::microservice::notifier::Guest;
-use openfn::microservice::host;
-use openfn::microservice::types::{Level, PluginError, RunEvent, RunStatus};
+use openfn_plugin_sdk::config::string as config;
+use openfn_plugin_sdk::{Level, Notifier, PluginError, RunEvent, RunStatus, host};
 
 struct WebhookNotify;
-
-/// A setting, with the JSON quoting removed if the host sent a JSON string.
-fn config(key: &str) -> Option<String> {
-    host::get_config(key).map(plugin_config::unquote)
-}
-
-fn config_u64(key: &str, default: u64) -> Result<u64, PluginError> {
-    plugin_config::number(key, config(key), default).map_err(PluginError::Reject)
-}
 
 /// The JSON body, fields in this order.
 #[derive(serde::Serialize)]
@@ -88,7 +73,7 @@ fn extra_headers() -> Result<Vec<(String, String)>, PluginError> {
         .collect()
 }
 
-impl Guest for WebhookNotify {
+impl Notifier for WebhookNotify {
     fn notify(event: RunEvent) -> Result<(), PluginError> {
         let on = config("on").unwrap_or_else(|| "failure".to_string());
         match on.trim() {
@@ -109,7 +94,7 @@ impl Guest for WebhookNotify {
             .ok_or_else(|| PluginError::Reject("config `url` is missing".to_string()))?;
         let target = http::Target::parse(url.trim())
             .map_err(|e| PluginError::Reject(format!("config `url` is invalid: {e}")))?;
-        let timeout_ms = config_u64("timeout_ms", 10_000)?;
+        let timeout_ms = openfn_plugin_sdk::config::number("timeout_ms", 10_000u64)?;
         let mut headers = extra_headers()?;
         headers.push(("content-type".to_string(), "application/json".to_string()));
 
@@ -150,4 +135,4 @@ impl Guest for WebhookNotify {
     }
 }
 
-export!(WebhookNotify);
+openfn_plugin_sdk::export!(WebhookNotify as notification);

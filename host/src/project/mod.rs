@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 pub use credentials::CredentialEnv;
 pub use model::{
-    AdaptorSpec, DirBase, DirGrant, EngineConfig, EngineMode, InboxConfig, Job, PluginSpec,
-    PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,
+    AdaptorSpec, ClusterConfig, DirBase, DirGrant, EngineConfig, EngineMode, InboxConfig, Job,
+    PluginSpec, PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,
 };
 pub use paths::read_inside;
 

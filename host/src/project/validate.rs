@@ -27,6 +27,7 @@ const DEFAULT_ADAPTOR: &str = "@openfn/language-common";
 const TABLES: &[&str] = &[
     "engine",
     "inbox",
+    "cluster",
     "retry",
     "jobs",
     "triggers",
@@ -55,6 +56,7 @@ pub(super) fn parse(
     let section = |name: &str| cx.ok(section(&cx, &doc, name)).flatten();
     let engine = engine(&cx, section("engine"));
     let inbox = super::delivery::inbox(&cx, section("inbox"));
+    let cluster = super::delivery::cluster(&cx, section("cluster"), env);
     let retry = super::delivery::retry(&cx, "retry", section("retry"), &RetryPolicy::default());
     let credentials = super::credentials::parse(&cx, section("credentials"), env);
     let triggers = super::triggers::parse(&cx, section("triggers"));
@@ -76,6 +78,7 @@ pub(super) fn parse(
         file: file.to_path_buf(),
         engine,
         inbox,
+        cluster,
         jobs,
         triggers,
         credentials,

@@ -67,9 +67,12 @@ pub(super) fn start(queue: &Queue, delivery: Delivery, slot: OwnedSemaphorePermi
 pub async fn run(queue: Queue) {
     let inner = &queue.inner;
     let stop = &inner.stop;
+    // Another replica's receipts (a shared database) ring here.
+    let elsewhere = inner.store.wakeups().unwrap_or_default();
     loop {
         tokio::select! {
             _ = inner.wake.notified() => {}
+            _ = elsewhere.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
             _ = stop.cancelled() => return,
         }

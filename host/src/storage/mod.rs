@@ -5,8 +5,9 @@
 //!   message-store plugin (the built-in journal in `DATA_DIR/journal`), run
 //!   records and job states to one SQLite file (`DATA_DIR/microservice.db`),
 //!   and cron ticks are the one process's own.
-//! - `postgres` (issue 19, in progress): the same interface on one
-//!   PostgreSQL database shared by many replicas.
+//! - [`postgres`]: chosen by `DATABASE_URL` (or `[cluster] database_url`).
+//!   The same interface on one PostgreSQL database shared by many replicas:
+//!   receipts, run records, job states and cron ticks are all tables there.
 //!
 //! The queue, the dispatcher, cron and the API talk to [`Storage`] only; none
 //! of them knows which implementation it has. To find where a receipt is
@@ -19,9 +20,11 @@
 //! already redacted.
 
 pub mod embedded;
+pub mod postgres;
 mod records;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -38,6 +41,30 @@ pub use records::{
 pub struct Storage {
     pub runs: Arc<dyn Runs>,
     pub cron: Arc<dyn CronTicks>,
+    /// Whether the store answered its last check: `/readyz` reports it.
+    pub reachable: Reachable,
+    /// Shared by replicas (a database), not the one process's own files.
+    pub shared: bool,
+}
+
+/// Whether a store could be reached when it last looked (a database's
+/// probe); a store of local files always can. Clones share the flag.
+#[derive(Clone, Debug)]
+pub struct Reachable(Arc<AtomicBool>);
+
+impl Reachable {
+    pub fn new(up: bool) -> Self {
+        Reachable(Arc::new(AtomicBool::new(up)))
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Records what a check found; returns what it was before.
+    pub fn set(&self, up: bool) -> bool {
+        self.0.swap(up, Ordering::Relaxed)
+    }
 }
 
 /// Why a store did not do what it was asked.
@@ -232,6 +259,14 @@ pub trait Receipts: Send + Sync + 'static {
     fn runtime(&self) -> Option<tokio::runtime::Handle> {
         None
     }
+
+    /// Rung when receipts may be waiting that this process did not store
+    /// (another replica stored them pending, or requeued one), so an idle
+    /// delivery loop leases at once instead of at its next poll. `None`:
+    /// only this process stores receipts, and it wakes its own loop.
+    fn wakeups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// Run records (with their logs) and job states.
@@ -280,9 +315,33 @@ pub trait Runs: Send + Sync + 'static {
 /// replicas are up.
 #[async_trait]
 pub trait CronTicks: Send + Sync + 'static {
-    /// Claims `job`'s tick at `tick_ms` (Unix ms): true for exactly one
-    /// caller per job and tick.
-    async fn claim(&self, job: &str, tick_ms: i64) -> Result<bool, StorageError>;
+    /// Claims `job`'s tick at `tick_ms` (Unix ms): `Some` for at most one
+    /// caller per job and tick, and never while the job's run of an
+    /// earlier tick (claimed by anyone) is still going, so one cron job's
+    /// runs never overlap. The claim is held until the tick's run has
+    /// finished and its result is stored, then dropped.
+    async fn claim(&self, job: &str, tick_ms: i64) -> Result<Option<TickClaim>, StorageError>;
+}
+
+/// A claimed cron tick: while it is held, no other tick of the job is
+/// claimed anywhere. Dropping it lets the next one be claimed.
+pub struct TickClaim {
+    _held: Option<Box<dyn Send>>,
+}
+
+impl TickClaim {
+    /// A claim that holds nothing (one process: its scheduler already
+    /// waits for each run before the next tick).
+    pub fn free() -> Self {
+        TickClaim { _held: None }
+    }
+
+    /// A claim that lasts as long as `held` (released when it is dropped).
+    pub fn holding(held: impl Send + 'static) -> Self {
+        TickClaim {
+            _held: Some(Box::new(held)),
+        }
+    }
 }
 
 impl From<serde_json::Error> for StorageError {

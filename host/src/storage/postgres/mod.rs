@@ -1,0 +1,356 @@
+//! The PostgreSQL store: receipts, run records, job states and cron ticks
+//! in one database that any number of replicas share.
+//!
+//! - this file: connecting (TLS when the server offers it), the pool, the
+//!   probe behind `/readyz`, the `LISTEN` connection that wakes idle
+//!   replicas, and what a database error means to the caller;
+//! - [`migrate`]: the schema, as SQL files run at start-up by refinery under
+//!   an advisory lock (one replica migrates, the others wait);
+//! - [`receipts`]: the `receipts` table (group commit, idempotency keys,
+//!   leases with `FOR UPDATE SKIP LOCKED`, retries and dead letters);
+//! - [`runs`]: the `runs` and `job_states` tables;
+//! - [`cron`]: the `cron_ticks` table and the per-job advisory lock that
+//!   keeps one cron job's runs from overlapping across replicas.
+//!
+//! The URL's password is never logged and never part of an error: only
+//! [`Target`] (user, host, port, database) is.
+
+pub mod cron;
+pub mod migrate;
+pub mod receipts;
+pub mod runs;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, Config};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{Reachable, Storage, StorageError};
+
+pub use cron::PgCronTicks;
+pub use receipts::PgReceipts;
+pub use runs::PgRuns;
+
+/// The channel `NOTIFY` rings when receipts wait for a replica to lease them.
+const CHANNEL: &str = "microservice_receipts";
+/// Connections in the pool: requests, delivery, cron claims (each held
+/// for its run) and the API share them.
+const POOL_SIZE: usize = 16;
+/// How long a caller waits for a connection, or for one to be made, before
+/// the database counts as unavailable (`/inbox` then answers 503).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often `/readyz`'s probe asks the database.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// What a 503 caused by the database tells the client to wait.
+const RETRY_AFTER_MS: u64 = 2000;
+
+type Tls = tokio_postgres_rustls::MakeRustlsConnect;
+
+/// A connected pool, and what it needs to connect again.
+#[derive(Clone)]
+pub struct Postgres {
+    pool: Pool,
+    config: Config,
+    tls: Tls,
+    target: Target,
+    reachable: Reachable,
+}
+
+/// Where the database is, for logs and errors: everything of the URL but
+/// its password.
+#[derive(Clone, Debug)]
+pub struct Target(String);
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A `DATABASE_URL` as given. It may hold a password, so it prints as
+/// `DatabaseUrl(***)` and is only ever read by [`Postgres::new`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// Where it points, without the password, for messages; `None` when it
+    /// does not parse.
+    pub fn target(&self) -> Option<Target> {
+        parse_url(&self.0).ok().map(|(_, t)| t)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(***)")
+    }
+}
+
+/// Reads a `DATABASE_URL` (a `postgres://` URL or `key=value` pairs).
+/// The error never repeats the URL: it may hold a password.
+pub fn parse_url(url: &str) -> Result<(Config, Target), String> {
+    let config = Config::from_str(url.trim()).map_err(|e| {
+        format!("DATABASE_URL is not a PostgreSQL connection string ({e}); expected postgres://user:password@host:5432/database")
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err("DATABASE_URL names no host".into());
+    }
+    let target = target_of(&config);
+    Ok((config, target))
+}
+
+fn target_of(config: &Config) -> Target {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "?".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    Target(format!(
+        "{}@{host}:{port}/{}",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("?")
+    ))
+}
+
+/// TLS with the webpki roots: used when the server offers it (`sslmode`
+/// `prefer`, the default) or demands it (`require`); `disable` skips it.
+fn tls() -> Tls {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+impl Postgres {
+    /// Parses the URL and builds the pool; connects lazily (the first
+    /// call, or [`Postgres::migrate`], makes the first connection).
+    pub fn new(url: &DatabaseUrl) -> anyhow::Result<Postgres> {
+        let (mut config, target) = parse_url(&url.0).map_err(anyhow::Error::msg)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("microservice");
+        }
+        let tls = tls();
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| anyhow::anyhow!("could not build the database pool: {e}"))?;
+        Ok(Postgres {
+            pool,
+            config,
+            tls,
+            target,
+            reachable: Reachable::new(true),
+        })
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Runs the migrations (waiting for another replica that runs them).
+    pub async fn migrate(&self) -> anyhow::Result<migrate::Report> {
+        migrate::run(&self.config, self.tls.clone(), &self.target).await
+    }
+
+    /// Run records, job states and cron ticks over this pool.
+    pub fn storage(&self) -> Storage {
+        Storage {
+            runs: Arc::new(PgRuns::new(self.clone())),
+            cron: Arc::new(PgCronTicks::new(self.clone())),
+            reachable: self.reachable.clone(),
+            shared: true,
+        }
+    }
+
+    /// Receipts over this pool, woken by other replicas' `NOTIFY`s.
+    pub fn receipts(&self, stop: &CancellationToken) -> PgReceipts {
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(listen(self.clone(), wake.clone(), stop.clone()));
+        PgReceipts::new(self.clone(), wake)
+    }
+
+    /// Asks the database every second whether it answers, for `/readyz`,
+    /// and says so in the log when that changes.
+    pub fn probe(&self, stop: CancellationToken) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let up = match this.client().await {
+                    Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
+                    Err(_) => false,
+                };
+                let was = this.reachable.set(up);
+                match (was, up) {
+                    (true, false) => {
+                        warn!(database = %this.target, "the database cannot be reached; /inbox answers 503 until it is back")
+                    }
+                    (false, true) => {
+                        info!(database = %this.target, "the database is reachable again")
+                    }
+                    _ => {}
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(PROBE_EVERY) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// A pooled connection, or why the database is unavailable.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
+        self.pool.get().await.map_err(|e| {
+            let e = pool_error(e, &self.target);
+            if matches!(e, StorageError::Unavailable { .. }) {
+                self.reachable.set(false);
+            }
+            e
+        })
+    }
+}
+
+fn unavailable(message: String) -> StorageError {
+    StorageError::Unavailable {
+        message,
+        retry_after_ms: Some(RETRY_AFTER_MS),
+    }
+}
+
+fn pool_error(e: PoolError, target: &Target) -> StorageError {
+    match e {
+        PoolError::Backend(e) => db_error(e),
+        PoolError::Timeout(_) => unavailable(format!(
+            "the database at {target} did not answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+        other => unavailable(format!("the database at {target} is unavailable: {other}")),
+    }
+}
+
+/// What a database error means to the caller: the connection or the server
+/// going away is a moment to wait out (503); anything else is a failure.
+pub(crate) fn db_error(e: tokio_postgres::Error) -> StorageError {
+    let transient = match e.code() {
+        None => true,
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                ]
+                .contains(code)
+        }
+    };
+    if transient {
+        unavailable(format!("the database is unavailable: {e}"))
+    } else {
+        StorageError::Failed(format!("the database failed: {e}"))
+    }
+}
+
+/// Holds one connection that `LISTEN`s for receipts stored by other
+/// replicas and rings `wake` for each notification (and after a
+/// reconnection, in case one was missed while it was gone).
+async fn listen(pg: Postgres, wake: Arc<Notify>, stop: CancellationToken) {
+    let mut quiet = false;
+    while !stop.is_cancelled() {
+        // A connection of its own, outside the pool.
+        match pg.config.connect(pg.tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let listening = async {
+                    client
+                        .batch_execute(&format!("LISTEN {CHANNEL}"))
+                        .await
+                        .map_err(db_error)
+                };
+                // The connection's messages must be polled for the LISTEN
+                // to be answered: both run together until it is.
+                let mut listening = std::pin::pin!(listening);
+                let ok = loop {
+                    tokio::select! {
+                        r = &mut listening => break r.is_ok(),
+                        m = messages.next() => if m.is_none() { break false },
+                    }
+                };
+                if ok {
+                    debug!("listening for receipts stored by other replicas");
+                    quiet = false;
+                    wake.notify_one();
+                    loop {
+                        tokio::select! {
+                            m = messages.next() => match m {
+                                Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+                                Some(Ok(_)) => {}
+                                Some(Err(_)) | None => break,
+                            },
+                            _ = stop.cancelled() => return,
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                if !quiet {
+                    debug!(database = %pg.target, cause = %e, "cannot listen for other replicas' receipts yet");
+                    quiet = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PROBE_EVERY) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_never_holds_the_password() {
+        let (_, target) = parse_url("postgres://app:s3cret-pw@db.internal:6543/queue").unwrap();
+        assert_eq!(target.to_string(), "app@db.internal:6543/queue");
+        let err = parse_url("postgres://app:s3cret-pw@db:5432/q?sslmode=sometimes").unwrap_err();
+        assert!(!err.contains("s3cret-pw"), "{err}");
+        let err = parse_url("postgres://app:s3cret-pw@db:notaport/q").unwrap_err();
+        assert!(!err.contains("s3cret-pw"), "{err}");
+    }
+}

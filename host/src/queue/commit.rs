@@ -149,7 +149,12 @@ pub async fn acknowledge(queue: Queue, mut acks: mpsc::UnboundedReceiver<String>
     while acks.recv_many(&mut batch, BATCH).await > 0 {
         let count = batch.len();
         let ids = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-        if let Err(e) = queue.inner.store.ack_many(ids, now_ms()).await {
+        let store = &queue.inner.store;
+        let written = crate::storage::patiently("acknowledgements", store.patience(), None, || {
+            store.ack_many(ids.clone(), now_ms())
+        })
+        .await;
+        if let Err(e) = written {
             tracing::warn!(cause = %e, count, "could not acknowledge receipts; they will be delivered again");
         }
         queue

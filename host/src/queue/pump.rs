@@ -207,7 +207,6 @@ async fn settle(queue: &Queue, id: String, attempt: u32, reports: &[RunReport]) 
         }
         entry.failed_for_good.clone()
     };
-    let now = now_ms();
     let outcome = if !retry.is_empty() {
         let project = inner.dispatcher.project();
         let delay = retry
@@ -234,10 +233,18 @@ async fn settle(queue: &Queue, id: String, attempt: u32, reports: &[RunReport]) 
             retry_in_ms = delay.as_millis() as u64,
             "receipt will be retried"
         );
-        inner
-            .store
-            .nack(id, delay.as_millis() as u64, &why.join("; "), now)
-            .await
+        let why = why.join("; ");
+        crate::storage::patiently(
+            "a retry's schedule",
+            inner.store.patience(),
+            Some(&inner.stop),
+            || {
+                inner
+                    .store
+                    .nack(id, delay.as_millis() as u64, &why, now_ms())
+            },
+        )
+        .await
     } else {
         inner
             .settled
@@ -249,10 +256,14 @@ async fn settle(queue: &Queue, id: String, attempt: u32, reports: &[RunReport]) 
             Ok(())
         } else {
             warn!(attempt, "receipt moved to the dead-letter list");
-            inner
-                .store
-                .dead_letter(id, &failed_for_good.join("; "), now)
-                .await
+            let why = failed_for_good.join("; ");
+            crate::storage::patiently(
+                "a dead letter",
+                inner.store.patience(),
+                Some(&inner.stop),
+                || inner.store.dead_letter(id, &why, now_ms()),
+            )
+            .await
         }
     };
     if let Err(e) = outcome {

@@ -47,6 +47,19 @@ pub struct Storage {
     pub shared: bool,
 }
 
+impl Storage {
+    /// How long a run's record is written again while the store is
+    /// unavailable: a shared database is waited for (runs in flight keep
+    /// their results until it is back); local files are not.
+    pub fn patience(&self) -> std::time::Duration {
+        if self.shared {
+            PATIENCE
+        } else {
+            std::time::Duration::ZERO
+        }
+    }
+}
+
 /// Whether a store could be reached when it last looked (a database's
 /// probe); a store of local files always can. Clones share the flag.
 #[derive(Clone, Debug)]
@@ -267,6 +280,14 @@ pub trait Receipts: Send + Sync + 'static {
     fn wakeups(&self) -> Option<Arc<tokio::sync::Notify>> {
         None
     }
+
+    /// How long an acknowledgement, a retry's schedule or a dead letter is
+    /// tried again while this store is unavailable (see [`patiently`]): a
+    /// database that is restarted comes back; a plugin that refuses is not
+    /// waited for.
+    fn patience(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// Run records (with their logs) and job states.
@@ -341,6 +362,61 @@ impl TickClaim {
         TickClaim {
             _held: Some(Box::new(held)),
         }
+    }
+}
+
+/// How long a write that should not be lost (a run's record, an
+/// acknowledgement) is tried again while a database is unavailable.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Calls `write` until it succeeds, fails for good, the store has been
+/// unavailable for `patience`, or `stop` is cancelled (checked only after a
+/// try failed, so the first try is always made): a database that went away
+/// for a moment gets the write when it is back (with a warning the first
+/// time, and a note when it went through).
+pub async fn patiently<T, F, Fut>(
+    what: &str,
+    patience: std::time::Duration,
+    stop: Option<&tokio_util::sync::CancellationToken>,
+    mut write: F,
+) -> Result<T, StorageError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StorageError>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut wait = std::time::Duration::from_millis(200);
+    let mut warned = false;
+    loop {
+        let e = match write().await {
+            Err(e @ StorageError::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
+                e
+            }
+            result => {
+                if warned && result.is_ok() {
+                    tracing::info!("wrote {what} now that the store is back");
+                }
+                return result;
+            }
+        };
+        if stop.is_some_and(|s| s.is_cancelled()) {
+            return Err(e);
+        }
+        if !warned {
+            tracing::warn!(cause = %e, "could not write {what}; trying again until the store is back");
+            warned = true;
+        }
+        let stopped = async {
+            match stop {
+                Some(s) => s.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped => return Err(e),
+        }
+        wait = (wait * 2).min(std::time::Duration::from_secs(2));
     }
 }
 

@@ -367,6 +367,10 @@ impl Receipts for PgReceipts {
     fn wakeups(&self) -> Option<Arc<Notify>> {
         Some(self.wake.clone())
     }
+
+    fn patience(&self) -> std::time::Duration {
+        crate::storage::PATIENCE
+    }
 }
 
 fn receipt(row: &Row) -> Result<StoredReceipt, StorageError> {

@@ -298,6 +298,9 @@ pub async fn open_database(
     let pg = Postgres::new(url)?;
     info!(database = %pg.target(), "storage: PostgreSQL");
     pg.migrate().await?;
+    pg.heartbeat()
+        .await
+        .map_err(|e| anyhow::anyhow!("the database at {}: {e}", pg.target()))?;
     Ok(Some(pg))
 }
 

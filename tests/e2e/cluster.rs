@@ -324,7 +324,7 @@ fn migrate_runs_the_migrations_alone() {
         "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
     );
     assert_eq!(
-        tables, "cron_ticks,job_states,receipts,refinery_schema_history,runs",
+        tables, "cron_ticks,job_states,receipts,refinery_schema_history,replicas,runs",
         "{tables}"
     );
     let (code, text) = migrate(None);

@@ -389,6 +389,13 @@ impl Launch {
         self
     }
 
+    /// Keeps the embedded store even with `STORAGE=postgres`: for the
+    /// tests of the message-store plugin and the journal, which only the
+    /// embedded store uses (with PostgreSQL the receipts are a table).
+    pub fn embedded(self) -> Launch {
+        self.env("DATABASE_URL", "")
+    }
+
     /// Reuses an existing `DATA_DIR` (for restart tests).
     pub fn data_dir(mut self, dir: &Path) -> Launch {
         self.data_dir = Some(dir.to_path_buf());

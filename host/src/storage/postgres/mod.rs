@@ -2,8 +2,10 @@
 //! in one database that any number of replicas share.
 //!
 //! - this file: connecting (TLS when the server offers it), the pool, the
-//!   probe behind `/readyz`, the `LISTEN` connection that wakes idle
-//!   replicas, and what a database error means to the caller;
+//!   probe behind `/readyz` (which is also the replica's heartbeat in the
+//!   `replicas` table, and hands on what replicas that stopped beating
+//!   held), the `LISTEN` connection that wakes idle replicas, and what a
+//!   database error means to the caller;
 //! - [`migrate`]: the schema, as SQL files run at start-up by refinery under
 //!   an advisory lock (one replica migrates, the others wait);
 //! - [`receipts`]: the `receipts` table (group commit, idempotency keys,
@@ -49,6 +51,9 @@ const POOL_SIZE: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often `/readyz`'s probe asks the database.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// A replica whose heartbeat is older than this is gone: its receipts'
+/// leases are handed on and its running runs closed as interrupted.
+const GONE_AFTER: Duration = Duration::from_secs(10);
 /// What a 503 caused by the database tells the client to wait.
 const RETRY_AFTER_MS: u64 = 2000;
 
@@ -62,6 +67,8 @@ pub struct Postgres {
     tls: Tls,
     target: Target,
     reachable: Reachable,
+    /// This process's id in the `replicas` table (and on its leases and runs).
+    replica: Arc<str>,
 }
 
 /// Where the database is, for logs and errors: everything of the URL but
@@ -172,6 +179,7 @@ impl Postgres {
             tls,
             target,
             reachable: Reachable::new(true),
+            replica: uuid::Uuid::now_v7().to_string().into(),
         })
     }
 
@@ -201,16 +209,34 @@ impl Postgres {
         PgReceipts::new(self.clone(), wake)
     }
 
-    /// Asks the database every second whether it answers, for `/readyz`,
-    /// and says so in the log when that changes.
+    /// Says this replica is alive (the `replicas` table): done once before
+    /// the service takes work, then every second by [`Postgres::probe`].
+    pub async fn heartbeat(&self) -> Result<(), StorageError> {
+        let client = self.client().await?;
+        let now = crate::clock::now_ms().cast_signed();
+        client
+            .execute(
+                "INSERT INTO replicas (id, started_at_ms, seen_at_ms) VALUES ($1, $2, $2)
+                 ON CONFLICT (id) DO UPDATE SET seen_at_ms = excluded.seen_at_ms",
+                &[&self.replica.as_ref(), &now],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Beats every second (which is also whether the database answers, for
+    /// `/readyz`, said in the log when it changes), and hands on what
+    /// replicas that stopped beating held.
     pub fn probe(&self, stop: CancellationToken) {
         let this = self.clone();
         tokio::spawn(async move {
+            // Since when this replica has reached the database without a
+            // break: only one that has for longer than GONE_AFTER judges
+            // others gone (after an outage everyone's heartbeat is old).
+            let mut connected_since: Option<tokio::time::Instant> = None;
             loop {
-                let up = match this.client().await {
-                    Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
-                    Err(_) => false,
-                };
+                let up = this.heartbeat().await.is_ok();
                 let was = this.reachable.set(up);
                 match (was, up) {
                     (true, false) => {
@@ -221,12 +247,67 @@ impl Postgres {
                     }
                     _ => {}
                 }
+                let now = tokio::time::Instant::now();
+                let since = if up {
+                    *connected_since.get_or_insert(now)
+                } else {
+                    connected_since = None;
+                    now
+                };
+                if up && now.duration_since(since) > GONE_AFTER {
+                    this.hand_on().await;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(PROBE_EVERY) => {}
                     _ = stop.cancelled() => return,
                 }
             }
         });
+    }
+
+    /// Forgets replicas that stopped beating; their leased receipts become
+    /// due at once and their running runs are closed as interrupted. One
+    /// statement, so whichever replica deletes a gone one's row hands on
+    /// everything it held.
+    async fn hand_on(&self) {
+        let Ok(client) = self.client().await else {
+            return;
+        };
+        let now = crate::clock::now_ms().cast_signed();
+        let before = now - GONE_AFTER.as_millis() as i64;
+        let handed = client
+            .query_one(
+                "WITH gone AS (
+                    DELETE FROM replicas WHERE seen_at_ms < $1 AND id <> $3 RETURNING id
+                 ), freed AS (
+                    UPDATE receipts SET due_ms = $2
+                    WHERE status = 'leased' AND leased_by IN (SELECT id FROM gone)
+                    RETURNING 1
+                 ), closed AS (
+                    UPDATE runs SET status = 'failure', reason = 'interrupted: its replica stopped during the run'
+                    WHERE status = 'running' AND replica IN (SELECT id FROM gone)
+                    RETURNING 1
+                 ), woke AS (
+                    SELECT pg_notify('microservice_receipts', '') WHERE EXISTS (SELECT 1 FROM freed)
+                 )
+                 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM freed), (SELECT count(*) FROM closed), (SELECT count(*) FROM woke)",
+                &[&before, &now, &self.replica.as_ref()],
+            )
+            .await;
+        match handed {
+            Ok(row) => {
+                let (gone, freed, closed): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+                if gone > 0 {
+                    warn!(
+                        replicas = gone,
+                        receipts = freed,
+                        interrupted_runs = closed,
+                        "replicas stopped saying they are alive; their leased receipts are delivered again"
+                    );
+                }
+            }
+            Err(e) => debug!(cause = %e, "could not look for gone replicas"),
+        }
     }
 
     /// A pooled connection, or why the database is unavailable.

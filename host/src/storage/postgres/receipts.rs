@@ -8,7 +8,8 @@
 //! - `lease` takes due receipts with `FOR UPDATE SKIP LOCKED`: replicas
 //!   leasing together never wait for each other nor get the same receipt.
 //!   A lease is a time (`due_ms`): when it passes (its replica died or hung)
-//!   any replica leases the receipt again.
+//!   any replica leases the receipt again, or sooner: a replica that stops
+//!   saying it is alive has its leases handed on (see `mod.rs`).
 //! - Retries wait in the table (`not_before_ms`), dead letters stay there
 //!   (`status = 'dead'`), done receipts until compaction.
 //! - Receipts stored pending ring `NOTIFY`, which wakes idle replicas.
@@ -41,8 +42,11 @@ const COLUMNS: &str =
 /// One statement for the whole batch. Rows stored pending ring the channel
 /// (one notification per transaction: PostgreSQL folds identical ones).
 const INSERT: &str = "WITH stored AS (
-    INSERT INTO receipts (id, body, source, metadata, idempotency_key, status, attempts, enqueued_at_ms, not_before_ms, due_ms)
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[], $8::int8[], $9::int8[], $10::int8[])
+    INSERT INTO receipts (id, body, source, metadata, idempotency_key, status, attempts, enqueued_at_ms, not_before_ms, due_ms, leased_by)
+    SELECT id, body, source, metadata, key, status, attempts, enqueued, enqueued, due,
+           CASE WHEN status = 'leased' THEN $9 END
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[], $8::int8[], $10::int8[])
+         AS batch(id, body, source, metadata, key, status, attempts, enqueued, due)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, status
 )
@@ -102,7 +106,15 @@ impl Receipts for PgReceipts {
         let mut client = self.pg.client().await?;
         let insert = client.prepare_cached(INSERT).await.map_err(db_error)?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
-            &ids, &bodies, &sources, &metadata, &keys, &statuses, &attempts, &enqueued, &enqueued,
+            &ids,
+            &bodies,
+            &sources,
+            &metadata,
+            &keys,
+            &statuses,
+            &attempts,
+            &enqueued,
+            &self.pg.replica.as_ref(),
             &due,
         ];
         if !with_keys {
@@ -164,8 +176,8 @@ impl Receipts for PgReceipts {
                 .collect();
             if !late.is_empty() {
                 tx.execute(
-                    "UPDATE receipts SET status = 'leased', attempts = 1, due_ms = $2 WHERE id = ANY($1)",
-                    &[&late, &lease_until],
+                    "UPDATE receipts SET status = 'leased', attempts = 1, due_ms = $2, leased_by = $3 WHERE id = ANY($1)",
+                    &[&late, &lease_until, &self.pg.replica.as_ref()],
                 )
                 .await
                 .map_err(db_error)?;
@@ -212,7 +224,7 @@ impl Receipts for PgReceipts {
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED
                  )
-                 UPDATE receipts r SET status = 'leased', attempts = r.attempts + 1, due_ms = $3
+                 UPDATE receipts r SET status = 'leased', attempts = r.attempts + 1, due_ms = $3, leased_by = $4
                  FROM due WHERE r.id = due.id
                  RETURNING {}",
                 COLUMNS
@@ -225,7 +237,15 @@ impl Receipts for PgReceipts {
             .map_err(db_error)?;
         let now = now_ms as i64;
         let rows = client
-            .query(&stmt, &[&now, &(max as i64), &(now + lease_ms as i64)])
+            .query(
+                &stmt,
+                &[
+                    &now,
+                    &(max as i64),
+                    &(now + lease_ms as i64),
+                    &self.pg.replica.as_ref(),
+                ],
+            )
             .await
             .map_err(db_error)?;
         let mut leased = rows.iter().map(receipt).collect::<Result<Vec<_>, _>>()?;

@@ -5,8 +5,8 @@
 //!
 //! A successful run's end and its job's new state are written in one
 //! transaction, so the two never disagree. Runs left `running` by a replica
-//! that died stay so (another replica cannot tell a dead replica's run from
-//! a long one); the embedded store closes them on restart.
+//! that died are closed as interrupted once it is seen to be gone (see
+//! `mod.rs`), as the embedded store closes them on restart.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -52,12 +52,22 @@ impl Runs for PgRuns {
         let client = self.pg.client().await?;
         let stmt = client
             .prepare_cached(
-                "INSERT INTO runs (id, job, trigger, status, started_at, input) VALUES ($1, $2, $3, 'running', $4, $5)",
+                "INSERT INTO runs (id, job, trigger, status, started_at, input, replica) VALUES ($1, $2, $3, 'running', $4, $5, $6)",
             )
             .await
             .map_err(db_error)?;
         client
-            .execute(&stmt, &[&id, &job, &trigger, &started_at, &input])
+            .execute(
+                &stmt,
+                &[
+                    &id,
+                    &job,
+                    &trigger,
+                    &started_at,
+                    &input,
+                    &self.pg.replica.as_ref(),
+                ],
+            )
             .await
             .map_err(db_error)?;
         Ok(())

@@ -3,6 +3,14 @@
 -- shows them as the service wrote them. JSON is kept as TEXT, not JSONB:
 -- states must come back digit for digit and key for key, as they were given.
 
+-- Replicas: each says it is alive every second. One that has not for a
+-- while is gone: its leases are handed on and its running runs closed.
+CREATE TABLE replicas (
+    id            TEXT PRIMARY KEY,
+    started_at_ms BIGINT NOT NULL,
+    seen_at_ms    BIGINT NOT NULL
+);
+
 -- Receipts: one row per stored receipt, from /inbox or a trigger plugin.
 CREATE TABLE receipts (
     id              TEXT PRIMARY KEY,
@@ -20,12 +28,15 @@ CREATE TABLE receipts (
     -- When it may be leased next: not_before_ms while pending, the lease's
     -- end while leased (a replica that died lets it lapse).
     due_ms          BIGINT,
+    -- The replica holding the lease.
+    leased_by       TEXT,
     -- When it was acknowledged or dead-lettered; compaction forgets done
     -- receipts by it.
     finished_at_ms  BIGINT,
     last_error      TEXT
 );
 CREATE INDEX receipts_due ON receipts (due_ms, id) WHERE status IN ('pending', 'leased');
+CREATE INDEX receipts_leased_by ON receipts (leased_by) WHERE status = 'leased';
 CREATE INDEX receipts_done ON receipts (finished_at_ms) WHERE status = 'done';
 CREATE INDEX receipts_by_status ON receipts (status, enqueued_at_ms, id);
 
@@ -43,8 +54,11 @@ CREATE TABLE runs (
     duration_ms  BIGINT,
     log          TEXT,
     state        TEXT,
-    input        TEXT
+    input        TEXT,
+    -- The replica running it, while it runs.
+    replica      TEXT
 );
+CREATE INDEX runs_running ON runs (replica) WHERE status = 'running';
 CREATE INDEX runs_by_job ON runs (job, id);
 CREATE INDEX runs_by_finished ON runs (finished_ms);
 

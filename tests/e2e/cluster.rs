@@ -352,3 +352,62 @@ fn replicas_starting_together_migrate_once() {
     assert_eq!(versions, "1");
     let _: Vec<Value> = services.iter().map(|s| s.get_json("/api/jobs")).collect();
 }
+
+/// `[cluster] database_url = { env = "..." }` selects PostgreSQL for
+/// `check` (which says the message-store plugin `[inbox] store` names is
+/// not used) and `migrate`; the password is printed by neither.
+#[test]
+fn check_and_migrate_read_the_cluster_table() {
+    let url = postgres::shared().fresh_database();
+    let dir = temp_dir("e2e-cluster-table-");
+    std::fs::write(
+        dir.path().join("project.toml"),
+        r#"
+[cluster]
+database_url = { env = "E2E_CLUSTER_DB" }
+
+[inbox]
+store = "my-store"
+
+[jobs.a]
+expression = "fn(state => state)"
+trigger = "t"
+
+[triggers.t]
+criteria = {}
+"#,
+    )
+    .unwrap();
+    let run = |command: &str| {
+        let out = Command::new(BIN)
+            .arg(command)
+            .env("PROJECT_DIR", dir.path())
+            .env("DATA_DIR", dir.path().join("data"))
+            .env("PACKAGES_DIR", dir.path().join("packages"))
+            .env("E2E_CLUSTER_DB", &url)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run the binary");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains(PASSWORD), "the password was printed: {text}");
+        (out.status.code(), text)
+    };
+    let (code, text) = run("check");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("storage: PostgreSQL at postgres@127.0.0.1:")
+            && text.contains("(from [cluster] database_url)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[inbox] store = \"my-store\" is not used"),
+        "{text}"
+    );
+    let (code, text) = run("migrate");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("migrated to version 1"), "{text}");
+}

@@ -24,7 +24,7 @@ use crate::plugins::persistence::MessageStore;
 use crate::plugins::{self, MessageSink, PluginHost};
 use crate::project::Project;
 use crate::project::plugins::{JOURNAL, builtin_journal};
-use crate::project::{AdaptorSpec, EngineMode};
+use crate::project::{AdaptorSpec, EngineMode, TriggerKind};
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::storage::postgres::Postgres;
@@ -295,7 +295,12 @@ pub async fn open_database(
     else {
         return Ok(None);
     };
-    let pg = Postgres::new(url)?;
+    let cron_jobs = project
+        .jobs
+        .values()
+        .filter(|j| matches!(project.triggers[&j.trigger].kind, TriggerKind::Cron { .. }))
+        .count();
+    let pg = Postgres::new(url, cron_jobs)?;
     info!(database = %pg.target(), "storage: PostgreSQL");
     pg.migrate().await?;
     pg.heartbeat()

@@ -34,7 +34,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     };
-    let pg = Postgres::new(&url)?;
+    let pg = Postgres::new(&url, 0)?;
     let report = pg.migrate().await?;
     if report.applied.is_empty() {
         println!(

@@ -43,8 +43,8 @@ pub use runs::PgRuns;
 
 /// The channel `NOTIFY` rings when receipts wait for a replica to lease them.
 const CHANNEL: &str = "microservice_receipts";
-/// Connections in the pool: requests, delivery, cron claims (each held
-/// for its run) and the API share them.
+/// Connections in the pool for requests, delivery and the API; each cron
+/// job adds one, since a claimed tick holds its connection for the run.
 const POOL_SIZE: usize = 16;
 /// How long a caller waits for a connection, or for one to be made, before
 /// the database counts as unavailable (`/inbox` then answers 503).
@@ -147,9 +147,10 @@ fn tls() -> Tls {
 }
 
 impl Postgres {
-    /// Parses the URL and builds the pool; connects lazily (the first
-    /// call, or [`Postgres::migrate`], makes the first connection).
-    pub fn new(url: &DatabaseUrl) -> anyhow::Result<Postgres> {
+    /// Parses the URL and builds the pool (room for `cron_jobs` held
+    /// claims besides); connects lazily (the first call, or
+    /// [`Postgres::migrate`], makes the first connection).
+    pub fn new(url: &DatabaseUrl, cron_jobs: usize) -> anyhow::Result<Postgres> {
         let (mut config, target) = parse_url(&url.0).map_err(anyhow::Error::msg)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -166,7 +167,7 @@ impl Postgres {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(POOL_SIZE + cron_jobs)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(CONNECT_TIMEOUT))
             .create_timeout(Some(CONNECT_TIMEOUT))

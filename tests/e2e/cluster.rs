@@ -411,3 +411,52 @@ criteria = {}
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("migrated to version 1"), "{text}");
 }
+
+/// A receipt's retry leased by another replica runs only the jobs an earlier
+/// attempt did not settle: which ones did is kept with the receipt.
+#[test]
+fn a_retry_on_another_replica_runs_only_the_unsettled_jobs() {
+    let toml = r#"
+[jobs.steady]
+adaptor = "@openfn/language-common"
+trigger = "t"
+expression = "fn(state => state)"
+
+[jobs.flaky]
+adaptor = "@openfn/language-common"
+trigger = "t"
+retry = { max_attempts = 3, backoff = "6s" }
+expression = """
+fn(state => { if (!state.attempt) { throw new Error("the first attempt fails"); } return state; })
+"""
+
+[triggers.t]
+criteria = { kind = "settle-test" }
+"#;
+    let url = postgres::shared().fresh_database();
+    let mut a = replica(toml, &url, &[]);
+    let b = replica(toml, &url, &[]);
+
+    let reply = a.post_json("/inbox", r#"{"kind": "settle-test"}"#);
+    assert_eq!(reply.status, 202, "{reply:?}");
+    // The first attempt settled `steady` and scheduled a retry for `flaky`:
+    // kill `a` before the retry is due, so `b` delivers it.
+    b.wait_until("the retry to be scheduled", RUN_TIMEOUT, || {
+        let pending = b.get_json("/api/messages?status=pending");
+        pending
+            .as_array()
+            .is_some_and(|m| m.len() == 1 && m[0]["attempts"] == 1)
+            .then_some(())
+    });
+    a.kill();
+    wait_for_runs(&b, "flaky", "success", 1);
+    let messages = wait_for(RUN_TIMEOUT, || {
+        let m = b.get_json("/api/messages?status=done");
+        m.as_array().is_some_and(|a| a.len() == 1).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("the receipt was never acknowledged\n{}", b.log_tail()));
+    assert_eq!(messages[0]["attempts"], 2, "{messages}");
+    let steady = b.runs("steady");
+    assert_eq!(steady.len(), 1, "steady ran again on the retry: {steady:?}");
+    assert_eq!(b.runs("flaky").len(), 2, "{:?}", b.runs("flaky"));
+}

@@ -129,6 +129,7 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
                         id,
                         attempt: 1,
                         body: Body::Parsed(body),
+                        settled: Vec::new(),
                     };
                     pump::start(&queue, delivery, slot);
                 }

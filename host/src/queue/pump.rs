@@ -18,6 +18,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::{KEY_WAITER, Queue};
 use crate::clock::now_ms;
 use crate::dispatch::RunReport;
+use crate::storage::SettledJob;
 
 /// How often the store is asked for due retries when nothing rang.
 const POLL: Duration = Duration::from_millis(500);
@@ -32,6 +33,9 @@ pub(super) struct Delivery {
     pub body: Body,
     /// The sync-mode request waiting for this attempt's reports, if any.
     pub waiter: Option<String>,
+    /// Jobs an earlier attempt settled, as the store kept them (an earlier
+    /// attempt on another replica included).
+    pub settled: Vec<SettledJob>,
 }
 
 pub(super) enum Body {
@@ -106,6 +110,7 @@ pub async fn run(queue: Queue) {
                     attempt: receipt.attempts.max(1),
                     id: receipt.id,
                     body: Body::Stored(receipt.body),
+                    settled: receipt.settled,
                 };
                 start(&queue, delivery, slot);
             }
@@ -121,6 +126,7 @@ async fn deliver(queue: &Queue, delivery: Delivery) {
         attempt,
         body,
         waiter,
+        settled,
     } = delivery;
     let body: Value = match body {
         Body::Parsed(v) => v,
@@ -134,13 +140,18 @@ async fn deliver(queue: &Queue, delivery: Delivery) {
             }
         },
     };
-    let settled_jobs = inner
-        .settled
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&id)
-        .map(|s| s.jobs.clone())
-        .unwrap_or_default();
+    let settled_jobs = {
+        let mut known = inner.settled.lock().unwrap_or_else(|p| p.into_inner());
+        if settled.is_empty() {
+            known.get(&id).map(|s| s.jobs.clone()).unwrap_or_default()
+        } else {
+            let entry = known.entry(id.clone()).or_default();
+            for job in settled {
+                entry.add(job);
+            }
+            entry.jobs.clone()
+        }
+    };
     let jobs: Vec<_> = inner
         .dispatcher
         .matching_jobs(&body)
@@ -191,21 +202,22 @@ async fn settle(queue: &Queue, id: String, attempt: u32, reports: &[RunReport]) 
         }
     }
     let id = id.as_str();
-    let failed_for_good = {
+    let (failed_for_good, stored) = {
         let mut settled = inner.settled.lock().unwrap_or_else(|p| p.into_inner());
         let entry = settled.entry(id.to_string()).or_default();
         for r in reports.iter().filter(|r| !r.will_retry) {
-            entry.jobs.insert(r.job.clone());
-            if !r.success {
-                let why = r
-                    .failure
+            let failure = (!r.success).then(|| {
+                r.failure
                     .as_ref()
-                    .map(|f| f.reason.as_str())
-                    .unwrap_or("failed");
-                entry.failed_for_good.push(format!("{}: {why}", r.job));
-            }
+                    .map(|f| f.reason.clone())
+                    .unwrap_or_else(|| "failed".into())
+            });
+            entry.add(SettledJob {
+                job: r.job.clone(),
+                failure,
+            });
         }
-        entry.failed_for_good.clone()
+        (entry.failed_for_good.clone(), entry.stored.clone())
     };
     let outcome = if !retry.is_empty() {
         let project = inner.dispatcher.project();
@@ -241,7 +253,7 @@ async fn settle(queue: &Queue, id: String, attempt: u32, reports: &[RunReport]) 
             || {
                 inner
                     .store
-                    .nack(id, delay.as_millis() as u64, &why, now_ms())
+                    .nack(id, delay.as_millis() as u64, &why, &stored, now_ms())
             },
         )
         .await

@@ -185,6 +185,17 @@ pub struct StoredReceipt {
     /// Unix ms before which it is not leased (a retry's delay).
     pub not_before_ms: u64,
     pub last_error: Option<String>,
+    /// Its jobs that need no further attempt, as the last `nack` recorded
+    /// them (empty from a store that does not keep them).
+    pub settled: Vec<SettledJob>,
+}
+
+/// A job of a receipt that needs no further attempt: it succeeded, or it
+/// failed for good (`failure` says why). A retry runs the other jobs only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SettledJob {
+    pub job: String,
+    pub failure: Option<String>,
 }
 
 /// How many receipts are in each status.
@@ -236,12 +247,16 @@ pub trait Receipts: Send + Sync + 'static {
     async fn ack_many(&self, ids: Vec<String>, now_ms: u64) -> Result<(), StorageError>;
 
     /// Delivery failed and will be tried again: pending, not before
-    /// `now_ms + retry_after_ms`, with `error` as its last error.
+    /// `now_ms + retry_after_ms`, with `error` as its last error. `settled`
+    /// are its jobs that need no further attempt, for whichever process
+    /// leases it next; a store may drop them (the embedded journal does:
+    /// its one process remembers them itself).
     async fn nack(
         &self,
         id: &str,
         retry_after_ms: u64,
         error: &str,
+        settled: &[SettledJob],
         now_ms: u64,
     ) -> Result<(), StorageError>;
 

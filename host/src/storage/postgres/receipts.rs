@@ -22,7 +22,8 @@ use tokio_postgres::Row;
 
 use super::{CHANNEL, Postgres, db_error};
 use crate::storage::{
-    Enqueued, NewReceipt, ReceiptStats, ReceiptStatus, Receipts, StorageError, StoredReceipt,
+    Enqueued, NewReceipt, ReceiptStats, ReceiptStatus, Receipts, SettledJob, StorageError,
+    StoredReceipt,
 };
 
 pub struct PgReceipts {
@@ -36,8 +37,7 @@ impl PgReceipts {
     }
 }
 
-const COLUMNS: &str =
-    "id, body, source, metadata, status, attempts, enqueued_at_ms, not_before_ms, last_error";
+const COLUMNS: &str = "id, body, source, metadata, status, attempts, enqueued_at_ms, not_before_ms, last_error, settled";
 
 /// One statement for the whole batch. Rows stored pending ring the channel
 /// (one notification per transaction: PostgreSQL folds identical ones).
@@ -274,16 +274,18 @@ impl Receipts for PgReceipts {
         id: &str,
         retry_after_ms: u64,
         error: &str,
+        settled: &[SettledJob],
         now_ms: u64,
     ) -> Result<(), StorageError> {
         let due = (now_ms + retry_after_ms) as i64;
+        let settled = serde_json::to_string(settled)?;
         self.pg
             .client()
             .await?
             .execute(
-                "UPDATE receipts SET status = 'pending', not_before_ms = $2, due_ms = $2, last_error = $3
+                "UPDATE receipts SET status = 'pending', not_before_ms = $2, due_ms = $2, last_error = $3, settled = $4
                  WHERE id = $1 AND status = 'leased'",
-                &[&id, &due, &error],
+                &[&id, &due, &error, &settled],
             )
             .await
             .map_err(db_error)?;
@@ -310,7 +312,7 @@ impl Receipts for PgReceipts {
         client
             .execute(
                 "WITH again AS (
-                    UPDATE receipts SET status = 'pending', attempts = 0, not_before_ms = $2, due_ms = $2, finished_at_ms = NULL
+                    UPDATE receipts SET status = 'pending', attempts = 0, not_before_ms = $2, due_ms = $2, finished_at_ms = NULL, settled = '[]'
                     WHERE id = $1 AND status IN ('done', 'dead')
                     RETURNING id
                  )
@@ -411,5 +413,6 @@ fn receipt(row: &Row) -> Result<StoredReceipt, StorageError> {
         enqueued_at_ms: enqueued.max(0) as u64,
         not_before_ms: not_before.max(0) as u64,
         last_error: row.get(8),
+        settled: serde_json::from_str(row.get(9))?,
     })
 }

@@ -33,7 +33,10 @@ CREATE TABLE receipts (
     -- When it was acknowledged or dead-lettered; compaction forgets done
     -- receipts by it.
     finished_at_ms  BIGINT,
-    last_error      TEXT
+    last_error      TEXT,
+    -- Its jobs that need no further attempt ([{"job", "failure"}] as JSON),
+    -- so a retry leased by any replica runs only the others.
+    settled         TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX receipts_due ON receipts (due_ms, id) WHERE status IN ('pending', 'leased');
 CREATE INDEX receipts_leased_by ON receipts (leased_by) WHERE status = 'leased';

@@ -460,3 +460,118 @@ criteria = { kind = "settle-test" }
     assert_eq!(steady.len(), 1, "steady ran again on the retry: {steady:?}");
     assert_eq!(b.runs("flaky").len(), 2, "{:?}", b.runs("flaky"));
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// TLS to the database: with `sslmode=require` the server's certificate is
+/// checked, against the CA that `PGSSLROOTCERT` names; without that CA the
+/// service refuses to start rather than talk to a server it cannot trust.
+#[test]
+fn tls_to_the_database_checks_the_servers_certificate() {
+    let certs = temp_dir("e2e-pg-tls-");
+    let dir = certs.path();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=e2e test CA",
+            "-days",
+            "1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let (crt, key) = (read("server.crt"), read("server.key"));
+    let cluster = Cluster::start_with(
+        &[
+            "ssl=on",
+            "ssl_cert_file={dir}/server.crt",
+            "ssl_key_file={dir}/server.key",
+        ],
+        &[("server.crt", &crt), ("server.key", &key)],
+    );
+    let url = format!("{}?sslmode=require", cluster.fresh_database());
+    let ca = dir.join("ca.crt").display().to_string();
+
+    let svc = replica(INBOX_PROJECT, &url, &[("PGSSLROOTCERT", &ca)]);
+    assert_eq!(svc.post_json("/inbox", RECEIPT).status, 202);
+    wait_for_runs(&svc, "job-1", "success", 1);
+    let encrypted = cluster.sql(
+        &cluster.url("postgres"),
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.application_name = 'microservice' AND s.ssl",
+    );
+    assert_ne!(encrypted, "0", "the service's connections use TLS");
+    assert_no_password(&svc);
+
+    // The webpki roots do not know this CA: no connection, no start.
+    let refused = Launch::new(INBOX_PROJECT)
+        .env("DATABASE_URL", &url)
+        .expect_failure()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        refused.to_lowercase().contains("certificate"),
+        "the refusal names the certificate: {refused}"
+    );
+    assert!(!refused.contains(PASSWORD), "{refused}");
+}

@@ -84,12 +84,21 @@ pub struct Cluster {
     pub port: u16,
     server: Mutex<Option<Child>>,
     owner: Option<(u32, u32)>,
+    /// Extra `-c name=value` settings (with `{dir}` for the cluster's folder).
+    settings: Vec<String>,
 }
 
 impl Cluster {
     /// `initdb` into a new folder under /tmp (every parent readable by the
     /// `postgres` user), then starts the server.
     pub fn start() -> Cluster {
+        Self::start_with(&[], &[])
+    }
+
+    /// [`Cluster::start`] with `files` written into the cluster's folder
+    /// (readable by its server only, as its key files must be) and extra
+    /// settings (`name=value`; `{dir}` stands for that folder).
+    pub fn start_with(settings: &[&str], files: &[(&str, &[u8])]) -> Cluster {
         let owner = run_as();
         let dir = std::env::temp_dir().join(format!(
             "microservice-e2e-pg-{}-{}",
@@ -123,7 +132,20 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        for (name, contents) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, contents).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            }
+        }
         let cluster = Cluster {
+            settings: settings
+                .iter()
+                .map(|s| s.replace("{dir}", &dir.display().to_string()))
+                .collect(),
             dir,
             port: free_port(),
             server: Mutex::new(None),
@@ -151,14 +173,15 @@ impl Cluster {
             // Throwaway data: no syncing, and room for many services.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=400"])
-            .args(["-c", "shared_buffers=32MB"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(self.dir.join(format!("log-{}", self.port)))
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-            );
+            .args(["-c", "shared_buffers=32MB"]);
+        for setting in &self.settings {
+            cmd.arg("-c").arg(setting);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
+            std::fs::File::create(self.dir.join(format!("log-{}", self.port)))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        );
         if let Some((uid, gid)) = self.owner {
             cmd.uid(uid).gid(gid);
         }

@@ -31,10 +31,12 @@ pub struct Report {
 /// Connects, takes the migration lock (waiting for a replica that holds
 /// it), applies what is missing, and lets go.
 pub async fn run(config: &Config, tls: Tls, target: &Target) -> anyhow::Result<Report> {
-    let (mut client, connection) = config
-        .connect(tls)
-        .await
-        .map_err(|e| anyhow::anyhow!("could not connect to the database at {target}: {e}"))?;
+    let (mut client, connection) = config.connect(tls).await.map_err(|e| {
+        anyhow::anyhow!(
+            "could not connect to the database at {target}: {}",
+            super::with_causes(&e)
+        )
+    })?;
     let connection = tokio::spawn(connection);
     let result = async {
         client

@@ -132,10 +132,34 @@ fn target_of(config: &Config) -> Target {
     ))
 }
 
-/// TLS with the webpki roots: used when the server offers it (`sslmode`
-/// `prefer`, the default) or demands it (`require`); `disable` skips it.
-fn tls() -> Tls {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+/// TLS: used when the server offers it (`sslmode=prefer`, the default) or
+/// demands it (`require`); `disable` skips it. The server's certificate is
+/// checked against the webpki roots, or against the CA certificates (PEM)
+/// in the file `PGSSLROOTCERT` names, as libpq's variable does (a database
+/// with a private CA).
+fn tls() -> anyhow::Result<Tls> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let roots = match std::env::var_os("PGSSLROOTCERT").filter(|p| !p.is_empty()) {
+        None => rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let shown = std::path::Path::new(&path).display().to_string();
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(&path)
+                .map_err(|e| anyhow::anyhow!("PGSSLROOTCERT {shown}: {e}"))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| anyhow::anyhow!("PGSSLROOTCERT {shown}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| anyhow::anyhow!("PGSSLROOTCERT {shown}: {e}"))?;
+            }
+            anyhow::ensure!(
+                !roots.is_empty(),
+                "PGSSLROOTCERT {shown} holds no certificate"
+            );
+            roots
+        }
+    };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -143,7 +167,7 @@ fn tls() -> Tls {
     .expect("ring supports the default TLS versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 impl Postgres {
@@ -158,7 +182,7 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("microservice");
         }
-        let tls = tls();
+        let tls = tls()?;
         let manager = Manager::from_config(
             config.clone(),
             tls.clone(),
@@ -323,6 +347,23 @@ impl Postgres {
     }
 }
 
+/// An error with its causes (`error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer`): tokio-postgres keeps the why in the source.
+/// None of them holds the URL's password.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn unavailable(message: String) -> StorageError {
     StorageError::Unavailable {
         message,
@@ -359,6 +400,7 @@ pub(crate) fn db_error(e: tokio_postgres::Error) -> StorageError {
                 .contains(code)
         }
     };
+    let e = with_causes(&e);
     if transient {
         unavailable(format!("the database is unavailable: {e}"))
     } else {

@@ -52,7 +52,7 @@ test: setup
 	# or cron ticks, each service on a database of its own in one throwaway
 	# cluster the tests start (tests/e2e/postgres.rs). The cluster:: tests
 	# (replicas sharing one database) ran above, in the workspace's tests.
-	STORAGE=postgres cargo test --test e2e -- inbox:: queue:: queue_crash:: flows:: cron:: sync:: credentials:: dashboard:: metrics:: shutdown:: bad_input:: security:: service_log:: config::
+	STORAGE=postgres cargo test --test e2e -- inbox:: queue:: queue_crash:: flows:: cron:: sync:: credentials:: dashboard:: metrics:: shutdown:: bad_input:: security:: service_log:: config:: plugins_trigger:: plugins_notify::
 
 # The suite on a busy machine: `make test` RUNS times (default 3) while
 # stress-ng hogs every core twice over; prints each run's time and load.

@@ -10,7 +10,9 @@ help:
 	@echo "make image   docker build -t openfn-microservice . (needs a Docker engine; see Deploy in the README)"
 
 # What a fresh Debian machine with rustup, node, npm and python3 lacks: the wasm
-# target for plugins, and Debian's Chromium for the dashboard's browser test.
+# target for plugins, Debian's Chromium for the dashboard's browser test, and
+# Debian's PostgreSQL binaries (the tests start throwaway clusters of their own;
+# no server is configured or started here).
 # (npm packages are installed by the service itself; the browser test runs
 # `npm ci` in tests/browser when its node_modules is missing.)
 setup:
@@ -22,6 +24,11 @@ setup:
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		echo "installing Debian's chromium for the dashboard's browser test"; \
 		$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; \
+	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		echo "installing Debian's postgresql for the PostgreSQL tests"; \
+		$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends postgresql; \
 	fi
 
 # The first-party plugins, built from source into the default project.
@@ -42,6 +49,11 @@ test: setup
 	# and recovery among them), natively: they are plain std code.
 	cd plugins && cargo test --workspace --target "$$(rustc -vV | sed -n 's/^host: //p')"
 	ENGINE_MODE=cli cargo test --test e2e -- inbox:: flows:: engine:: sync:: credentials:: cron:: shutdown:: cli::run::
+	# And on PostgreSQL: every module that stores receipts, runs, job states
+	# or cron ticks, each service on a database of its own in one throwaway
+	# cluster the tests start (tests/e2e/postgres.rs). The cluster:: tests
+	# (replicas sharing one database) ran above, in the workspace's tests.
+	STORAGE=postgres cargo test --test e2e -- inbox:: queue:: queue_crash:: flows:: cron:: sync:: credentials:: dashboard:: metrics:: shutdown:: bad_input:: security:: service_log:: config:: plugins_trigger:: plugins_notify::
 
 # The suite on a busy machine: `make test` RUNS times (default 3) while
 # stress-ng hogs every core twice over; prints each run's time and load.

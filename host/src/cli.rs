@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
     name = "microservice",
     version,
     about = "Receives JSON receipts and runs OpenFn jobs with @openfn/core",
-    after_help = "Configuration comes from the environment or a .env file:\n  PORT (4001), HOST_URL (127.0.0.1; 0.0.0.0 in a container), ENDPOINT_STYLE (async|sync),\n  PROJECT_DIR (./project), DATA_DIR (PROJECT_DIR/.microservice), PACKAGES_DIR (DATA_DIR/packages),\n  PLUGINS_DIR (PROJECT_DIR/plugins), ENGINE_MODE (worker|cli), LOG_FORMAT (pretty|json), LOG_LEVEL (info)\n\nExamples:\n  PROJECT_DIR=./project PORT=4001 microservice serve\n  echo '{\"number\": 2}' | microservice run job-1 --data -\n  microservice check && microservice serve"
+    after_help = "Configuration comes from the environment or a .env file:\n  PORT (4001), HOST_URL (127.0.0.1; 0.0.0.0 in a container), ENDPOINT_STYLE (async|sync),\n  PROJECT_DIR (./project), DATA_DIR (PROJECT_DIR/.microservice), PACKAGES_DIR (DATA_DIR/packages),\n  PLUGINS_DIR (PROJECT_DIR/plugins), ENGINE_MODE (worker|cli), LOG_FORMAT (pretty|json), LOG_LEVEL (info),\n  DATABASE_URL (unset: the embedded store in DATA_DIR; set: PostgreSQL, shared by replicas)\n\nExamples:\n  PROJECT_DIR=./project PORT=4001 microservice serve\n  echo '{\"number\": 2}' | microservice run job-1 --data -\n  microservice check && microservice serve"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -85,6 +85,17 @@ pub enum Command {
         after_help = "Example:\n  PROJECT_DIR=./project PACKAGES_DIR=/opt/openfn microservice install"
     )]
     Install,
+
+    /// Bring the PostgreSQL database's schema up to date, then exit.
+    ///
+    /// Needs DATABASE_URL (or `[cluster] database_url` in project.toml).
+    /// `serve` migrates at start-up too; this runs the migrations alone, e.g.
+    /// as a deployment step before the replicas roll. Replicas and this
+    /// command take one advisory lock first, so only one migrates at a time.
+    #[command(
+        after_help = "Example:\n  DATABASE_URL=postgres://app:secret@db:5432/microservice microservice migrate"
+    )]
+    Migrate,
 
     /// List or inspect WebAssembly plugins.
     #[command(

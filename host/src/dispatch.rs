@@ -23,7 +23,7 @@ use crate::criteria;
 use crate::engine::{Engine, Failure, FailureKind, RunRequest};
 use crate::project::{Job, Project, RetryPolicy, TriggerKind};
 use crate::redact::{Redactor, strip_configuration};
-use crate::storage::{RunEnd, RunStatus, Runs, Storage};
+use crate::storage::{RunEnd, RunStatus, Runs, Storage, patiently};
 
 /// Log lines kept in a run's record; the rest are counted, not kept.
 const MAX_LOG_LINES: usize = 10_000;
@@ -279,11 +279,11 @@ impl Dispatcher {
         }
         let started_at = now_rfc3339();
         let started_ms = now_ms();
-        if let Err(e) = inner
-            .storage
-            .runs
-            .start_run(&run_id, &job.name, &trigger, &started_at, &input)
-            .await
+        let (runs, patience) = (&inner.storage.runs, inner.storage.patience());
+        if let Err(e) = patiently("the run's start", patience, None, || {
+            runs.start_run(&run_id, &job.name, &trigger, &started_at, &input)
+        })
+        .await
         {
             error!(cause = %e, "could not record the run's start");
         }
@@ -391,7 +391,12 @@ impl Dispatcher {
             log: &report.log,
             state: report.state.as_ref(),
         };
-        if let Err(e) = inner.storage.runs.finish_run(end).await {
+        let (runs, patience) = (&inner.storage.runs, inner.storage.patience());
+        if let Err(e) = patiently("the run's end", patience, None, || {
+            runs.finish_run(end.clone())
+        })
+        .await
+        {
             error!(cause = %e, "could not record the run's end");
         }
     }

@@ -24,11 +24,12 @@ use crate::plugins::persistence::MessageStore;
 use crate::plugins::{self, MessageSink, PluginHost, TriggerMessage};
 use crate::project::Project;
 use crate::project::plugins::{JOURNAL, builtin_journal};
-use crate::project::{AdaptorSpec, EngineMode};
+use crate::project::{AdaptorSpec, EngineMode, TriggerKind};
 use crate::queue::Queue;
 use crate::receipt::{Door, Options, Refused};
 use crate::settings::Settings;
-use crate::storage::{Storage, embedded};
+use crate::storage::postgres::Postgres;
+use crate::storage::{Reachable, Storage, embedded};
 
 /// Finished runs waiting for notification plugins; beyond this they are dropped.
 const NOTIFY_QUEUE: usize = 1024;
@@ -69,11 +70,21 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     prepare_data_dir(&settings)?;
     install_packages(&settings, &package_specs(&project), |p| info!("{p}")).await?;
-    let storage = Storage {
-        runs: Arc::new(embedded::SqliteRuns::open(
-            &settings.data_dir.join("microservice.db"),
-        )?),
-        cron: Arc::new(embedded::OneProcess),
+    let stop = CancellationToken::new();
+    let database = open_database(&settings, &project).await?;
+    let storage = match &database {
+        Some(pg) => {
+            pg.probe(stop.clone());
+            pg.storage()
+        }
+        None => Storage {
+            runs: Arc::new(embedded::SqliteRuns::open(
+                &settings.data_dir.join("microservice.db"),
+            )?),
+            cron: Arc::new(embedded::OneProcess),
+            reachable: Reachable::new(true),
+            shared: false,
+        },
     };
     let engine = engine(
         &settings,
@@ -86,7 +97,6 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     )?;
     let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
     let dispatcher = Dispatcher::new(project.clone(), engine, storage, Some(finished_tx));
-    let stop = CancellationToken::new();
     let schedulers = TaskTracker::new();
     let queue_cell: Arc<OnceLock<Queue>> = Arc::default();
     // Every source of receipts goes through it; the queue is set in it once open.
@@ -95,7 +105,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     plugins::notify::spawn(plugins.clone(), finished_rx);
     plugins::log_sink::spawn(plugins.clone());
     let queue = if project.inbox.durable {
-        let queue = start_queue(&project, &plugins, &dispatcher, &stop, &schedulers).await?;
+        let queue = start_queue(
+            &project,
+            &plugins,
+            database.as_ref(),
+            &dispatcher,
+            &stop,
+            &schedulers,
+        )
+        .await?;
         let _ = queue_cell.set(queue.clone());
         Some(queue)
     } else {
@@ -263,14 +281,66 @@ fn start_plugins(
 /// The built-in message store: the journal plugin compiled into the binary.
 const JOURNAL_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/journal.wasm"));
 
-/// Opens the message store named by `[inbox] store` and starts delivery.
+/// The PostgreSQL store when `DATABASE_URL` (or `[cluster] database_url`)
+/// names one, its schema migrated; `None` for the embedded store.
+pub async fn open_database(
+    settings: &Settings,
+    project: &Project,
+) -> anyhow::Result<Option<Postgres>> {
+    let Some(url) = settings
+        .database_url
+        .as_ref()
+        .or(project.cluster.database_url.as_ref())
+    else {
+        return Ok(None);
+    };
+    let cron_jobs = project
+        .jobs
+        .values()
+        .filter(|j| matches!(project.triggers[&j.trigger].kind, TriggerKind::Cron { .. }))
+        .count();
+    let pg = Postgres::new(url, cron_jobs)?;
+    info!(database = %pg.target(), "storage: PostgreSQL");
+    pg.migrate().await?;
+    pg.heartbeat()
+        .await
+        .map_err(|e| anyhow::anyhow!("the database at {}: {e}", pg.target()))?;
+    Ok(Some(pg))
+}
+
+/// Starts delivery from the receipts store: PostgreSQL's table when there
+/// is a database, else the message store named by `[inbox] store`.
 async fn start_queue(
     project: &Project,
     plugins: &PluginHost,
+    database: Option<&Postgres>,
     dispatcher: &Dispatcher,
     stop: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<Queue> {
+    let longest_run = project
+        .jobs
+        .values()
+        .map(|j| project.timeout_of(j))
+        .max()
+        .unwrap_or(project.engine.timeout);
+    // A lease must outlast any run, or a slow receipt would be delivered twice.
+    let lease = longest_run * 2 + std::time::Duration::from_secs(60);
+    if let Some(pg) = database {
+        if project.inbox.store != JOURNAL {
+            warn!(store = %project.inbox.store, "[inbox] store is not used: receipts are kept in PostgreSQL");
+        }
+        let lease = project.cluster.lease.unwrap_or(lease);
+        return Queue::start(
+            Arc::new(pg.receipts(stop)),
+            dispatcher.clone(),
+            lease,
+            project.inbox.retention,
+            stop.clone(),
+            tracker.clone(),
+        )
+        .await;
+    }
     let name = &project.inbox.store;
     if name == JOURNAL {
         let spec = project
@@ -291,14 +361,6 @@ async fn start_queue(
             project.file.display()
         );
     }
-    let longest_run = project
-        .jobs
-        .values()
-        .map(|j| project.timeout_of(j))
-        .max()
-        .unwrap_or(project.engine.timeout);
-    // A lease must outlast any run, or a slow receipt would be delivered twice.
-    let lease = longest_run * 2 + std::time::Duration::from_secs(60);
     let store = MessageStore::new(plugins.clone(), name)
         .context("could not start the message store's thread")?;
     let receipts = embedded::JournalReceipts::open(store).await?;

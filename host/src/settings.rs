@@ -2,8 +2,9 @@
 //!
 //! The names are the original microservice's (`PORT`, `HOST_URL`,
 //! `ENDPOINT_STYLE`, `PROJECT_DIR`) plus `DATA_DIR`, `PACKAGES_DIR`,
-//! `PLUGINS_DIR`, `ENGINE_MODE` and the API keys (`API_KEY`, `ADMIN_API_KEY`,
-//! kept only as digests; see [`crate::http::ApiKeys`]).
+//! `PLUGINS_DIR`, `ENGINE_MODE`, the API keys (`API_KEY`, `ADMIN_API_KEY`,
+//! kept only as digests; see [`crate::http::ApiKeys`]) and `DATABASE_URL`
+//! (PostgreSQL instead of the embedded store; never printed).
 //! Settings are read through a lookup function so tests pass a map instead of
 //! mutating the process environment. This module never reads `project.toml`.
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::http::ApiKeys;
 use crate::project::EngineMode;
+use crate::storage::postgres::DatabaseUrl;
 
 /// How `/inbox` answers: at once (`async`) or after the matched runs (`sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +41,15 @@ pub struct Settings {
     pub engine_mode: Option<EngineMode>,
     /// `API_KEY` and `ADMIN_API_KEY`, as digests.
     pub api_keys: ApiKeys,
+    /// `DATABASE_URL`: keep receipts, runs, job states and cron ticks in
+    /// this PostgreSQL database (shared by replicas) instead of `DATA_DIR`.
+    /// Wins over `[cluster] database_url`.
+    pub database_url: Option<DatabaseUrl>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("environment variable {name}={value:?} is invalid: {why}")]
+/// `value` is `***` for a variable that may hold a secret.
 pub struct SettingsError {
     name: &'static str,
     value: String,
@@ -99,7 +106,23 @@ impl Settings {
                 why: "expected `worker` or `cli`".into(),
             })?),
         };
+        let database_url = match get("DATABASE_URL") {
+            None => None,
+            Some(url) => {
+                let url = DatabaseUrl::new(url.trim());
+                if url.target().is_none() {
+                    return Err(SettingsError {
+                        name: "DATABASE_URL",
+                        // It may hold a password: never repeated.
+                        value: "***".into(),
+                        why: "expected a PostgreSQL URL such as postgres://user:password@host:5432/database".into(),
+                    });
+                }
+                Some(url)
+            }
+        };
         Ok(Settings {
+            database_url,
             api_keys,
             engine_mode,
             plugins_dir,
@@ -196,6 +219,19 @@ mod tests {
         assert_eq!(bind_host("0.0.0.0"), "0.0.0.0");
         assert_eq!(bind_host("[::1]"), "::1");
         assert_eq!(bind_host("::1"), "::1");
+    }
+
+    #[test]
+    fn a_bad_database_url_is_refused_without_repeating_it() {
+        let err = settings(&[("DATABASE_URL", "postgres://u:hunter2@db:port/x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DATABASE_URL") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let s = settings(&[("DATABASE_URL", "postgres://u:hunter2@db/x")]).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 
     #[test]

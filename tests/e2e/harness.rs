@@ -389,6 +389,13 @@ impl Launch {
         self
     }
 
+    /// Keeps the embedded store even with `STORAGE=postgres`: for the
+    /// tests of the message-store plugin and the journal, which only the
+    /// embedded store uses (with PostgreSQL the receipts are a table).
+    pub fn embedded(self) -> Launch {
+        self.env("DATABASE_URL", "")
+    }
+
     /// Reuses an existing `DATA_DIR` (for restart tests).
     pub fn data_dir(mut self, dir: &Path) -> Launch {
         self.data_dir = Some(dir.to_path_buf());
@@ -433,12 +440,21 @@ impl Launch {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("ENDPOINT_STYLE")
+            .env_remove("DATABASE_URL")
             .env_remove("API_KEY")
             .env_remove("ADMIN_API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let root = dirs._root.path().display().to_string();
+        // STORAGE=postgres: the whole suite on PostgreSQL, one database per
+        // DATA_DIR (a test that sets DATABASE_URL itself keeps its own).
+        if crate::postgres::enabled() && !self.env.iter().any(|(k, _)| k == "DATABASE_URL") {
+            cmd.env(
+                "DATABASE_URL",
+                crate::postgres::database_url_for(&dirs.data),
+            );
+        }
         for (k, v) in &self.env {
             cmd.env(k, v.replace("{root}", &root));
         }

@@ -9,6 +9,7 @@
 
 mod bad_input;
 mod cli;
+mod cluster;
 mod config;
 mod credentials;
 mod cron;
@@ -29,6 +30,7 @@ mod plugins_reload;
 mod plugins_sandbox;
 mod plugins_support;
 mod plugins_trigger;
+mod postgres;
 mod queue;
 mod queue_crash;
 mod raw;

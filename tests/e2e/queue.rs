@@ -350,7 +350,7 @@ criteria = { never = true }
 [plugins.journal]
 config = { max_done = 3 }
 "#;
-    let svc = Launch::new(project).start();
+    let svc = Launch::new(project).embedded().start();
     for n in 0..8 {
         message_id(&svc.post_json("/inbox", &format!(r#"{{"n":{n}}}"#)));
         wait_idle(&svc, QUEUE_TIMEOUT);
@@ -377,7 +377,10 @@ fn a_garbled_or_torn_journal_tail_is_dropped_and_everything_before_it_survives()
     let journal = data.path().join("journal").join("messages.journal");
 
     // 1. Three receipts, delivered; a clean stop.
-    let mut svc = Launch::new(PROJECT).data_dir(data.path()).start();
+    let mut svc = Launch::new(PROJECT)
+        .data_dir(data.path())
+        .embedded()
+        .start();
     let first: Vec<String> = (1..=3).map(|n| post_echo(&svc, n)).collect();
     for id in &first {
         wait_message(&svc, id, "done");
@@ -402,7 +405,10 @@ fn a_garbled_or_torn_journal_tail_is_dropped_and_everything_before_it_survives()
         f.sync_all().unwrap();
     }
 
-    let mut svc = Launch::new(PROJECT).data_dir(data.path()).start();
+    let mut svc = Launch::new(PROJECT)
+        .data_dir(data.path())
+        .embedded()
+        .start();
     let warned = log_matching(&svc, "torn or corrupt");
     assert!(
         warned.iter().any(|l| l.contains("1 torn or corrupt record")
@@ -446,7 +452,10 @@ fn a_garbled_or_torn_journal_tail_is_dropped_and_everything_before_it_survives()
         .set_len(cut_at as u64)
         .unwrap();
 
-    let svc = Launch::new(PROJECT).data_dir(data.path()).start();
+    let svc = Launch::new(PROJECT)
+        .data_dir(data.path())
+        .embedded()
+        .start();
     // What is cut is what is left of the torn record.
     let torn_bytes = cut_at - last.start;
     let warned = log_matching(&svc, "torn or corrupt");
@@ -509,6 +518,7 @@ criteria = { kind = "echo" }
 /// Starts a service whose `[inbox] store` is the refusing-store test plugin.
 fn refusing_service() -> Service {
     let svc = Launch::new(REFUSING_PROJECT)
+        .embedded()
         .file_bytes("plugins/refusing-store.wasm", &wasm("refusing_store.wasm"))
         .start();
     let entry = plugin(&svc, "refusing-store").expect("refusing-store is listed");
@@ -600,6 +610,7 @@ fn a_store_asking_to_wait_is_not_disabled_as_failing() {
 #[test]
 fn a_missing_store_plugin_stops_the_start_naming_inbox_store() {
     let output = Launch::new(REFUSING_PROJECT)
+        .embedded()
         .expect_failure()
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(

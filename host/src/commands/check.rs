@@ -109,7 +109,30 @@ pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
 
     if let Some(p) = &project {
         let store = &p.inbox.store;
-        if p.inbox.durable
+        let database = settings
+            .database_url
+            .as_ref()
+            .or(p.cluster.database_url.as_ref());
+        if let Some(url) = database {
+            let target = url
+                .target()
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "?".into());
+            println!(
+                "ok: storage: PostgreSQL at {target} (from {}): receipts, runs, job states and cron ticks are kept there",
+                if settings.database_url.is_some() {
+                    "DATABASE_URL"
+                } else {
+                    "[cluster] database_url"
+                }
+            );
+            if store != crate::project::plugins::JOURNAL {
+                println!(
+                    "note: {}: [inbox] store = \"{store}\" is not used: with PostgreSQL receipts are kept in the database, and the message-store plugin is not loaded as the store",
+                    file.display()
+                );
+            }
+        } else if p.inbox.durable
             && store != crate::project::plugins::JOURNAL
             && !persistence.contains(store)
         {

@@ -80,14 +80,18 @@ async fn run_loop(
         debug!(job = %job.name, tick = %tick.to_rfc3339_opts(SecondsFormat::Millis, true), late_ms = (Utc::now() - tick).num_milliseconds(), "cron tick");
         // Every replica wakes for every tick; the storage says which one
         // runs it (the embedded store: always this one).
-        match dispatcher
+        let claim = match dispatcher
             .storage()
             .cron
             .claim(&job.name, tick.timestamp_millis())
             .await
         {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Some(claim)) => {
+                // The tests count these lines: one per tick across replicas.
+                debug!(job = %job.name, tick = %tick.to_rfc3339_opts(SecondsFormat::Millis, true), "cron tick claimed");
+                claim
+            }
+            Ok(None) => {
                 debug!(job = %job.name, "another replica runs this tick");
                 after = tick;
                 continue;
@@ -98,13 +102,20 @@ async fn run_loop(
                 after = tick;
                 continue;
             }
-        }
-        let run = dispatcher.tick(job.clone());
+        };
+        let mut run = dispatcher.tick(job.clone());
         tokio::select! {
-            _ = run => {}
+            _ = &mut run => drop(claim),
             // The run itself is tracked by the dispatcher and finishes (or is
-            // killed) under the shutdown's grace period.
-            _ = stop.cancelled() => return,
+            // killed) under the shutdown's grace period; the claim is held
+            // until then, so no other replica starts the next tick early.
+            _ = stop.cancelled() => {
+                tokio::spawn(async move {
+                    let _ = run.await;
+                    drop(claim);
+                });
+                return;
+            }
         }
         let now = Utc::now();
         let (overran, _) = schedule.ticks_between(tick, now, MAX_COUNTED);

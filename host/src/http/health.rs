@@ -2,8 +2,8 @@
 //!
 //! The port only opens once the project is loaded, the packages installed and
 //! the store open, so readiness is mostly about what can change afterwards:
-//! shutdown has begun, or the message store plugin is disabled after repeated
-//! failures. Both endpoints are open without an API key (orchestrator probes
+//! shutdown has begun, the message store plugin is disabled after repeated
+//! failures, or the database cannot be reached. Both endpoints are open without an API key (orchestrator probes
 //! carry none) and so must never say more than up or down and why.
 
 use hyper::{Response, StatusCode};
@@ -17,7 +17,11 @@ pub fn live() -> Response<Body> {
 
 pub fn ready(app: &App) -> Response<Body> {
     let stopping = app.stopping.is_cancelled();
+    let storage = app.dispatcher.storage();
     let store = match (&app.queue, &app.plugins) {
+        // A database: what its probe last found.
+        _ if !storage.reachable.get() => "unavailable",
+        (Some(_), _) if storage.shared => "open",
         (None, _) => "not used",
         (Some(_), Some(plugins)) => {
             let name = &app.dispatcher.project().inbox.store;

@@ -55,6 +55,34 @@ pub(super) fn parse(cx: &Ctx, t: Option<&Table>, env: CredentialEnv) -> BTreeMap
     out
 }
 
+/// One `{ env = "NAME" }` value outside `[credentials]` (`[cluster]
+/// database_url`), resolved as a credential's would be: `Ok(None)` when
+/// `env` skips secrets.
+pub(super) fn env_string(
+    cx: &Ctx,
+    table: &str,
+    key: &str,
+    value: &toml::Value,
+    env: CredentialEnv,
+) -> Result<Option<String>, ProjectError> {
+    let Some(name) = value
+        .as_table()
+        .filter(|t| t.len() == 1)
+        .and_then(|t| t.get("env"))
+    else {
+        return Err(cx.err(
+            table,
+            Some(key),
+            "must be { env = \"NAME\" }, naming the environment variable that holds it (it holds a password, which belongs in the orchestrator's secret store, not in this file)",
+        ));
+    };
+    let walk = Walk { cx, table, env };
+    Ok(match walk.resolve(key, name)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
 struct Walk<'a> {
     cx: &'a Ctx<'a>,
     table: &'a str,

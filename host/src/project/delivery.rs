@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use toml::Table;
 
+use super::credentials::CredentialEnv;
 use super::fields::*;
-use super::model::InboxConfig;
+use super::model::{ClusterConfig, InboxConfig};
+use crate::storage::postgres::DatabaseUrl;
 
 /// When and how often a failed run of a receipt is tried again.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +144,38 @@ pub(super) fn inbox(cx: &Ctx, t: Option<&Table>) -> InboxConfig {
             .ok(string(cx, "inbox", t, "idempotency_field"))
             .flatten()
             .map(str::to_string),
+    }
+}
+
+/// `[cluster]`: `database_url = { env = "NAME" }` and `lease`.
+pub(super) fn cluster(cx: &Ctx, t: Option<&Table>, env: CredentialEnv) -> ClusterConfig {
+    let Some(t) = t else {
+        return ClusterConfig::default();
+    };
+    let _ = check_keys(cx, "cluster", t, &["database_url", "lease"]);
+    let database_url = t.get("database_url").and_then(|v| {
+        cx.ok(super::credentials::env_string(
+            cx,
+            "cluster",
+            "database_url",
+            v,
+            env,
+        ))
+        .flatten()
+        .map(DatabaseUrl::new)
+    });
+    if let Some(url) = &database_url
+        && url.target().is_none()
+    {
+        cx.report(cx.err(
+            "cluster",
+            Some("database_url"),
+            "the variable does not hold a PostgreSQL URL; expected postgres://user:password@host:5432/database",
+        ));
+    }
+    ClusterConfig {
+        database_url,
+        lease: cx.ok(duration(cx, "cluster", t, "lease")).flatten(),
     }
 }
 

@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 pub use credentials::CredentialEnv;
 pub use http::HttpConfig;
 pub use model::{
-    AdaptorSpec, DirBase, DirGrant, EngineConfig, EngineMode, InboxConfig, Job, PluginSpec,
-    PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,
+    AdaptorSpec, ClusterConfig, DirBase, DirGrant, EngineConfig, EngineMode, InboxConfig, Job,
+    PluginSpec, PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,
 };
 pub use paths::read_inside;
 

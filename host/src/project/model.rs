@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::storage::postgres::DatabaseUrl;
+
 pub use super::delivery::RetryPolicy;
 
 #[derive(Debug)]
@@ -16,6 +18,8 @@ pub struct Project {
     pub engine: EngineConfig,
     pub inbox: InboxConfig,
     pub http: super::http::HttpConfig,
+    /// `[cluster]`: the shared database, when replicas share one.
+    pub cluster: ClusterConfig,
     /// Sorted by name, so matched jobs come back in a stable order.
     pub jobs: BTreeMap<String, Arc<Job>>,
     pub triggers: BTreeMap<String, Trigger>,
@@ -106,6 +110,18 @@ impl EngineMode {
             _ => None,
         }
     }
+}
+
+/// `[cluster]`: what replicas sharing one PostgreSQL need.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterConfig {
+    /// `database_url = { env = "NAME" }`, resolved (`DATABASE_URL` in the
+    /// environment wins over it). Never printed: see [`DatabaseUrl`].
+    pub database_url: Option<DatabaseUrl>,
+    /// `lease`: how long a replica's lease on a receipt lasts before another
+    /// replica may deliver it (default: twice the longest job timeout plus a
+    /// minute, so a slow run is never delivered twice).
+    pub lease: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

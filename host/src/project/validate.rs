@@ -28,6 +28,7 @@ const TABLES: &[&str] = &[
     "engine",
     "inbox",
     "http",
+    "cluster",
     "retry",
     "jobs",
     "triggers",
@@ -57,6 +58,7 @@ pub(super) fn parse(
     let engine = engine(&cx, section("engine"));
     let inbox = super::delivery::inbox(&cx, section("inbox"));
     let http = super::http::http(&cx, section("http"));
+    let cluster = super::delivery::cluster(&cx, section("cluster"), env);
     let retry = super::delivery::retry(&cx, "retry", section("retry"), &RetryPolicy::default());
     let credentials = super::credentials::parse(&cx, section("credentials"), env);
     let triggers = super::triggers::parse(&cx, section("triggers"));
@@ -79,6 +81,7 @@ pub(super) fn parse(
         engine,
         inbox,
         http,
+        cluster,
         jobs,
         triggers,
         credentials,

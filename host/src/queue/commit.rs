@@ -139,6 +139,7 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
                         attempt: 1,
                         body: Body::Parsed(body),
                         receipt: arrival,
+                        settled: Vec::new(),
                     };
                     pump::start(&queue, delivery, slot);
                 }
@@ -159,7 +160,12 @@ pub async fn acknowledge(queue: Queue, mut acks: mpsc::UnboundedReceiver<String>
     while acks.recv_many(&mut batch, BATCH).await > 0 {
         let count = batch.len();
         let ids = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-        if let Err(e) = queue.inner.store.ack_many(ids, now_ms()).await {
+        let store = &queue.inner.store;
+        let written = crate::storage::patiently("acknowledgements", store.patience(), None, || {
+            store.ack_many(ids.clone(), now_ms())
+        })
+        .await;
+        if let Err(e) = written {
             tracing::warn!(cause = %e, count, "could not acknowledge receipts; they will be delivered again");
         }
         queue

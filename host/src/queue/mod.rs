@@ -30,7 +30,8 @@ use tokio_util::task::TaskTracker;
 use crate::clock::now_ms;
 use crate::dispatch::{Dispatcher, RunReport};
 use crate::storage::{
-    Enqueued, NewReceipt, ReceiptStats, ReceiptStatus, Receipts, StorageError, StoredReceipt,
+    Enqueued, NewReceipt, ReceiptStats, ReceiptStatus, Receipts, SettledJob, StorageError,
+    StoredReceipt,
 };
 
 /// The metadata key of a sync-mode request's waiter token.
@@ -77,6 +78,20 @@ struct Inner {
 struct Settled {
     jobs: HashSet<String>,
     failed_for_good: Vec<String>,
+    /// The same, as the store keeps them for whoever delivers the next attempt.
+    stored: Vec<SettledJob>,
+}
+
+impl Settled {
+    fn add(&mut self, job: SettledJob) {
+        if !self.jobs.insert(job.job.clone()) {
+            return;
+        }
+        if let Some(why) = &job.failure {
+            self.failed_for_good.push(format!("{}: {why}", job.job));
+        }
+        self.stored.push(job);
+    }
 }
 
 /// What `submit` did with a receipt.

@@ -18,6 +18,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::{KEY_RECEIPT, KEY_WAITER, Queue};
 use crate::clock::now_ms;
 use crate::dispatch::RunReport;
+use crate::storage::SettledJob;
 
 /// How often the store is asked for due retries when nothing rang.
 const POLL: Duration = Duration::from_millis(500);
@@ -34,6 +35,9 @@ pub(super) struct Delivery {
     pub receipt: Option<Value>,
     /// The sync-mode request waiting for this attempt's reports, if any.
     pub waiter: Option<String>,
+    /// Jobs an earlier attempt settled, as the store kept them (an earlier
+    /// attempt on another replica included).
+    pub settled: Vec<SettledJob>,
 }
 
 pub(super) enum Body {
@@ -77,9 +81,12 @@ pub(super) fn start(queue: &Queue, delivery: Delivery, slot: OwnedSemaphorePermi
 pub async fn run(queue: Queue) {
     let inner = &queue.inner;
     let stop = &inner.stop;
+    // Another replica's receipts (a shared database) ring here.
+    let elsewhere = inner.store.wakeups().unwrap_or_default();
     loop {
         tokio::select! {
             _ = inner.wake.notified() => {}
+            _ = elsewhere.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
             _ = stop.cancelled() => return,
         }
@@ -114,6 +121,7 @@ pub async fn run(queue: Queue) {
                     attempt: receipt.attempts.max(1),
                     id: receipt.id,
                     body: Body::Stored(receipt.body),
+                    settled: receipt.settled,
                 };
                 start(&queue, delivery, slot);
             }
@@ -130,6 +138,7 @@ async fn deliver(queue: &Queue, delivery: Delivery) {
         body,
         receipt,
         waiter,
+        settled,
     } = delivery;
     let body: Value = match body {
         Body::Parsed(v) => v,
@@ -143,13 +152,18 @@ async fn deliver(queue: &Queue, delivery: Delivery) {
             }
         },
     };
-    let settled_jobs = inner
-        .settled
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&id)
-        .map(|s| s.jobs.clone())
-        .unwrap_or_default();
+    let settled_jobs = {
+        let mut known = inner.settled.lock().unwrap_or_else(|p| p.into_inner());
+        if settled.is_empty() {
+            known.get(&id).map(|s| s.jobs.clone()).unwrap_or_default()
+        } else {
+            let entry = known.entry(id.clone()).or_default();
+            for job in settled {
+                entry.add(job);
+            }
+            entry.jobs.clone()
+        }
+    };
     let jobs: Vec<_> = inner
         .dispatcher
         .matching_jobs(&body)
@@ -203,23 +217,23 @@ async fn settle(queue: &Queue, id: String, attempt: u32, reports: &[RunReport]) 
         }
     }
     let id = id.as_str();
-    let failed_for_good = {
+    let (failed_for_good, stored) = {
         let mut settled = inner.settled.lock().unwrap_or_else(|p| p.into_inner());
         let entry = settled.entry(id.to_string()).or_default();
         for r in reports.iter().filter(|r| !r.will_retry) {
-            entry.jobs.insert(r.job.clone());
-            if !r.success {
-                let why = r
-                    .failure
+            let failure = (!r.success).then(|| {
+                r.failure
                     .as_ref()
-                    .map(|f| f.reason.as_str())
-                    .unwrap_or("failed");
-                entry.failed_for_good.push(format!("{}: {why}", r.job));
-            }
+                    .map(|f| f.reason.clone())
+                    .unwrap_or_else(|| "failed".into())
+            });
+            entry.add(SettledJob {
+                job: r.job.clone(),
+                failure,
+            });
         }
-        entry.failed_for_good.clone()
+        (entry.failed_for_good.clone(), entry.stored.clone())
     };
-    let now = now_ms();
     let outcome = if !retry.is_empty() {
         let project = inner.dispatcher.project();
         let delay = retry
@@ -246,10 +260,18 @@ async fn settle(queue: &Queue, id: String, attempt: u32, reports: &[RunReport]) 
             retry_in_ms = delay.as_millis() as u64,
             "receipt will be retried"
         );
-        inner
-            .store
-            .nack(id, delay.as_millis() as u64, &why.join("; "), now)
-            .await
+        let why = why.join("; ");
+        crate::storage::patiently(
+            "a retry's schedule",
+            inner.store.patience(),
+            Some(&inner.stop),
+            || {
+                inner
+                    .store
+                    .nack(id, delay.as_millis() as u64, &why, &stored, now_ms())
+            },
+        )
+        .await
     } else {
         inner
             .settled
@@ -261,10 +283,14 @@ async fn settle(queue: &Queue, id: String, attempt: u32, reports: &[RunReport]) 
             Ok(())
         } else {
             warn!(attempt, "receipt moved to the dead-letter list");
-            inner
-                .store
-                .dead_letter(id, &failed_for_good.join("; "), now)
-                .await
+            let why = failed_for_good.join("; ");
+            crate::storage::patiently(
+                "a dead letter",
+                inner.store.patience(),
+                Some(&inner.stop),
+                || inner.store.dead_letter(id, &why, now_ms()),
+            )
+            .await
         }
     };
     if let Err(e) = outcome {

@@ -5,8 +5,9 @@
 //!   message-store plugin (the built-in journal in `DATA_DIR/journal`), run
 //!   records and job states to one SQLite file (`DATA_DIR/microservice.db`),
 //!   and cron ticks are the one process's own.
-//! - `postgres` (issue 19, in progress): the same interface on one
-//!   PostgreSQL database shared by many replicas.
+//! - [`postgres`]: chosen by `DATABASE_URL` (or `[cluster] database_url`).
+//!   The same interface on one PostgreSQL database shared by many replicas:
+//!   receipts, run records, job states and cron ticks are all tables there.
 //!
 //! The queue, the dispatcher, cron and the API talk to [`Storage`] only; none
 //! of them knows which implementation it has. To find where a receipt is
@@ -19,9 +20,11 @@
 //! already redacted.
 
 pub mod embedded;
+pub mod postgres;
 mod records;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -38,6 +41,43 @@ pub use records::{
 pub struct Storage {
     pub runs: Arc<dyn Runs>,
     pub cron: Arc<dyn CronTicks>,
+    /// Whether the store answered its last check: `/readyz` reports it.
+    pub reachable: Reachable,
+    /// Shared by replicas (a database), not the one process's own files.
+    pub shared: bool,
+}
+
+impl Storage {
+    /// How long a run's record is written again while the store is
+    /// unavailable: a shared database is waited for (runs in flight keep
+    /// their results until it is back); local files are not.
+    pub fn patience(&self) -> std::time::Duration {
+        if self.shared {
+            PATIENCE
+        } else {
+            std::time::Duration::ZERO
+        }
+    }
+}
+
+/// Whether a store could be reached when it last looked (a database's
+/// probe); a store of local files always can. Clones share the flag.
+#[derive(Clone, Debug)]
+pub struct Reachable(Arc<AtomicBool>);
+
+impl Reachable {
+    pub fn new(up: bool) -> Self {
+        Reachable(Arc::new(AtomicBool::new(up)))
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Records what a check found; returns what it was before.
+    pub fn set(&self, up: bool) -> bool {
+        self.0.swap(up, Ordering::Relaxed)
+    }
 }
 
 /// Why a store did not do what it was asked.
@@ -145,6 +185,17 @@ pub struct StoredReceipt {
     /// Unix ms before which it is not leased (a retry's delay).
     pub not_before_ms: u64,
     pub last_error: Option<String>,
+    /// Its jobs that need no further attempt, as the last `nack` recorded
+    /// them (empty from a store that does not keep them).
+    pub settled: Vec<SettledJob>,
+}
+
+/// A job of a receipt that needs no further attempt: it succeeded, or it
+/// failed for good (`failure` says why). A retry runs the other jobs only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SettledJob {
+    pub job: String,
+    pub failure: Option<String>,
 }
 
 /// How many receipts are in each status.
@@ -196,12 +247,16 @@ pub trait Receipts: Send + Sync + 'static {
     async fn ack_many(&self, ids: Vec<String>, now_ms: u64) -> Result<(), StorageError>;
 
     /// Delivery failed and will be tried again: pending, not before
-    /// `now_ms + retry_after_ms`, with `error` as its last error.
+    /// `now_ms + retry_after_ms`, with `error` as its last error. `settled`
+    /// are its jobs that need no further attempt, for whichever process
+    /// leases it next; a store may drop them (the embedded journal does:
+    /// its one process remembers them itself).
     async fn nack(
         &self,
         id: &str,
         retry_after_ms: u64,
         error: &str,
+        settled: &[SettledJob],
         now_ms: u64,
     ) -> Result<(), StorageError>;
 
@@ -231,6 +286,22 @@ pub trait Receipts: Send + Sync + 'static {
     /// them on the service's runtime.
     fn runtime(&self) -> Option<tokio::runtime::Handle> {
         None
+    }
+
+    /// Rung when receipts may be waiting that this process did not store
+    /// (another replica stored them pending, or requeued one), so an idle
+    /// delivery loop leases at once instead of at its next poll. `None`:
+    /// only this process stores receipts, and it wakes its own loop.
+    fn wakeups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+
+    /// How long an acknowledgement, a retry's schedule or a dead letter is
+    /// tried again while this store is unavailable (see [`patiently`]): a
+    /// database that is restarted comes back; a plugin that refuses is not
+    /// waited for.
+    fn patience(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
     }
 }
 
@@ -280,9 +351,88 @@ pub trait Runs: Send + Sync + 'static {
 /// replicas are up.
 #[async_trait]
 pub trait CronTicks: Send + Sync + 'static {
-    /// Claims `job`'s tick at `tick_ms` (Unix ms): true for exactly one
-    /// caller per job and tick.
-    async fn claim(&self, job: &str, tick_ms: i64) -> Result<bool, StorageError>;
+    /// Claims `job`'s tick at `tick_ms` (Unix ms): `Some` for at most one
+    /// caller per job and tick, and never while the job's run of an
+    /// earlier tick (claimed by anyone) is still going, so one cron job's
+    /// runs never overlap. The claim is held until the tick's run has
+    /// finished and its result is stored, then dropped.
+    async fn claim(&self, job: &str, tick_ms: i64) -> Result<Option<TickClaim>, StorageError>;
+}
+
+/// A claimed cron tick: while it is held, no other tick of the job is
+/// claimed anywhere. Dropping it lets the next one be claimed.
+pub struct TickClaim {
+    _held: Option<Box<dyn Send>>,
+}
+
+impl TickClaim {
+    /// A claim that holds nothing (one process: its scheduler already
+    /// waits for each run before the next tick).
+    pub fn free() -> Self {
+        TickClaim { _held: None }
+    }
+
+    /// A claim that lasts as long as `held` (released when it is dropped).
+    pub fn holding(held: impl Send + 'static) -> Self {
+        TickClaim {
+            _held: Some(Box::new(held)),
+        }
+    }
+}
+
+/// How long a write that should not be lost (a run's record, an
+/// acknowledgement) is tried again while a database is unavailable.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Calls `write` until it succeeds, fails for good, the store has been
+/// unavailable for `patience`, or `stop` is cancelled (checked only after a
+/// try failed, so the first try is always made): a database that went away
+/// for a moment gets the write when it is back (with a warning the first
+/// time, and a note when it went through).
+pub async fn patiently<T, F, Fut>(
+    what: &str,
+    patience: std::time::Duration,
+    stop: Option<&tokio_util::sync::CancellationToken>,
+    mut write: F,
+) -> Result<T, StorageError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StorageError>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut wait = std::time::Duration::from_millis(200);
+    let mut warned = false;
+    loop {
+        let e = match write().await {
+            Err(e @ StorageError::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
+                e
+            }
+            result => {
+                if warned && result.is_ok() {
+                    tracing::info!("wrote {what} now that the store is back");
+                }
+                return result;
+            }
+        };
+        if stop.is_some_and(|s| s.is_cancelled()) {
+            return Err(e);
+        }
+        if !warned {
+            tracing::warn!(cause = %e, "could not write {what}; trying again until the store is back");
+            warned = true;
+        }
+        let stopped = async {
+            match stop {
+                Some(s) => s.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped => return Err(e),
+        }
+        wait = (wait * 2).min(std::time::Duration::from_secs(2));
+    }
 }
 
 impl From<serde_json::Error> for StorageError {

@@ -55,7 +55,7 @@ pub struct RunDetail {
 }
 
 /// How a finished run is written back.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RunEnd<'a> {
     pub id: &'a str,
     pub job: &'a str,

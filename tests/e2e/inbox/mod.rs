@@ -225,15 +225,8 @@ fn criteria_compare_numbers_exactly() {
     }
 
     // The runs' recorded inputs (what a retry of the run starts from).
-    let db = rusqlite::Connection::open_with_flags(
-        svc.data_dir().join("microservice.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open microservice.db");
-    let inputs: Vec<String> = db
-        .prepare("SELECT input FROM runs WHERE job = 'past-2-64'")
-        .and_then(|mut q| q.query_map([], |row| row.get(0))?.collect())
-        .expect("read the runs' inputs");
+    // As the store keeps them: the SQLite file, or the database.
+    let inputs = stored_inputs(&svc, "past-2-64");
     // Each is `{"data":...,"receipt":{...}}`: the data as sent, then how it
     // arrived (see inbox::arrival).
     let mut data: Vec<&str> = inputs
@@ -255,4 +248,23 @@ fn criteria_compare_numbers_exactly() {
             r#"{"data":{"id":18446744073709551617}"#,
         ]
     );
+}
+
+/// The recorded input states of `job`'s runs, read from the store itself:
+/// the SQLite file, or the database with `STORAGE=postgres`.
+fn stored_inputs(svc: &Service, job: &str) -> Vec<String> {
+    if crate::postgres::enabled() {
+        let url = crate::postgres::database_url_for(svc.data_dir());
+        let out = crate::postgres::shared()
+            .sql(&url, &format!("SELECT input FROM runs WHERE job = '{job}'"));
+        return out.lines().map(str::to_string).collect();
+    }
+    let db = rusqlite::Connection::open_with_flags(
+        svc.data_dir().join("microservice.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open microservice.db");
+    db.prepare("SELECT input FROM runs WHERE job = ?1")
+        .and_then(|mut q| q.query_map([job], |row| row.get(0))?.collect())
+        .expect("read the runs' inputs")
 }

@@ -15,7 +15,7 @@ pub mod runs;
 
 use async_trait::async_trait;
 
-use super::{CronTicks, StorageError};
+use super::{CronTicks, StorageError, TickClaim};
 
 pub use receipts::JournalReceipts;
 pub use runs::SqliteRuns;
@@ -26,7 +26,7 @@ pub struct OneProcess;
 
 #[async_trait]
 impl CronTicks for OneProcess {
-    async fn claim(&self, _job: &str, _tick_ms: i64) -> Result<bool, StorageError> {
-        Ok(true)
+    async fn claim(&self, _job: &str, _tick_ms: i64) -> Result<Option<TickClaim>, StorageError> {
+        Ok(Some(TickClaim::free()))
     }
 }

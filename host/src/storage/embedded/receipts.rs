@@ -15,7 +15,8 @@ use super::keys::{Keys, MAX_KEYS};
 use crate::plugins::CallFailure;
 use crate::plugins::persistence::{MessageStore, NewMessage, Status, Stored};
 use crate::storage::{
-    Enqueued, NewReceipt, ReceiptStats, ReceiptStatus, Receipts, StorageError, StoredReceipt,
+    Enqueued, NewReceipt, ReceiptStats, ReceiptStatus, Receipts, SettledJob, StorageError,
+    StoredReceipt,
 };
 
 /// The metadata key a receipt's idempotency key is stored under.
@@ -188,11 +189,14 @@ impl Receipts for JournalReceipts {
         Ok(self.store.ack_many(ids, now_ms).await?)
     }
 
+    /// The journal has no place for `settled`: the queue of the one
+    /// process that delivers remembers them.
     async fn nack(
         &self,
         id: &str,
         retry_after_ms: u64,
         error: &str,
+        _settled: &[SettledJob],
         now_ms: u64,
     ) -> Result<(), StorageError> {
         Ok(self.store.nack(id, retry_after_ms, error, now_ms).await?)
@@ -267,5 +271,6 @@ fn receipt(m: Stored) -> StoredReceipt {
         enqueued_at_ms: m.enqueued_at_ms,
         not_before_ms: m.not_before_ms,
         last_error: m.last_error,
+        settled: Vec::new(),
     }
 }

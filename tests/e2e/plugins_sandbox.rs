@@ -195,7 +195,10 @@ fn a_tampered_compile_cache_entry_is_recompiled_not_run() {
     const PROJECT: &str = "[plugins.counter-trigger]\ninterval = \"1s\"\n";
     let data = temp_dir("e2e-cache-");
     let start = || {
+        // The built-in journal is one of the compiled plugins compared here:
+        // the embedded store, even with STORAGE=postgres.
         let svc = Launch::new(PROJECT)
+            .embedded()
             .data_dir(data.path())
             .file_bytes(
                 "plugins/counter-trigger.wasm",

@@ -168,7 +168,9 @@ fn the_image_command_serves_the_example_project_as_compose_runs_it() {
         crate::harness::packages_dir().display().to_string(),
     ));
 
-    let mut launch = Launch::new(&read("project/project.toml"));
+    // As compose runs it: its single-node service has no DATABASE_URL, so
+    // the embedded store (the journal under DATA_DIR) even with STORAGE=postgres.
+    let mut launch = Launch::new(&read("project/project.toml")).embedded();
     for job in std::fs::read_dir(repo().join("project/jobs")).unwrap() {
         let job = job.unwrap().path();
         let name = job.file_name().unwrap().to_str().unwrap().to_string();

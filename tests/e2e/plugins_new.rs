@@ -113,7 +113,9 @@ fn each_rust_template_builds_loads_and_is_called() {
             std::fs::read(&wasm).unwrap(),
         ));
     }
-    let mut launch = Launch::new(&toml);
+    // The persistence template is the receipts' store only in the
+    // embedded mode: with PostgreSQL the receipts are a table.
+    let mut launch = Launch::new(&toml).embedded();
     for (path, bytes) in &built {
         launch = launch.file_bytes(path, bytes);
     }

@@ -64,6 +64,15 @@ impl Packages {
         specs: &[AdaptorSpec],
         progress: impl Fn(Progress<'_>),
     ) -> Result<usize, InstallError> {
+        // Another process on this PACKAGES_DIR (a second replica, a second
+        // service started at once) may be installing the same packages:
+        // npm runs in one folder one process at a time, and what the other
+        // installed meanwhile is found below and not installed again.
+        let _lock = if specs.iter().all(|s| self.installed_version(s).is_some()) {
+            None
+        } else {
+            Some(self.lock().await?)
+        };
         let mut pending = tokio::task::JoinSet::new();
         for spec in specs {
             if let Some(version) = self.installed_version(spec) {
@@ -87,6 +96,29 @@ impl Packages {
             progress(Progress::Installed(&spec));
         }
         Ok(installed)
+    }
+}
+
+impl Packages {
+    /// An exclusive lock on `PACKAGES_DIR/.install.lock` (flock: released
+    /// when the file is closed, or when the process dies).
+    async fn lock(&self) -> Result<std::fs::File, InstallError> {
+        let path = self.root.join(".install.lock");
+        let io = |source| InstallError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.root).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .map_err(|e| io(std::io::Error::other(e)))?
+            .map_err(io)
     }
 }
 

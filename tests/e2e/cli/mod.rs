@@ -98,6 +98,33 @@ impl Scratch {
     }
 }
 
+/// Four processes installing into one empty PACKAGES_DIR at once (replicas
+/// starting on shared storage) all succeed: one installs, the others wait
+/// for it and find the packages there. Before the lock, npm
+/// runs raced: "could not prepare …/@openfn+core@1.5.1: Directory not
+/// empty".
+#[test]
+fn concurrent_installs_into_one_packages_dir_all_succeed() {
+    let s = Scratch::new(Some(
+        "[jobs.a]\nadaptor = \"@openfn/language-common@3.3.4\"\ntrigger = \"t\"\nexpression = \"fn(s => s)\"\n[triggers.t]\ncriteria = {}\n",
+    ));
+    let packages = s.dir().join("shared-packages");
+    let installs: Vec<_> = (0..4)
+        .map(|_| {
+            let mut cmd = s.cmd(&["install"]);
+            cmd.env("PACKAGES_DIR", &packages);
+            std::thread::spawn(move || output(cmd, None))
+        })
+        .collect();
+    let outs: Vec<Output> = installs.into_iter().map(|t| t.join().unwrap()).collect();
+    for out in &outs {
+        assert!(out.status.success(), "{}", describe(out));
+    }
+    for package in ["@openfn+core@1.5.1", "@openfn+language-common@3.3.4"] {
+        assert!(packages.join(package).is_dir(), "{package} is missing");
+    }
+}
+
 #[test]
 fn install_is_idempotent() {
     // The harness installed the packages with `microservice install`; a

@@ -106,6 +106,8 @@ impl Receipts for JournalReceipts {
         enum Slot {
             Known(Enqueued),
             Stored(usize),
+            /// A later receipt of this batch with the key of message `i`.
+            DuplicateOf(usize),
         }
         let mut slots = Vec::with_capacity(receipts.len());
         let mut messages = Vec::with_capacity(receipts.len());
@@ -117,7 +119,7 @@ impl Receipts for JournalReceipts {
                     continue;
                 }
                 if let Some((_, first)) = keys_of_batch.iter().find(|(k, _)| k == key) {
-                    slots.push(Slot::Stored(*first));
+                    slots.push(Slot::DuplicateOf(*first));
                     continue;
                 }
                 keys_of_batch.push((key.clone(), messages.len()));
@@ -159,18 +161,12 @@ impl Receipts for JournalReceipts {
                 "idempotency keys forgotten before their retention ran out: too many are kept"
             );
         }
-        // A receipt whose key an earlier one of this batch holds points at
-        // that one's message: the first to claim an index is the new one.
-        let mut claimed = vec![false; count];
         Ok(slots
             .into_iter()
             .map(|slot| match slot {
                 Slot::Known(answer) => answer,
-                Slot::Stored(i) if !claimed[i] => {
-                    claimed[i] = true;
-                    Enqueued::New(ids[i].clone())
-                }
-                Slot::Stored(i) => Enqueued::Duplicate(ids[i].clone()),
+                Slot::Stored(i) => Enqueued::New(ids[i].clone()),
+                Slot::DuplicateOf(i) => Enqueued::Duplicate(ids[i].clone()),
             })
             .collect())
     }

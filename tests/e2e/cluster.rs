@@ -315,7 +315,7 @@ fn migrate_runs_the_migrations_alone() {
     };
     let (code, text) = migrate(Some(&url));
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("migrated to version 1"), "{text}");
+    assert!(text.contains("migrated to version 2"), "{text}");
     let (code, text) = migrate(Some(&url));
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("up to date"), "{text}");
@@ -324,7 +324,8 @@ fn migrate_runs_the_migrations_alone() {
         "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
     );
     assert_eq!(
-        tables, "cron_ticks,job_states,receipts,refinery_schema_history,replicas,runs",
+        tables,
+        "cron_ticks,job_states,pending_flows,receipts,refinery_schema_history,replicas,runs,trigger_leases",
         "{tables}"
     );
     let (code, text) = migrate(None);
@@ -349,7 +350,7 @@ fn replicas_starting_together_migrate_once() {
         .count();
     assert_eq!(migrated, 1, "exactly one replica applied the migrations");
     let versions = postgres::shared().sql(&url, "SELECT count(*) FROM refinery_schema_history");
-    assert_eq!(versions, "1");
+    assert_eq!(versions, "2");
     let _: Vec<Value> = services.iter().map(|s| s.get_json("/api/jobs")).collect();
 }
 
@@ -409,7 +410,7 @@ criteria = {}
     );
     let (code, text) = run("migrate");
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("migrated to version 1"), "{text}");
+    assert!(text.contains("migrated to version 2"), "{text}");
 }
 
 /// A receipt's retry leased by another replica runs only the jobs an earlier

@@ -58,6 +58,7 @@ macro_rules! call_fresh {
 mod bindings;
 mod budget;
 mod cache;
+pub mod capabilities;
 mod folders;
 mod grants;
 pub mod inspect;

@@ -298,6 +298,13 @@ pub trait Receipts: Send + Sync + 'static {
         None
     }
 
+    /// How many group commits may be in flight at once: a store that
+    /// syncs one write at a time gains nothing from more than one; a
+    /// database shares one WAL flush among the commits waiting for it.
+    fn concurrent_commits(&self) -> usize {
+        1
+    }
+
     /// How long an acknowledgement, a retry's schedule or a dead letter is
     /// tried again while this store is unavailable (see [`patiently`]): a
     /// database that is restarted comes back; a plugin that refuses is not

@@ -180,11 +180,14 @@ fn a_cron_job_on_three_replicas_runs_each_tick_once_through_a_kill() {
 
 #[test]
 fn a_receipt_leased_by_a_killed_replica_is_delivered_by_another() {
+    // The lease outlasts the hand-on (10 s after the last heartbeat), and a
+    // second attempt's run on a loaded machine: an 8 s lease lapsed under
+    // the surviving replica's own slow run and gave a third attempt.
     // The first attempt hangs (until it is killed with its replica); the
     // second, wherever it runs, succeeds at once.
     let toml = r#"
 [cluster]
-lease = "8s"
+lease = "30s"
 
 [jobs.slow-first]
 adaptor = "@openfn/language-common"

@@ -73,6 +73,10 @@ struct Inner {
     unwritten_acks: AtomicUsize,
     /// Rings when something was enqueued, so delivery starts at once.
     wake: Notify,
+    /// The delivery loop last found every slot taken with receipts perhaps
+    /// still pending: a slot that frees rings `wake` so they are leased at
+    /// once, not at the next poll.
+    backlog: std::sync::atomic::AtomicBool,
     /// Sync-mode requests waiting for their receipt's first attempt.
     waiters: Mutex<HashMap<String, oneshot::Sender<Vec<RunReport>>>>,
     /// Jobs of a message that need no further attempt (succeeded, or failed
@@ -167,6 +171,7 @@ impl Queue {
                 acks,
                 unwritten_acks: AtomicUsize::new(0),
                 wake: Notify::new(),
+                backlog: Default::default(),
                 waiters: Mutex::default(),
                 settled: Mutex::default(),
                 in_flight: Arc::new(Semaphore::new(slots)),

@@ -8,6 +8,7 @@
 //! the receipt goes to the dead-letter list (its failure flows fired once,
 //! on that last attempt, in the dispatcher).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -70,6 +71,9 @@ pub(super) fn start(queue: &Queue, delivery: Delivery, slot: OwnedSemaphorePermi
         async move {
             deliver(&q, delivery).await;
             drop(slot);
+            if q.inner.backlog.load(Ordering::Relaxed) {
+                q.inner.wake.notify_one();
+            }
         }
         .instrument(span),
         &queue.inner.main,
@@ -98,6 +102,7 @@ pub async fn run(queue: Queue) {
                 slots.push(slot);
             }
             if slots.is_empty() {
+                inner.backlog.store(true, Ordering::Relaxed);
                 break;
             }
             let leased = match inner
@@ -111,6 +116,10 @@ pub async fn run(queue: Queue) {
                     break;
                 }
             };
+            if leased.len() < slots.len() {
+                // Nothing more was due when it asked.
+                inner.backlog.store(false, Ordering::Relaxed);
+            }
             if leased.is_empty() {
                 break;
             }

@@ -61,6 +61,7 @@ mod tests {
             ["createTEI", "each", "fn", "update"]
         );
         assert!(helpers(&dir.path().join("missing")).is_none());
-        assert_eq!(nearest("createTei", &names, 2), ["createTEI", "update"]);
+        assert_eq!(nearest("createTei", &names, 1), ["createTEI"]);
+        assert_eq!(nearest("eachh", &names, 1), ["each"]);
     }
 }

@@ -202,7 +202,9 @@ impl Catalog {
     /// The entries `query` wants, best first, with their figures from
     /// `runs` (each job's finished runs of the last 90 days).
     pub fn search(&self, query: &Query, runs: &[JobRuns]) -> Vec<Found> {
-        let mut found: Vec<(Found, &str)> = self
+        // Ranked on figures alone; only the entries kept are copied out
+        // (and their expressions masked).
+        let mut ranked: Vec<(f64, u64, u64, &Entry)> = self
             .entries
             .iter()
             .filter(|e| query.wants(e))
@@ -212,33 +214,33 @@ impl Catalog {
                     .as_ref()
                     .and_then(|job| runs.iter().find(|r| &r.job == job));
                 let (finished, succeeded) = figures.map_or((0, 0), |r| (r.finished, r.succeeded));
-                let active = finished > 0;
-                let found = Found {
-                    expression: self.redactor.redact(&e.expression).into_owned(),
-                    active,
-                    runs_last90: finished,
-                    success_rate_last90: (finished > 0).then(|| succeeded as f64 / finished as f64),
-                    source: if e.job.is_some() { "local" } else { "library" },
-                    adaptor: e.adaptor.clone(),
-                    version: e.version.clone(),
-                    helpers: e.helpers.clone(),
-                    origin: "self",
-                    score: score(succeeded, finished, active),
-                    job: e.job.clone().filter(|_| self.job_names),
-                };
-                (found, e.hash.as_str())
+                (
+                    score(succeeded, finished, finished > 0),
+                    finished,
+                    succeeded,
+                    e,
+                )
             })
             .collect();
-        found.sort_by(|(a, ah), (b, bh)| {
-            b.score
-                .total_cmp(&a.score)
-                .then(b.runs_last90.cmp(&a.runs_last90))
-                .then(ah.cmp(bh))
+        ranked.sort_by(|(a, an, _, ae), (b, bn, _, be)| {
+            b.total_cmp(a).then(bn.cmp(an)).then(ae.hash.cmp(&be.hash))
         });
-        found
+        ranked
             .into_iter()
             .take(query.limit)
-            .map(|(f, _)| f)
+            .map(|(score, finished, succeeded, e)| Found {
+                expression: self.redactor.redact(&e.expression).into_owned(),
+                active: finished > 0,
+                runs_last90: finished,
+                success_rate_last90: (finished > 0).then(|| succeeded as f64 / finished as f64),
+                source: if e.job.is_some() { "local" } else { "library" },
+                adaptor: e.adaptor.clone(),
+                version: e.version.clone(),
+                helpers: e.helpers.clone(),
+                origin: "self",
+                score,
+                job: e.job.clone().filter(|_| self.job_names),
+            })
             .collect()
     }
 }

@@ -18,16 +18,15 @@ import json
 import os
 import pathlib
 import random
-import re
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from inbox_throughput import ROOT, Server  # noqa: E402
+
 PROJECT = """
 [engine]
 mode = "cli"
@@ -70,22 +69,13 @@ def start(binary, project, data, packages):
                PORT="0", HOST_URL="127.0.0.1", LOG_LEVEL="warn,microservice::service=info")
     env.pop("DATABASE_URL", None)
     env.pop("ADMIN_API_KEY", None)
-    proc = subprocess.Popen([binary, "serve"], env=env, stderr=subprocess.PIPE, text=True)
-    found = {}
-
-    def read():
-        for line in proc.stderr:
-            m = re.search(r"listening on http://(\S+)", line)
-            if m:
-                found["addr"] = m.group(1)
-
-    threading.Thread(target=read, daemon=True).start()
+    server = Server("library", [binary, "serve"], env=env)
     deadline = time.time() + 300
-    while "addr" not in found:
-        if proc.poll() is not None or time.time() > deadline:
-            sys.exit("the service did not start")
+    while not server.addr:
+        if server.proc.poll() is not None or time.time() > deadline:
+            sys.exit("the service did not start:\n" + "".join(server.lines[-20:]))
         time.sleep(0.05)
-    return proc, found["addr"]
+    return server.proc, server.addr
 
 
 def write_runs(db, n=10_000):

@@ -273,6 +273,7 @@ async fn calls(args: &Args) -> anyhow::Result<()> {
             specs,
             default_specs: BTreeMap::new(),
             max_memory: microservice::project::plugins::DEFAULT_MAX_MEMORY,
+            trigger_leases: std::sync::Arc::new(microservice::storage::embedded::OneProcess),
         },
         no_messages(),
         stop.clone(),
@@ -362,6 +363,7 @@ async fn startup(args: &Args) -> anyhow::Result<()> {
                 specs: specs.clone(),
                 default_specs: BTreeMap::new(),
                 max_memory: microservice::project::plugins::DEFAULT_MAX_MEMORY,
+                trigger_leases: std::sync::Arc::new(microservice::storage::embedded::OneProcess),
             };
             let t = Instant::now();
             let host = PluginHost::start(options, no_messages(), stop.clone(), tracker.clone())?;

@@ -92,10 +92,19 @@ pub enum Command {
     /// `serve` migrates at start-up too; this runs the migrations alone, e.g.
     /// as a deployment step before the replicas roll. Replicas and this
     /// command take one advisory lock first, so only one migrates at a time.
+    ///
+    /// With --from-embedded, then copies an embedded deployment's receipts
+    /// (pending, dead and done), run records, job states and pending flows
+    /// from DATA_DIR into the database, keeping their ids: idempotent, so
+    /// it can be run again. Stop the embedded service first.
     #[command(
-        after_help = "Example:\n  DATABASE_URL=postgres://app:secret@db:5432/microservice microservice migrate"
+        after_help = "Examples:\n  DATABASE_URL=postgres://app:secret@db:5432/microservice microservice migrate\n  DATA_DIR=/var/lib/microservice DATABASE_URL=... microservice migrate --from-embedded"
     )]
-    Migrate,
+    Migrate {
+        /// Also copy what the embedded store in DATA_DIR holds.
+        #[arg(long)]
+        from_embedded: bool,
+    },
 
     /// Search, export or import the jobs library.
     #[command(

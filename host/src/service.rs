@@ -92,6 +92,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
                 &settings.data_dir.join("microservice.db"),
             )?),
             cron: Arc::new(embedded::OneProcess),
+            triggers: Arc::new(embedded::OneProcess),
             reachable: Reachable::new(true),
             shared: false,
         },
@@ -152,6 +153,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let library = library_catalog(&settings, &project);
     crate::cron::start(&dispatcher, &stop, &schedulers);
+    dispatcher.adopt_flows(stop.clone());
     plugins.open_triggers();
     let app = Arc::new(App {
         dispatcher: dispatcher.clone(),
@@ -249,6 +251,7 @@ fn start_plugins(
     stop: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<PluginHost> {
+    let leases = door.dispatcher().storage().triggers.clone();
     let door = door.clone();
     let sink: MessageSink = Arc::new(move |message| {
         let door = door.clone();
@@ -274,7 +277,17 @@ fn start_plugins(
             }
         })
     });
-    let options = plugins::Options {
+    let options = plugin_options(settings, project, leases);
+    PluginHost::start(options, sink, stop.clone(), tracker.clone())
+}
+
+/// The plugin host's options for the project: its folders, tables and limits.
+pub fn plugin_options(
+    settings: &Settings,
+    project: &Project,
+    trigger_leases: Arc<dyn crate::storage::TriggerLeases>,
+) -> plugins::Options {
+    plugins::Options {
         plugins_dir: settings.plugins_dir.clone(),
         project_dir: settings.project_dir.clone(),
         data_dir: settings.data_dir.clone(),
@@ -286,8 +299,8 @@ fn start_plugins(
         // built-in journal's grants unless the project configures it.
         default_specs: [(JOURNAL.to_string(), builtin_journal())].into(),
         max_memory: project.plugin_memory,
-    };
-    PluginHost::start(options, sink, stop.clone(), tracker.clone())
+        trigger_leases,
+    }
 }
 
 /// The built-in message store: the journal plugin compiled into the binary.
@@ -353,6 +366,25 @@ async fn start_queue(
         )
         .await;
     }
+    let receipts = open_embedded_receipts(project, plugins).await?;
+    Queue::start(
+        Arc::new(receipts),
+        dispatcher.clone(),
+        lease,
+        project.inbox.retention,
+        stop.clone(),
+        tracker.clone(),
+    )
+    .await
+}
+
+/// The embedded store's receipts: the message-store plugin `[inbox] store`
+/// names (the built-in journal unless the project says otherwise), opened
+/// with what a previous process left.
+pub async fn open_embedded_receipts(
+    project: &Project,
+    plugins: &PluginHost,
+) -> anyhow::Result<embedded::JournalReceipts> {
     let name = &project.inbox.store;
     if name == JOURNAL {
         let spec = project
@@ -375,16 +407,7 @@ async fn start_queue(
     }
     let store = MessageStore::new(plugins.clone(), name)
         .context("could not start the message store's thread")?;
-    let receipts = embedded::JournalReceipts::open(store).await?;
-    Queue::start(
-        Arc::new(receipts),
-        dispatcher.clone(),
-        lease,
-        project.inbox.retention,
-        stop.clone(),
-        tracker.clone(),
-    )
-    .await
+    embedded::JournalReceipts::open(store).await
 }
 
 /// Creates `DATA_DIR` and empties `DATA_DIR/tmp`: temp dirs left by a killed

@@ -2,8 +2,41 @@
 //! its final state; a job triggered by a failure gets the failed run's input
 //! state plus an `errors` entry describing the failure.
 
+use std::time::Duration;
+
 use crate::INBOX_PROJECT;
-use crate::harness::{RECEIPT, Service, json, log_lines, run_id, wait_for_runs};
+use crate::harness::{
+    Launch, RECEIPT, RUN_TIMEOUT, Service, json, log_lines, run_id, temp_dir, wait_for_runs,
+};
+
+/// The flow's job waits as long as its credential says: a minute on the
+/// process that is killed, not at all on the one that takes over.
+pub const SLOW_FLOW_PROJECT: &str = r#"
+[jobs.upstream]
+adaptor = "@openfn/language-common"
+trigger = "start"
+expression = "fn(state => ({ ...state, upstream: true }))"
+
+[jobs.downstream]
+adaptor = "@openfn/language-common"
+trigger = "after-upstream"
+credential = "pace"
+timeout = "120s"
+expression = """
+fn(state => new Promise(done => setTimeout(
+  () => done({ data: state.data, upstream: state.upstream, downstream: true }),
+  Number(state.configuration.delay_ms))))
+"""
+
+[triggers.start]
+criteria = { kind = "flow-kill" }
+
+[triggers.after-upstream]
+success = "upstream"
+
+[credentials.pace]
+delay_ms = { env = "FLOW_DELAY_MS" }
+"#;
 
 #[test]
 fn success_flow_receives_upstream_final_state() {
@@ -97,4 +130,46 @@ fn failure_flow_receives_input_state_and_errors() {
     let detail = svc.run(bad_run);
     let log = log_lines(&detail).join("\n");
     assert!(log.contains("boom"), "bad-job log: {log}");
+}
+
+/// A flow made due when the service is killed (its run going, or not yet
+/// started) runs when the service starts again: it was written with the
+/// upstream run's end. On PostgreSQL the restarted process is a new
+/// replica, which adopts the flow once the killed one is seen gone.
+#[test]
+fn a_flow_left_by_a_killed_service_runs_after_a_restart() {
+    let data = temp_dir("e2e-flow-restart-");
+    let start = |delay: &str| {
+        Launch::new(SLOW_FLOW_PROJECT)
+            .data_dir(data.path())
+            .env("FLOW_DELAY_MS", delay)
+            .start()
+    };
+    let mut first = start("60000");
+    let reply = first.post_json("/inbox", r#"{"kind": "flow-kill", "n": 3}"#);
+    assert_eq!(reply.status, 202, "{reply:?}");
+    first.wait_until("the flow's run", RUN_TIMEOUT, || {
+        (!first.runs("downstream").is_empty()).then_some(())
+    });
+    first.kill();
+
+    let second = start("0");
+    let done = second.wait_until(
+        "the flow to run after the restart",
+        Duration::from_secs(90),
+        || {
+            let runs = second.runs_query("job=downstream&status=success");
+            (!runs.is_empty()).then_some(runs)
+        },
+    );
+    let detail = second.run(&done[0]);
+    assert_eq!(detail["state"]["data"]["n"], 3, "{detail}");
+    assert_eq!(detail["state"]["upstream"], true, "{detail}");
+    assert!(
+        second
+            .logs()
+            .contains("starting flows a stopped process left"),
+        "{}",
+        second.log_tail()
+    );
 }

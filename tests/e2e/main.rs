@@ -10,6 +10,7 @@
 mod bad_input;
 mod cli;
 mod cluster;
+mod cluster_recovery;
 mod config;
 mod credentials;
 mod cron;

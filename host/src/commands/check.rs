@@ -86,6 +86,20 @@ pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                 if kind == Kind::Persistence {
                     persistence.push(i.name.clone());
                 }
+                // Loads, but the calls that need it will fail: say so now.
+                for c in i
+                    .capabilities
+                    .iter()
+                    .filter(|c| !c.granted && matches!(c.name, "http" | "folders"))
+                {
+                    eprintln!(
+                        "warning: {}: plugin `{}` imports {} but {}",
+                        path.display(),
+                        i.name,
+                        c.imports.join(", "),
+                        c.detail
+                    );
+                }
             }
             (why, _) => {
                 eprintln!(

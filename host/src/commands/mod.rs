@@ -31,7 +31,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
         Command::Check => check::check(&settings).await,
         Command::Import { file, out, force } => import::import(&file, out, force),
         Command::Install => install::install(&settings).await,
-        Command::Migrate => migrate::migrate(&settings).await,
+        Command::Migrate { from_embedded } => migrate::migrate(&settings, from_embedded).await,
         Command::Library(LibraryCommand::Search {
             adaptor,
             version,

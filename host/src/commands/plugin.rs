@@ -101,6 +101,11 @@ pub async fn inspect(settings: &Settings, file: &Path, json: bool) -> anyhow::Re
             }
         }
     }
+    println!("capabilities:");
+    for c in &i.capabilities {
+        let mark = if c.granted { "yes" } else { "NO " };
+        println!("  {mark} {:<12} {}", c.name, c.detail);
+    }
     match (&i.table, &project) {
         (Some(table), _) => println!(
             "grants:     [plugins.{table}] in {}",
@@ -190,6 +195,7 @@ pub(super) fn unreadable(file: &Path, why: String) -> Inspection {
         world: None,
         exports: Vec::new(),
         imports: Vec::new(),
+        capabilities: Vec::new(),
         table: None,
         project: None,
         disabled: false,

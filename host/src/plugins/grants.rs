@@ -8,11 +8,13 @@
 //! swapped for a symlink after the check is refused too. The store is given
 //! the very directory that was checked (by its descriptor), never a path
 //! looked up a second time. Plugins may not create symlinks at all. A
-//! component that imports `wasi:http` without `allowed_hosts`, or an
-//! interface the host does not provide, is refused at load time rather than
-//! failing on first use; `wasi:sockets` is linked but every socket call is
-//! refused (no TCP, no UDP, no name lookup), so toolchains that always
-//! import it load.
+//! component that imports an interface the host does not provide is
+//! refused at load time rather than failing on first use; `wasi:http` and
+//! `wasi:sockets` are linked for every plugin, but a request to an origin
+//! not in `allowed_hosts` is refused when it is made, and so is every
+//! socket call (no TCP, no UDP, no name lookup), so toolchains that always
+//! import them load. [`capabilities`] says which of these a plugin imports
+//! and what its table grants it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -126,12 +128,11 @@ impl Grants {
                 // the filesystem interfaces grant nothing by themselves (and
                 // Rust's standard library always imports them).
                 "wasi:filesystem" => {}
-                "wasi:http" if !self.allowed_hosts.is_empty() => {}
-                "wasi:http" => {
-                    return Err(format!(
-                        "it imports {name} but its table grants no network access; add allowed_hosts = [\"https://host\"] to its [plugins.<name>] table"
-                    ));
-                }
+                // Linked whether or not the table grants a host: a request
+                // to an origin not in `allowed_hosts` (all of them, when it
+                // names none) is refused when it is made (see `state.rs`),
+                // as standard toolchains import the interface regardless.
+                "wasi:http" => {}
                 // Standard toolchains' output imports the socket interfaces
                 // whether or not the plugin uses them (componentize-py's
                 // libc always does). They are linked, and every operation

@@ -19,6 +19,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
 
+use super::capabilities::{self, Capability};
 use super::folders::HostFolders;
 use super::grants::Grants;
 use super::plugin::{self, Kind};
@@ -56,6 +57,9 @@ pub struct Inspection {
     pub world: Option<String>,
     pub exports: Vec<Item>,
     pub imports: Vec<Item>,
+    /// What the imports ask for, by capability, and whether the table
+    /// grants each (see [`super::capabilities`]).
+    pub capabilities: Vec<Capability>,
     /// The `[plugins.<name>]` table its grants come from; `None` means no
     /// grants at all (deny by default).
     pub table: Option<String>,
@@ -130,6 +134,11 @@ impl Inspector {
             format!("openfn:microservice/{}{version}", world_name(*k))
         });
         let disabled = spec.is_some_and(|s| !s.enabled);
+        // Judged against no grants when the table's own are refused.
+        let grants = Grants::preview(spec, &self.folders)
+            .or_else(|_| Grants::preview(None, &self.folders))?;
+        let import_names: Vec<String> = imports.iter().map(|i| i.name.clone()).collect();
+        let capabilities = capabilities::of(&import_names, &grants);
         let verdict = match kind.clone() {
             Ok(kind) => self.judge(spec, &component, kind, &name).await,
             Err(why) => Err(why),
@@ -144,6 +153,7 @@ impl Inspector {
             world,
             exports,
             imports,
+            capabilities,
             table: spec.map(|s| s.name.clone()),
             project: self.project.clone(),
             disabled,

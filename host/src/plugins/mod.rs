@@ -58,6 +58,7 @@ macro_rules! call_fresh {
 mod bindings;
 mod budget;
 mod cache;
+pub mod capabilities;
 mod folders;
 mod grants;
 pub mod inspect;
@@ -132,6 +133,9 @@ pub struct Options {
     /// `[plugins] max_memory`: the memory caps of trigger, notification and
     /// logging instances alive at once add up to at most this.
     pub max_memory: usize,
+    /// Who polls each trigger plugin when replicas share a database (one
+    /// at a time); the one process always does when they do not.
+    pub trigger_leases: Arc<dyn crate::storage::TriggerLeases>,
 }
 
 impl Options {

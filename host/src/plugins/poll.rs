@@ -79,8 +79,11 @@ async fn run(host: PluginHost, name: String) {
         if !plugin.available() {
             continue;
         }
-        sequence += 1;
         let now_ms = now_ms();
+        if !holds_lease(&host, &name, wait, now_ms).await {
+            continue;
+        }
+        sequence += 1;
         let tick = Tick {
             sequence,
             now_ms,
@@ -104,6 +107,36 @@ async fn run(host: PluginHost, name: String) {
                 }
             }
             Err(f) => warn!(plugin = %name, cause = %f.message, "poll failed"),
+        }
+    }
+}
+
+/// How long past its next poll a replica's lease on polling a plugin lasts:
+/// room for a slow poll, and how soon after a holder dies another takes over.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
+
+/// Whether this process polls `name` now: it holds the plugin's lease (see
+/// [`crate::storage::TriggerLeases`]), taken or renewed until its next poll
+/// (`wait` from now) plus [`LEASE_MARGIN`]. A store that cannot say means no
+/// poll: what a poll returns could not be stored anyway.
+async fn holds_lease(host: &PluginHost, name: &str, wait: Duration, now_ms: u64) -> bool {
+    let until = now_ms + (wait + LEASE_MARGIN).as_millis() as u64;
+    match host
+        .inner
+        .options
+        .trigger_leases
+        .hold(name, until, now_ms)
+        .await
+    {
+        Ok(held) => {
+            if !held {
+                tracing::debug!(plugin = %name, "another replica polls this plugin");
+            }
+            held
+        }
+        Err(e) => {
+            warn!(plugin = %name, cause = %e, "could not take the lease on polling; not polling now");
+            false
         }
     }
 }

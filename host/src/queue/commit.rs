@@ -67,88 +67,116 @@ fn hand_over(commits: &mpsc::Sender<Pending>, pending: Pending) -> Result<(), St
     })
 }
 
-/// Stores batches. As many receipts of a batch as there are free delivery
+/// Stores batches, up to the store's [`concurrent_commits`] at once (one
+/// for the journal: the next batch gathers while one syncs).
+///
+/// [`concurrent_commits`]: crate::storage::Receipts::concurrent_commits
+pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
+    let at_once = queue.inner.store.concurrent_commits().max(1);
+    let commits = std::sync::Arc::new(tokio::sync::Semaphore::new(at_once));
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        // A free commit first, then the batch: it gathers while all wait.
+        let permit = commits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        if pending.recv_many(&mut batch, BATCH).await == 0 {
+            return;
+        }
+        let taken = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        if at_once == 1 {
+            commit(&queue, taken).await;
+            continue;
+        }
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            commit(&queue, taken).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Stores one batch. As many of its receipts as there are free delivery
 /// slots are stored already leased and delivered from memory at once: no
 /// `lease` call to fetch back what was just written, and no second parse of
 /// the body. The rest wait in the store, pending, for the delivery loop.
-pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
+async fn commit(queue: &Queue, mut batch: Vec<Pending>) {
     let inner = &queue.inner;
-    let mut batch = Vec::with_capacity(BATCH);
-    while pending.recv_many(&mut batch, BATCH).await > 0 {
-        let mut slots = Vec::new();
-        // Stopping: leave new receipts pending for the next start.
-        while slots.len() < batch.len() && !inner.stop.is_cancelled() {
-            match inner.in_flight.clone().try_acquire_owned() {
-                Ok(slot) => slots.push(slot),
-                Err(_) => break,
-            }
+    let mut slots = Vec::new();
+    // Stopping: leave new receipts pending for the next start.
+    while slots.len() < batch.len() && !inner.stop.is_cancelled() {
+        match inner.in_flight.clone().try_acquire_owned() {
+            Ok(slot) => slots.push(slot),
+            Err(_) => break,
         }
-        let mut receipts = Vec::with_capacity(batch.len());
-        let mut rest = Vec::with_capacity(batch.len());
-        // Moved, not cloned: a receipt's body is copied into the store once.
-        for p in batch.drain(..) {
-            rest.push((
-                p.body,
-                p.arrival,
-                p.reply,
-                pump::waiter_of(&p.receipt.metadata),
+    }
+    let mut receipts = Vec::with_capacity(batch.len());
+    let mut rest = Vec::with_capacity(batch.len());
+    // Moved, not cloned: a receipt's body is copied into the store once.
+    for p in batch.drain(..) {
+        rest.push((
+            p.body,
+            p.arrival,
+            p.reply,
+            pump::waiter_of(&p.receipt.metadata),
+        ));
+        receipts.push(p.receipt);
+    }
+    debug!(size = receipts.len(), leased = slots.len(), "group commit");
+    let stored = inner
+        .store
+        .enqueue(receipts, slots.len() as u32, inner.lease_ms, now_ms())
+        .await;
+    let answers = match stored {
+        Ok(answers) if answers.len() == rest.len() => answers,
+        Ok(answers) => {
+            let why = StorageError::Failed(format!(
+                "the store answered for {} of {} receipts",
+                answers.len(),
+                rest.len()
             ));
-            receipts.push(p.receipt);
+            for (_, _, reply, _) in rest {
+                let _ = reply.send(Err(why.clone()));
+            }
+            return;
         }
-        debug!(size = receipts.len(), leased = slots.len(), "group commit");
-        let stored = inner
-            .store
-            .enqueue(receipts, slots.len() as u32, inner.lease_ms, now_ms())
-            .await;
-        let answers = match stored {
-            Ok(answers) if answers.len() == rest.len() => answers,
-            Ok(answers) => {
-                let why = StorageError::Failed(format!(
-                    "the store answered for {} of {} receipts",
-                    answers.len(),
-                    rest.len()
-                ));
-                for (_, _, reply, _) in rest {
-                    let _ = reply.send(Err(why.clone()));
-                }
-                continue;
+        Err(e) => {
+            for (_, _, reply, _) in rest {
+                let _ = reply.send(Err(e.clone()));
             }
-            Err(e) => {
-                for (_, _, reply, _) in rest {
-                    let _ = reply.send(Err(e.clone()));
-                }
-                continue;
-            }
+            return;
+        }
+    };
+    // The store leased the first new receipts, one per slot: deliver
+    // those; the rest (and every slot left over) wait for the pump.
+    let mut slots = slots.into_iter();
+    let mut all_leased = true;
+    for (answer, (body, arrival, reply, waiter)) in answers.into_iter().zip(rest) {
+        let new_id = match &answer {
+            Enqueued::New(id) => Some(id.clone()),
+            Enqueued::Duplicate(_) => None,
         };
-        // The store leased the first new receipts, one per slot: deliver
-        // those; the rest (and every slot left over) wait for the pump.
-        let mut slots = slots.into_iter();
-        let mut all_leased = true;
-        for (answer, (body, arrival, reply, waiter)) in answers.into_iter().zip(rest) {
-            let new_id = match &answer {
-                Enqueued::New(id) => Some(id.clone()),
-                Enqueued::Duplicate(_) => None,
-            };
-            let _ = reply.send(Ok(answer));
-            let Some(id) = new_id else { continue };
-            match slots.next() {
-                Some(slot) => {
-                    let delivery = Delivery {
-                        waiter,
-                        id,
-                        attempt: 1,
-                        body: Body::Parsed(body),
-                        receipt: arrival,
-                        settled: Vec::new(),
-                    };
-                    pump::start(&queue, delivery, slot);
-                }
-                None => all_leased = false,
+        let _ = reply.send(Ok(answer));
+        let Some(id) = new_id else { continue };
+        match slots.next() {
+            Some(slot) => {
+                let delivery = Delivery {
+                    waiter,
+                    id,
+                    attempt: 1,
+                    body: Body::Parsed(body),
+                    receipt: arrival,
+                    settled: Vec::new(),
+                };
+                pump::start(queue, delivery, slot);
             }
+            None => all_leased = false,
         }
-        if !all_leased {
-            inner.wake.notify_one();
-        }
+    }
+    if !all_leased {
+        inner.wake.notify_one();
     }
 }
 

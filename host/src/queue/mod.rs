@@ -38,10 +38,25 @@ use crate::storage::{
 const KEY_WAITER: &str = "waiter";
 /// How the receipt arrived, as JSON (see [`crate::receipt::arrival`]).
 const KEY_RECEIPT: &str = "receipt";
-/// Receipts being delivered at once (their runs still queue for engine
-/// slots). Enough that a busy inbox's receipts are handed straight from the
-/// group commit to delivery instead of stored pending and leased again.
+/// Receipts being delivered at once by the one process of the embedded
+/// store (their runs still queue for engine slots). Enough that a busy
+/// inbox's receipts are handed straight from the group commit to delivery
+/// instead of stored pending and leased again.
 const IN_FLIGHT: usize = 256;
+
+/// Receipts one replica holds leases on at once, when replicas share the
+/// store: twice its engine slots. Each waits for at most one run before a
+/// slot is free, so its lease (twice the longest timeout plus a minute)
+/// does not lapse while it waits in a busy replica's backlog (another
+/// replica would deliver it again), and what a replica cannot start soon
+/// stays pending for an idle one.
+fn in_flight(dispatcher: &Dispatcher) -> usize {
+    if dispatcher.storage().shared {
+        (dispatcher.project().engine.concurrency * 2).max(2)
+    } else {
+        IN_FLIGHT
+    }
+}
 
 #[derive(Clone)]
 pub struct Queue {
@@ -143,6 +158,7 @@ impl Queue {
         // it has one, so a commit cycle never queues behind request tasks;
         // deliveries run on this runtime (see `Inner::main`).
         let store_thread = store.runtime().unwrap_or_else(|| main.clone());
+        let slots = in_flight(&dispatcher);
         let queue = Queue {
             inner: Arc::new(Inner {
                 store,
@@ -153,7 +169,7 @@ impl Queue {
                 wake: Notify::new(),
                 waiters: Mutex::default(),
                 settled: Mutex::default(),
-                in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+                in_flight: Arc::new(Semaphore::new(slots)),
                 lease_ms: lease.as_millis() as u64,
                 stop: stop.clone(),
                 tracker: tracker.clone(),

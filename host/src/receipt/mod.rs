@@ -97,6 +97,11 @@ pub enum Refused {
 }
 
 impl Door {
+    /// The dispatcher behind the door.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
     pub fn new(dispatcher: Dispatcher, queue: Arc<OnceLock<Queue>>) -> Door {
         Door { dispatcher, queue }
     }

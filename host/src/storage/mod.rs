@@ -30,7 +30,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub use records::{
-    FinishedRun, JobHealth, JobRuns, LastRun, RunDetail, RunEnd, RunFilter, RunStatus, RunSummary,
+    FinishedRun, JobHealth, JobRuns, JobStateRecord, LastRun, PendingFlow, RunDetail, RunEnd,
+    RunFilter, RunRecord, RunStatus, RunSummary,
 };
 
 /// What the dispatcher, cron and the API keep: run records and job states,
@@ -41,6 +42,7 @@ pub use records::{
 pub struct Storage {
     pub runs: Arc<dyn Runs>,
     pub cron: Arc<dyn CronTicks>,
+    pub triggers: Arc<dyn TriggerLeases>,
     /// Whether the store answered its last check: `/readyz` reports it.
     pub reachable: Reachable,
     /// Shared by replicas (a database), not the one process's own files.
@@ -296,6 +298,13 @@ pub trait Receipts: Send + Sync + 'static {
         None
     }
 
+    /// How many group commits may be in flight at once: a store that
+    /// syncs one write at a time gains nothing from more than one; a
+    /// database shares one WAL flush among the commits waiting for it.
+    fn concurrent_commits(&self) -> usize {
+        1
+    }
+
     /// How long an acknowledgement, a retry's schedule or a dead letter is
     /// tried again while this store is unavailable (see [`patiently`]): a
     /// database that is restarted comes back; a plugin that refuses is not
@@ -320,8 +329,17 @@ pub trait Runs: Send + Sync + 'static {
     ) -> Result<(), StorageError>;
 
     /// Records a run's end and, when it succeeded, the job's new state, in
-    /// one transaction so the two never disagree.
+    /// one transaction so the two never disagree; in the same transaction,
+    /// keeps the flows it makes due (`end.flows`) and forgets the pending
+    /// flow it carried out (`end.settles`).
     async fn finish_run(&self, end: RunEnd<'_>) -> Result<(), StorageError>;
+
+    /// Up to `max` pending flows that no running process is carrying out,
+    /// oldest first, now this process's: those a process left when it
+    /// stopped between an upstream run's end and its flow's end. The
+    /// embedded store has them once, at start (what the last process left);
+    /// PostgreSQL has those of replicas seen gone, whenever asked.
+    async fn adopt_flows(&self, max: u32) -> Result<Vec<PendingFlow>, StorageError>;
 
     /// The job's last successful final state: what its next cron run starts from.
     async fn job_state(&self, job: &str) -> Result<Option<Value>, StorageError>;
@@ -362,6 +380,17 @@ pub trait CronTicks: Send + Sync + 'static {
     /// runs never overlap. The claim is held until the tick's run has
     /// finished and its result is stored, then dropped.
     async fn claim(&self, job: &str, tick_ms: i64) -> Result<Option<TickClaim>, StorageError>;
+}
+
+/// Which process polls each trigger plugin: one at a time, so a folder on
+/// shared storage is read once however many replicas load the plugin.
+#[async_trait]
+pub trait TriggerLeases: Send + Sync + 'static {
+    /// Takes or renews this process's lease on polling `plugin` until
+    /// `until_ms` (Unix ms): `true` when this process holds it now (it was
+    /// free, lapsed, or already this process's), `false` when another
+    /// process does. A holder that stops renewing loses it at `until_ms`.
+    async fn hold(&self, plugin: &str, until_ms: u64, now_ms: u64) -> Result<bool, StorageError>;
 }
 
 /// A claimed cron tick: while it is held, no other tick of the job is

@@ -67,6 +67,27 @@ pub struct RunEnd<'a> {
     pub log: &'a [String],
     /// The final state; on success it also becomes the job's state.
     pub state: Option<&'a Value>,
+    /// The flow runs this end makes due, kept in the same transaction, so
+    /// a process that stops before starting them leaves them to another.
+    pub flows: &'a [PendingFlow],
+    /// The pending flow this run carried out: forgotten in the same
+    /// transaction, since its run's end is now kept.
+    pub settles: Option<&'a str>,
+}
+
+/// A flow run that an upstream run's end made due and whose own end is not
+/// yet kept. It is written with the upstream run's end and forgotten with
+/// its own, so a process that stops between the two loses no flow: another
+/// (or the next start) adopts it (see [`crate::storage::Runs::adopt_flows`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingFlow {
+    /// Its own id (UUIDv7), not a run's: each attempt is a run of its own.
+    pub id: String,
+    pub job: String,
+    /// The flow trigger that fired it.
+    pub trigger: String,
+    /// The initial state (no `configuration`).
+    pub input: Value,
 }
 
 /// A finished run as the dashboard's per-minute statistics count it.
@@ -111,4 +132,26 @@ pub struct RunFilter {
     pub job: Option<String>,
     pub status: Option<RunStatus>,
     pub limit: usize,
+}
+
+/// A run record whole, as one store copies it to another (`migrate
+/// --from-embedded`): JSON columns stay the text they were stored as.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub summary: RunSummary,
+    /// JSON array of lines.
+    pub log: Option<String>,
+    /// JSON: the final state.
+    pub state: Option<String>,
+    /// JSON: the input state.
+    pub input: Option<String>,
+}
+
+/// A job's state as kept: JSON text, the run that left it, when (RFC 3339).
+#[derive(Debug, Clone)]
+pub struct JobStateRecord {
+    pub job: String,
+    pub state: String,
+    pub run_id: String,
+    pub updated_at: String,
 }

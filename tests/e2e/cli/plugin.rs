@@ -57,15 +57,21 @@ fn plugin_inspect_describes_each_first_party_plugin() {
                 .any(|n| n.starts_with("openfn:microservice/host")),
             "{file}: {imports:?}"
         );
-        // With no project, no grants: only the plugin needing the network is refused.
+        // With no project, no grants: every plugin loads, and the one
+        // needing the network is told its requests will be refused.
+        assert_eq!(i["would_load"], true, "{file}: {i}");
+        let http = i["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "http");
         if *file == "webhook_notify.wasm" {
-            assert_eq!(i["would_load"], false, "{i}");
+            let http = http.unwrap_or_else(|| panic!("no http capability: {i}"));
+            assert_eq!(http["granted"], false, "{i}");
             assert!(
-                i["refusal"].as_str().unwrap().contains("allowed_hosts"),
+                http["detail"].as_str().unwrap().contains("allowed_hosts"),
                 "{i}"
             );
-        } else {
-            assert_eq!(i["would_load"], true, "{file}: {i}");
         }
     }
 
@@ -83,6 +89,7 @@ fn plugin_inspect_describes_each_first_party_plugin() {
         "kind:       notification",
         "world:      openfn:microservice/notification@0.1.0",
         "grants:     [plugins.alerts]",
+        "  yes http         http://127.0.0.1:9",
         "would load: yes",
     ] {
         assert!(
@@ -93,8 +100,9 @@ fn plugin_inspect_describes_each_first_party_plugin() {
     }
 
     // `check` over a folder with every first-party plugin passes; add a
-    // plugin that imports wasi:http without a grant and a file that is no
-    // component at all, and `plugin list` and `check` both point at them.
+    // plugin that imports wasi:http without a grant (it loads, with a
+    // warning) and a file that is no component at all (refused), and
+    // `plugin list` and `check` both point at them.
     let plugins = granted.project().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     for (file, ..) in FIRST_PARTY {
@@ -136,7 +144,7 @@ fn plugin_inspect_describes_each_first_party_plugin() {
         .iter()
         .map(|p| p["would_load"].as_bool().unwrap())
         .collect();
-    assert_eq!(loads, [true, false, true, true, false, true], "{list:?}");
+    assert_eq!(loads, [true, false, true, true, true, true], "{list:?}");
     let out = granted.run(&["plugin", "list"], None);
     assert!(
         text(&out.stdout).contains("sneaky_http          notification"),
@@ -152,9 +160,9 @@ fn plugin_inspect_describes_each_first_party_plugin() {
         describe(&out)
     );
     assert!(
-        stderr.contains(
-            "sneaky_http.wasm: plugin `sneaky_http` would not load: it imports wasi:http"
-        ),
+        stderr.contains("warning: ")
+            && stderr.contains("sneaky_http.wasm: plugin `sneaky_http` imports wasi:http")
+            && stderr.contains("every request is refused"),
         "{}",
         describe(&out)
     );

@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::storage::{
-    FinishedRun, JobHealth, JobRuns, LastRun, RunDetail, RunEnd, RunFilter, RunStatus, RunSummary,
-    Runs, StorageError,
+    FinishedRun, JobHealth, JobRuns, JobStateRecord, LastRun, PendingFlow, RunDetail, RunEnd,
+    RunFilter, RunRecord, RunStatus, RunSummary, Runs, StorageError,
 };
 
 /// What can go wrong inside this file, before it becomes a [`StorageError`].
@@ -38,6 +38,9 @@ impl From<SqliteError> for StorageError {
 #[derive(Clone)]
 pub struct SqliteRuns {
     conn: Arc<Mutex<Connection>>,
+    /// The pending flows the last process left, read at open: this
+    /// process's to carry out, handed over by the first `adopt_flows`.
+    left: Arc<Mutex<Vec<PendingFlow>>>,
 }
 
 const SCHEMA: &str = "
@@ -63,6 +66,12 @@ CREATE TABLE IF NOT EXISTS job_state (
     run_id TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pending_flows (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    input TEXT NOT NULL
+);
 ";
 
 impl SqliteRuns {
@@ -86,6 +95,8 @@ impl SqliteRuns {
             .map_err(SqliteError::from)?;
         Ok(Some(SqliteRuns {
             conn: Arc::new(Mutex::new(conn)),
+            // A reader adopts no flow: they are the service's to carry out.
+            left: Arc::default(),
         }))
     }
 
@@ -105,9 +116,65 @@ impl SqliteRuns {
             "UPDATE runs SET status = 'failure', reason = 'interrupted: the service stopped during the run' WHERE status = 'running'",
             [],
         )?;
+        let left = conn
+            .prepare("SELECT id, job, trigger, input FROM pending_flows ORDER BY id")?
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+            })?
+            .map(|row| {
+                let (id, job, trigger, input) = row?;
+                let input = serde_json::from_str(&input)?;
+                Ok(PendingFlow {
+                    id,
+                    job,
+                    trigger,
+                    input,
+                })
+            })
+            .collect::<Result<Vec<_>, SqliteError>>()?;
         Ok(SqliteRuns {
             conn: Arc::new(Mutex::new(conn)),
+            left: Arc::new(Mutex::new(left)),
         })
+    }
+
+    /// Everything the file holds, for copying it into another store: every
+    /// run record (those left running already closed by `open`), every
+    /// job's state, and the pending flows the last process left.
+    pub async fn export(
+        &self,
+    ) -> Result<(Vec<RunRecord>, Vec<JobStateRecord>, Vec<PendingFlow>), StorageError> {
+        let flows = self.left.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (runs, states) = self
+            .with(|c| {
+                let runs = c
+                    .prepare(
+                        "SELECT id, job, trigger, status, exit_code, reason, started_at, finished_at, duration_ms, log, state, input FROM runs ORDER BY id",
+                    )?
+                    .query_map([], |r| {
+                        Ok(RunRecord {
+                            summary: summary_from_row(r)?,
+                            log: r.get(9)?,
+                            state: r.get(10)?,
+                            input: r.get(11)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let states = c
+                    .prepare("SELECT job, state, run_id, updated_at FROM job_state ORDER BY job")?
+                    .query_map([], |r| {
+                        Ok(JobStateRecord {
+                            job: r.get(0)?,
+                            state: r.get(1)?,
+                            run_id: r.get(2)?,
+                            updated_at: r.get(3)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((runs, states))
+            })
+            .await?;
+        Ok((runs, states, flows))
     }
 
     async fn with<T: Send + 'static>(
@@ -165,8 +232,30 @@ impl Runs for SqliteRuns {
             end.finished_at.to_string(),
         );
         let (status, exit_code, duration_ms) = (end.status, end.exit_code, end.duration_ms);
+        let flows = end
+            .flows
+            .iter()
+            .map(|f| {
+                Ok((
+                    f.id.clone(),
+                    f.job.clone(),
+                    f.trigger.clone(),
+                    serde_json::to_string(&f.input)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        let settles = end.settles.map(str::to_string);
         self.with(move |c| {
             let tx = c.transaction()?;
+            for (id, job, trigger, input) in &flows {
+                tx.execute(
+                    "INSERT INTO pending_flows (id, job, trigger, input) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, job, trigger, input],
+                )?;
+            }
+            if let Some(settles) = &settles {
+                tx.execute("DELETE FROM pending_flows WHERE id = ?1", [settles])?;
+            }
             tx.execute(
                 "UPDATE runs SET status = ?2, exit_code = ?3, reason = ?4, finished_at = ?5, duration_ms = ?6, log = ?7, state = ?8 WHERE id = ?1",
                 params![id, status.as_str(), exit_code, reason, finished_at, duration_ms, log, state],
@@ -182,6 +271,14 @@ impl Runs for SqliteRuns {
             Ok(())
         })
         .await
+    }
+
+    /// What the last process left, once; the rest of this process's pending
+    /// flows are its own, started as they are written.
+    async fn adopt_flows(&self, max: u32) -> Result<Vec<PendingFlow>, StorageError> {
+        let mut left = self.left.lock().unwrap_or_else(|p| p.into_inner());
+        let n = left.len().min(max as usize);
+        Ok(left.drain(..n).collect())
     }
 
     /// The job's last successful final state.
@@ -378,6 +475,8 @@ mod tests {
             duration_ms: 5,
             log: &[],
             state,
+            flows: &[],
+            settles: None,
         };
         store
             .finish_run(end("01", RunStatus::Success, Some(&s)))
@@ -457,6 +556,8 @@ mod tests {
                     duration_ms,
                     log: &[],
                     state: None,
+                    flows: &[],
+                    settles: None,
                 })
                 .await
                 .unwrap();
@@ -500,6 +601,63 @@ mod tests {
             succeeded: 1,
         };
         assert_eq!(figures, [a]);
+    }
+
+    /// A flow made due by a run's end and not carried out before the
+    /// process stopped is adopted once by the next; carrying it out (its
+    /// run's end) forgets it.
+    #[tokio::test]
+    async fn pending_flows_outlive_the_process_until_their_run_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let flow = PendingFlow {
+            id: "f1".into(),
+            job: "next".into(),
+            trigger: "after".into(),
+            input: json!({"data": {"n": 1}}),
+        };
+        let end = |id, flows, settles| RunEnd {
+            id,
+            job: "j",
+            status: RunStatus::Success,
+            exit_code: Some(0),
+            reason: None,
+            finished_at: "2026-01-01T00:00:01Z",
+            duration_ms: 5,
+            log: &[],
+            state: None,
+            flows,
+            settles,
+        };
+        let first = SqliteRuns::open(&path).unwrap();
+        assert!(first.adopt_flows(10).await.unwrap().is_empty());
+        first
+            .start_run("01", "j", "t", "now", &json!({}))
+            .await
+            .unwrap();
+        first
+            .finish_run(end("01", std::slice::from_ref(&flow), None))
+            .await
+            .unwrap();
+        drop(first);
+
+        let second = SqliteRuns::open(&path).unwrap();
+        assert_eq!(
+            second.adopt_flows(10).await.unwrap(),
+            std::slice::from_ref(&flow)
+        );
+        assert!(
+            second.adopt_flows(10).await.unwrap().is_empty(),
+            "adopted once"
+        );
+        second
+            .start_run("02", "next", "after", "now", &json!({}))
+            .await
+            .unwrap();
+        second.finish_run(end("02", &[], Some("f1"))).await.unwrap();
+        drop(second);
+        let third = SqliteRuns::open(&path).unwrap();
+        assert!(third.adopt_flows(10).await.unwrap().is_empty());
     }
 
     #[tokio::test]

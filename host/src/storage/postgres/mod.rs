@@ -6,21 +6,27 @@
 //!   `replicas` table, and hands on what replicas that stopped beating
 //!   held), the `LISTEN` connection that wakes idle replicas, and what a
 //!   database error means to the caller;
+//! - [`from_embedded`]: an embedded deployment's receipts, runs, job
+//!   states and pending flows copied in (`migrate --from-embedded`);
 //! - [`migrate`]: the schema, as SQL files run at start-up by refinery under
 //!   an advisory lock (one replica migrates, the others wait);
 //! - [`receipts`]: the `receipts` table (group commit, idempotency keys,
 //!   leases with `FOR UPDATE SKIP LOCKED`, retries and dead letters);
 //! - [`runs`]: the `runs` and `job_states` tables;
 //! - [`cron`]: the `cron_ticks` table and the per-job advisory lock that
-//!   keeps one cron job's runs from overlapping across replicas.
+//!   keeps one cron job's runs from overlapping across replicas;
+//! - [`triggers`]: the `trigger_leases` table: which replica polls each
+//!   trigger plugin.
 //!
 //! The URL's password is never logged and never part of an error: only
 //! [`Target`] (user, host, port, database) is.
 
 pub mod cron;
+pub mod from_embedded;
 pub mod migrate;
 pub mod receipts;
 pub mod runs;
+pub mod triggers;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -40,6 +46,7 @@ use super::{Reachable, Storage, StorageError};
 pub use cron::PgCronTicks;
 pub use receipts::PgReceipts;
 pub use runs::PgRuns;
+pub use triggers::PgTriggerLeases;
 
 /// The channel `NOTIFY` rings when receipts wait for a replica to lease them.
 const CHANNEL: &str = "microservice_receipts";
@@ -222,6 +229,7 @@ impl Postgres {
         Storage {
             runs: Arc::new(PgRuns::new(self.clone())),
             cron: Arc::new(PgCronTicks::new(self.clone())),
+            triggers: Arc::new(PgTriggerLeases::new(self.clone())),
             reachable: self.reachable.clone(),
             shared: true,
         }
@@ -291,7 +299,8 @@ impl Postgres {
     }
 
     /// Forgets replicas that stopped beating; their leased receipts become
-    /// due at once and their running runs are closed as interrupted. One
+    /// due at once, their running runs are closed as interrupted, and their
+    /// pending flows are released for another replica to adopt. One
     /// statement, so whichever replica deletes a gone one's row hands on
     /// everything it held.
     async fn hand_on(&self) {
@@ -312,22 +321,28 @@ impl Postgres {
                     UPDATE runs SET status = 'failure', reason = 'interrupted: its replica stopped during the run'
                     WHERE status = 'running' AND replica IN (SELECT id FROM gone)
                     RETURNING 1
+                 ), released AS (
+                    UPDATE pending_flows SET claimed_by = NULL
+                    WHERE claimed_by IN (SELECT id FROM gone)
+                    RETURNING 1
                  ), woke AS (
                     SELECT pg_notify('microservice_receipts', '') WHERE EXISTS (SELECT 1 FROM freed)
                  )
-                 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM freed), (SELECT count(*) FROM closed), (SELECT count(*) FROM woke)",
+                 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM freed), (SELECT count(*) FROM closed), (SELECT count(*) FROM woke), (SELECT count(*) FROM released)",
                 &[&before, &now, &self.replica.as_ref()],
             )
             .await;
         match handed {
             Ok(row) => {
-                let (gone, freed, closed): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+                let (gone, freed, closed, flows): (i64, i64, i64, i64) =
+                    (row.get(0), row.get(1), row.get(2), row.get(4));
                 if gone > 0 {
                     warn!(
                         replicas = gone,
                         receipts = freed,
                         interrupted_runs = closed,
-                        "replicas stopped saying they are alive; their leased receipts are delivered again"
+                        pending_flows = flows,
+                        "replicas stopped saying they are alive; their leased receipts are delivered again and their pending flows run"
                     );
                 }
             }

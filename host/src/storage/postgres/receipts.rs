@@ -257,8 +257,13 @@ impl Receipts for PgReceipts {
         let client = self.pg.client().await?;
         let stmt = client
             .prepare_cached(
+                // `NOT IN` rather than `IN ('pending', 'leased')`: the same
+                // rows (the table's CHECK), but it does not match the
+                // partial `receipts_due` index, so the plan is the primary
+                // key's, not a scan of every due receipt (bench: 1,744
+                // buffers against 126 for a 40-row ack).
                 "UPDATE receipts SET status = 'done', finished_at_ms = $2, due_ms = NULL
-                 WHERE id = ANY($1) AND status IN ('pending', 'leased')",
+                 WHERE id = ANY($1) AND status NOT IN ('done', 'dead')",
             )
             .await
             .map_err(db_error)?;
@@ -388,6 +393,12 @@ impl Receipts for PgReceipts {
 
     fn wakeups(&self) -> Option<Arc<Notify>> {
         Some(self.wake.clone())
+    }
+
+    /// Commits from concurrent batches share WAL flushes: with one in
+    /// flight, a replica's throughput is one batch per flush (2–3 ms here).
+    fn concurrent_commits(&self) -> usize {
+        4
     }
 
     fn patience(&self) -> std::time::Duration {

@@ -14,8 +14,8 @@ use tokio_postgres::Row;
 
 use super::{Postgres, db_error};
 use crate::storage::{
-    FinishedRun, JobHealth, JobRuns, LastRun, RunDetail, RunEnd, RunFilter, RunStatus, RunSummary,
-    Runs, StorageError,
+    FinishedRun, JobHealth, JobRuns, LastRun, PendingFlow, RunDetail, RunEnd, RunFilter, RunStatus,
+    RunSummary, Runs, StorageError,
 };
 
 pub struct PgRuns {
@@ -90,29 +90,104 @@ impl Runs for PgRuns {
             &log,
             &state,
         ];
-        match (end.status, &state) {
-            (RunStatus::Success, Some(state)) => {
-                let tx = client.transaction().await.map_err(db_error)?;
-                let stmt = tx.prepare_cached(update).await.map_err(db_error)?;
-                tx.execute(&stmt, &params).await.map_err(db_error)?;
-                let stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO job_states (job, state, run_id, updated_at) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (job) DO UPDATE SET state = excluded.state, run_id = excluded.run_id, updated_at = excluded.updated_at",
-                    )
-                    .await
-                    .map_err(db_error)?;
-                tx.execute(&stmt, &[&end.job, state, &end.id, &end.finished_at])
-                    .await
-                    .map_err(db_error)?;
-                tx.commit().await.map_err(db_error)?;
-            }
-            _ => {
-                let stmt = client.prepare_cached(update).await.map_err(db_error)?;
-                client.execute(&stmt, &params).await.map_err(db_error)?;
-            }
+        let new_state = match (end.status, &state) {
+            (RunStatus::Success, Some(state)) => Some(state),
+            _ => None,
+        };
+        if new_state.is_none() && end.flows.is_empty() && end.settles.is_none() {
+            // A run's end alone: one statement, no transaction to open.
+            let stmt = client.prepare_cached(update).await.map_err(db_error)?;
+            client.execute(&stmt, &params).await.map_err(db_error)?;
+            return Ok(());
         }
+        let tx = client.transaction().await.map_err(db_error)?;
+        let stmt = tx.prepare_cached(update).await.map_err(db_error)?;
+        tx.execute(&stmt, &params).await.map_err(db_error)?;
+        if let Some(state) = new_state {
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO job_states (job, state, run_id, updated_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (job) DO UPDATE SET state = excluded.state, run_id = excluded.run_id, updated_at = excluded.updated_at",
+                )
+                .await
+                .map_err(db_error)?;
+            tx.execute(&stmt, &[&end.job, state, &end.id, &end.finished_at])
+                .await
+                .map_err(db_error)?;
+        }
+        if !end.flows.is_empty() {
+            // One statement for every flow the run makes due (fan-out).
+            let (mut ids, mut jobs, mut triggers, mut inputs) = (vec![], vec![], vec![], vec![]);
+            for f in end.flows {
+                ids.push(f.id.as_str());
+                jobs.push(f.job.as_str());
+                triggers.push(f.trigger.as_str());
+                inputs.push(serde_json::to_string(&f.input)?);
+            }
+            let now = crate::clock::now_ms().cast_signed();
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO pending_flows (id, job, trigger, input, created_at_ms, claimed_by)
+                     SELECT id, job, trigger, input, $5, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS f(id, job, trigger, input)",
+                )
+                .await
+                .map_err(db_error)?;
+            tx.execute(
+                &stmt,
+                &[
+                    &ids,
+                    &jobs,
+                    &triggers,
+                    &inputs,
+                    &now,
+                    &self.pg.replica.as_ref(),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        if let Some(settles) = end.settles {
+            let stmt = tx
+                .prepare_cached("DELETE FROM pending_flows WHERE id = $1")
+                .await
+                .map_err(db_error)?;
+            tx.execute(&stmt, &[&settles]).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
         Ok(())
+    }
+
+    /// Pending flows released by replicas seen gone (see `hand_on` in
+    /// `mod.rs`), claimed for this replica with `FOR UPDATE SKIP LOCKED`
+    /// so that two replicas asking at once adopt different ones.
+    async fn adopt_flows(&self, max: u32) -> Result<Vec<PendingFlow>, StorageError> {
+        let client = self.pg.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE pending_flows SET claimed_by = $1 WHERE id IN (
+                    SELECT id FROM pending_flows WHERE claimed_by IS NULL
+                    ORDER BY created_at_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED
+                 ) RETURNING id, job, trigger, input",
+            )
+            .await
+            .map_err(db_error)?;
+        let rows = client
+            .query(&stmt, &[&self.pg.replica.as_ref(), &i64::from(max)])
+            .await
+            .map_err(db_error)?;
+        let mut flows = rows
+            .iter()
+            .map(|r| {
+                Ok(PendingFlow {
+                    id: r.get(0),
+                    job: r.get(1),
+                    trigger: r.get(2),
+                    input: serde_json::from_str(r.get::<_, &str>(3))?,
+                })
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        flows.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(flows)
     }
 
     async fn job_state(&self, job: &str) -> Result<Option<Value>, StorageError> {

@@ -3,8 +3,10 @@
 //!
 //! Every run goes through [`Dispatcher::spawn_run`]: it waits for a slot
 //! under the concurrency limit, records the run, executes it with the engine,
-//! stores the result (stripped of `configuration`, log lines redacted) and
-//! fires the flows that follow it. A failure flow fires once per failed run,
+//! stores the result (stripped of `configuration`, log lines redacted)
+//! together with the flows that follow it, then starts those ([`flows`]:
+//! kept with the run's end, so none is lost with the process). A failure
+//! flow fires once per failed run,
 //! with that run's own input state; a success flow gets that run's own final
 //! state. This module never blocks a request on a run unless asked to (sync
 //! mode awaits the handles it returns).
@@ -23,7 +25,9 @@ use crate::criteria;
 use crate::engine::{Engine, Failure, FailureKind, RunRequest};
 use crate::project::{Job, Project, RetryPolicy, TriggerKind};
 use crate::redact::{Redactor, strip_configuration};
-use crate::storage::{RunEnd, RunStatus, Runs, Storage, patiently};
+use crate::storage::{PendingFlow, RunEnd, RunStatus, Runs, Storage, patiently};
+
+mod flows;
 
 /// Log lines kept in a run's record; the rest are counted, not kept.
 const MAX_LOG_LINES: usize = 10_000;
@@ -75,6 +79,10 @@ struct Inner {
     tracker: TaskTracker,
     /// Told about each finished run; full means dropped, never waited on.
     finished: Option<mpsc::Sender<RunFinished>>,
+    /// Cancelled when a shutdown's grace period is over: a run's record
+    /// that waits for an unavailable store is given up then, not waited
+    /// for until the store's patience runs out.
+    given_up: tokio_util::sync::CancellationToken,
 }
 
 /// The criteria of `job`'s trigger, when it is a criteria trigger.
@@ -110,6 +118,7 @@ impl Dispatcher {
                 slots,
                 tracker: TaskTracker::new(),
                 finished,
+                given_up: tokio_util::sync::CancellationToken::new(),
             }),
         }
     }
@@ -191,7 +200,7 @@ impl Dispatcher {
         let id = run_id.clone();
         let handle = self.inner.tracker.spawn(async move {
             let span = info_span!("run", run_id = %id, job = %job.name, trigger = %trigger);
-            this.run_inner(id, job, trigger, input, None)
+            this.run_inner(id, job, trigger, input, None, None)
                 .instrument(span)
                 .await
         });
@@ -211,7 +220,7 @@ impl Dispatcher {
                     json!({ "data": {} })
                 }
             };
-            this.run(job, trigger, input, None).await
+            this.run(job, trigger, input, None, None).await
         })
     }
 
@@ -225,10 +234,12 @@ impl Dispatcher {
         let this = self.clone();
         self.inner
             .tracker
-            .spawn(async move { this.run(job, trigger, input, attempt).await })
+            .spawn(async move { this.run(job, trigger, input, attempt, None).await })
     }
 
-    /// Waits up to `grace` for runs in flight, then kills what is left.
+    /// Waits up to `grace` for runs in flight and their records, then kills
+    /// what is left and gives up on records still waiting for a store that
+    /// is unavailable (they are lost; the runs' receipts are delivered again).
     pub async fn shutdown(&self, grace: std::time::Duration) {
         self.inner.tracker.close();
         if tokio::time::timeout(grace, self.inner.tracker.wait())
@@ -236,6 +247,7 @@ impl Dispatcher {
             .is_err()
         {
             warn!(grace = %humantime::format_duration(grace), "runs still going after the grace period; killing them");
+            self.inner.given_up.cancel();
             self.inner.engine.kill_all();
             self.inner.tracker.wait().await;
         }
@@ -247,10 +259,11 @@ impl Dispatcher {
         trigger: String,
         input: Value,
         attempt: Option<u32>,
+        settles: Option<String>,
     ) -> RunReport {
         let run_id = uuid::Uuid::now_v7().to_string();
         let span = info_span!("run", run_id = %run_id, job = %job.name, trigger = %trigger);
-        self.run_inner(run_id, job, trigger, input, attempt)
+        self.run_inner(run_id, job, trigger, input, attempt, settles)
             .instrument(span)
             .await
     }
@@ -262,6 +275,7 @@ impl Dispatcher {
         trigger: String,
         mut input: Value,
         attempt: Option<u32>,
+        settles: Option<String>,
     ) -> RunReport {
         let inner = &self.inner;
         let _slot = inner
@@ -280,7 +294,7 @@ impl Dispatcher {
         let started_at = now_rfc3339();
         let started_ms = now_ms();
         let (runs, patience) = (&inner.storage.runs, inner.storage.patience());
-        if let Err(e) = patiently("the run's start", patience, None, || {
+        if let Err(e) = patiently("the run's start", patience, Some(&inner.given_up), || {
             runs.start_run(&run_id, &job.name, &trigger, &started_at, &input)
         })
         .await
@@ -346,18 +360,39 @@ impl Dispatcher {
             failure,
             will_retry,
         };
-        self.record(&report, &trigger, started_ms, duration_ms)
-            .await;
         // A failure that will be retried is not final: its failure flows wait
         // for the last attempt.
-        if !will_retry {
-            self.fire_flows(&report, input);
+        let flows = if will_retry {
+            Vec::new()
+        } else {
+            self.flows_due(&report, input)
+        };
+        self.record(
+            &report,
+            &trigger,
+            started_ms,
+            duration_ms,
+            &flows,
+            settles.as_deref(),
+        )
+        .await;
+        for flow in flows {
+            self.start_flow(flow);
         }
         report
     }
 
-    /// Stores the run's end and tells the observers.
-    async fn record(&self, report: &RunReport, trigger: &str, started_ms: u64, duration_ms: i64) {
+    /// Stores the run's end, with the flows it makes due and the pending
+    /// flow it settles, and tells the observers.
+    async fn record(
+        &self,
+        report: &RunReport,
+        trigger: &str,
+        started_ms: u64,
+        duration_ms: i64,
+        flows: &[PendingFlow],
+        settles: Option<&str>,
+    ) {
         let inner = &self.inner;
         let reason = report.failure.as_ref().map(|f| f.reason.as_str());
         if let Some(tx) = &inner.finished {
@@ -390,9 +425,11 @@ impl Dispatcher {
             duration_ms,
             log: &report.log,
             state: report.state.as_ref(),
+            flows,
+            settles,
         };
         let (runs, patience) = (&inner.storage.runs, inner.storage.patience());
-        if let Err(e) = patiently("the run's end", patience, None, || {
+        if let Err(e) = patiently("the run's end", patience, Some(&inner.given_up), || {
             runs.finish_run(end.clone())
         })
         .await
@@ -400,51 +437,6 @@ impl Dispatcher {
             error!(cause = %e, "could not record the run's end");
         }
     }
-
-    /// Starts the jobs that follow `upstream`: success flows with its final
-    /// state, failure flows with its input state plus an `errors` entry.
-    fn fire_flows(&self, upstream: &RunReport, input: Value) {
-        let p = &self.inner.project;
-        let failure = upstream.failure.as_ref().map(|f| f.reason.as_str());
-        for trigger in p.triggers.values() {
-            let next_input = match (&trigger.kind, failure) {
-                (TriggerKind::Success(up), None) if *up == upstream.job => match &upstream.state {
-                    Some(state) => state.clone(),
-                    None => continue,
-                },
-                (TriggerKind::Failure(up), Some(why)) if *up == upstream.job => {
-                    with_error(input.clone(), upstream, why)
-                }
-                _ => continue,
-            };
-            for job in p.jobs_of(&trigger.name) {
-                info!(next = %job.name, flow = %trigger.name, "starting flow");
-                self.spawn_run(job.clone(), trigger.name.clone(), next_input.clone(), None);
-            }
-        }
-    }
-}
-
-/// The upstream input state with a description of how the run failed.
-fn with_error(mut state: Value, upstream: &RunReport, why: &str) -> Value {
-    let message = upstream
-        .log
-        .iter()
-        .find(|l| l.contains("Error"))
-        .cloned()
-        .unwrap_or_else(|| why.to_string());
-    let entry = json!({
-        "job": upstream.job,
-        "run_id": upstream.run_id,
-        "exit_code": upstream.exit_code,
-        "reason": why,
-        "message": message,
-    });
-    match state.get_mut("errors") {
-        Some(Value::Array(errors)) => errors.push(entry),
-        _ => state["errors"] = json!([entry]),
-    }
-    state
 }
 
 /// Whether a failure of this kind is worth another attempt under `policy`.

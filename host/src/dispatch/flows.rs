@@ -1,0 +1,168 @@
+//! Flows: the runs that follow a finished run (success flows with its
+//! final state, failure flows with its input state plus an `errors`
+//! entry), and the pending flows a stopped process left.
+//!
+//! A flow is decided here, once, when its upstream run ends: it becomes a
+//! [`PendingFlow`], kept with the upstream run's end in one transaction
+//! (see [`crate::storage::Runs::finish_run`]), then started. This module
+//! never starts a flow that was not kept first, unless keeping it failed
+//! for good (then it starts anyway, as the best left to do).
+
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use super::{Dispatcher, RunReport};
+use crate::clock::now_rfc3339;
+use crate::project::TriggerKind;
+use crate::storage::{PendingFlow, RunEnd, RunStatus, patiently};
+
+impl Dispatcher {
+    /// Starts the pending flows that no running process is carrying out:
+    /// once (what the last process left), then, on a store shared by
+    /// replicas, every few seconds (what replicas seen gone left), until
+    /// `stop`. A flow whose job the project no longer has is recorded as a
+    /// failed run, so it is not adopted again and not lost without a trace.
+    pub fn adopt_flows(&self, stop: tokio_util::sync::CancellationToken) {
+        const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let adopted = match this.inner.storage.runs.adopt_flows(64).await {
+                    Ok(flows) => {
+                        if !flows.is_empty() {
+                            info!(flows = flows.len(), "starting flows a stopped process left");
+                        }
+                        let n = flows.len();
+                        for flow in flows {
+                            this.start_flow(flow);
+                        }
+                        n
+                    }
+                    Err(e) => {
+                        warn!(cause = %e, "could not look for flows a stopped process left");
+                        0
+                    }
+                };
+                if adopted == 64 {
+                    continue;
+                }
+                if !this.inner.storage.shared {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(EVERY) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    pub(super) fn start_flow(&self, flow: PendingFlow) {
+        let this = self.clone();
+        let Some(job) = self.inner.project.jobs.get(&flow.job).cloned() else {
+            self.inner
+                .tracker
+                .spawn(async move { this.drop_flow(flow).await });
+            return;
+        };
+        info!(next = %job.name, flow = %flow.trigger, "starting flow");
+        self.inner.tracker.spawn(async move {
+            this.run(job, flow.trigger, flow.input, None, Some(flow.id))
+                .await
+        });
+    }
+
+    /// A pending flow whose job the project no longer has (it changed while
+    /// the flow waited): recorded as a run that failed at once, which
+    /// settles it.
+    async fn drop_flow(&self, flow: PendingFlow) {
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let reason = format!(
+            "the flow's job `{}` is no longer in the project; the flow was not run",
+            flow.job
+        );
+        warn!(job = %flow.job, flow = %flow.trigger, "{reason}");
+        let (runs, patience) = (&self.inner.storage.runs, self.inner.storage.patience());
+        let now = now_rfc3339();
+        let given_up = Some(&self.inner.given_up);
+        let started = patiently("the run's start", patience, given_up, || {
+            runs.start_run(&run_id, &flow.job, &flow.trigger, &now, &flow.input)
+        });
+        let end = RunEnd {
+            id: &run_id,
+            job: &flow.job,
+            status: RunStatus::Failure,
+            exit_code: None,
+            reason: Some(&reason),
+            finished_at: &now,
+            duration_ms: 0,
+            log: &[],
+            state: None,
+            flows: &[],
+            settles: Some(&flow.id),
+        };
+        let result = match started.await {
+            Ok(()) => {
+                patiently("the run's end", patience, given_up, || {
+                    runs.finish_run(end.clone())
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            error!(cause = %e, "could not record the dropped flow");
+        }
+    }
+
+    /// The runs that follow `upstream`: success flows with its final state,
+    /// failure flows with its input state plus an `errors` entry.
+    pub(super) fn flows_due(&self, upstream: &RunReport, input: Value) -> Vec<PendingFlow> {
+        let p = &self.inner.project;
+        let mut due = Vec::new();
+        let failure = upstream.failure.as_ref().map(|f| f.reason.as_str());
+        for trigger in p.triggers.values() {
+            let next_input = match (&trigger.kind, failure) {
+                (TriggerKind::Success(up), None) if *up == upstream.job => match &upstream.state {
+                    Some(state) => state.clone(),
+                    None => continue,
+                },
+                (TriggerKind::Failure(up), Some(why)) if *up == upstream.job => {
+                    with_error(input.clone(), upstream, why)
+                }
+                _ => continue,
+            };
+            for job in p.jobs_of(&trigger.name) {
+                due.push(PendingFlow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    job: job.name.clone(),
+                    trigger: trigger.name.clone(),
+                    input: next_input.clone(),
+                });
+            }
+        }
+        due
+    }
+}
+
+/// The upstream input state with a description of how the run failed.
+fn with_error(mut state: Value, upstream: &RunReport, why: &str) -> Value {
+    let message = upstream
+        .log
+        .iter()
+        .find(|l| l.contains("Error"))
+        .cloned()
+        .unwrap_or_else(|| why.to_string());
+    let entry = json!({
+        "job": upstream.job,
+        "run_id": upstream.run_id,
+        "exit_code": upstream.exit_code,
+        "reason": why,
+        "message": message,
+    });
+    match state.get_mut("errors") {
+        Some(Value::Array(errors)) => errors.push(entry),
+        _ => state["errors"] = json!([entry]),
+    }
+    state
+}

@@ -6,7 +6,8 @@
 #   3. plugin_bench (example)    notification call cost (fresh vs reused instance),
 #                                start-up with four plugins (cold vs warm cache)
 #   4. bench/plugin_limits.py    /inbox req/s and latency beside spinning plugins vs none
-#   5. bench/compaction_stall.py worst wait of a receipt while the journal is
+#   5. bench/library.py          GET /api/library p50/p99 with 10,000 runs and 200 library files
+#   6. bench/compaction_stall.py worst wait of a receipt while the journal is
 #                                compacted under sustained load (~5 min; STALL=0 skips it)
 #
 # Usage: bench/run-all.sh            (from anywhere; ~15 min on 2 cores when
@@ -45,22 +46,25 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -p microservice --example plugin_bench
 fi
 
-step "1/5 latency: python3 bench/latency.py --runs ${LATENCY_RUNS:-20}"
+step "1/6 latency: python3 bench/latency.py --runs ${LATENCY_RUNS:-20}"
 python3 bench/latency.py --runs "${LATENCY_RUNS:-20}"
 
-step "2/5 inbox throughput: python3 bench/inbox_throughput.py ${THROUGHPUT_ARGS:-}"
+step "2/6 inbox throughput: python3 bench/inbox_throughput.py ${THROUGHPUT_ARGS:-}"
 # shellcheck disable=SC2086
 python3 bench/inbox_throughput.py ${THROUGHPUT_ARGS:-}
 
-step "3/5 plugins: target/release/examples/plugin_bench ${PLUGIN_BENCH_ARGS:-}"
+step "3/6 plugins: target/release/examples/plugin_bench ${PLUGIN_BENCH_ARGS:-}"
 # shellcheck disable=SC2086
 target/release/examples/plugin_bench ${PLUGIN_BENCH_ARGS:-}
 
-step "4/5 plugin limits: python3 bench/plugin_limits.py ${PLUGIN_LIMITS_ARGS:-}"
+step "4/6 plugin limits: python3 bench/plugin_limits.py ${PLUGIN_LIMITS_ARGS:-}"
 # shellcheck disable=SC2086
 python3 bench/plugin_limits.py ${PLUGIN_LIMITS_ARGS:-}
 
+step "5/6 library: python3 bench/library.py"
+python3 bench/library.py
+
 if [ "${STALL:-1}" != 0 ]; then
-    step "5/5 compaction stall: python3 bench/compaction_stall.py"
+    step "6/6 compaction stall: python3 bench/compaction_stall.py"
     python3 bench/compaction_stall.py
 fi

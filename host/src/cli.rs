@@ -106,6 +106,13 @@ pub enum Command {
         from_embedded: bool,
     },
 
+    /// Search, export or import the jobs library.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  microservice library search --adaptor common --helper each\n  microservice library export > library.json\n  microservice library import library.json"
+    )]
+    Library(LibraryCommand),
+
     /// List or inspect WebAssembly plugins.
     #[command(
         subcommand,
@@ -153,6 +160,51 @@ pub enum PluginCommand {
         /// Where to write it (default: ./<name>); must not exist or be empty.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LibraryCommand {
+    /// The library's expressions that match, best first, as `GET
+    /// /api/library` answers (figures from the service's run records).
+    #[command(
+        after_help = "Example:\n  microservice library search --adaptor common --helper each --version '^3'"
+    )]
+    Search {
+        /// The adaptor: `common`, `language-common` or `@openfn/language-common`.
+        #[arg(long)]
+        adaptor: Option<String>,
+        /// A semver range of the adaptor's version (`^3`, `>=3.1 <4`, `3.3.4`).
+        #[arg(long)]
+        version: Option<String>,
+        /// A helper the expression must call (`each`, `fn`, `createTEI`).
+        #[arg(long)]
+        helper: Option<String>,
+        /// Text the expression must contain (any case).
+        #[arg(long)]
+        q: Option<String>,
+        /// How many to show (1 to 100).
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every entry of the library as JSON, with its figures: the shareable
+    /// file `library import` reads (expressions, adaptors, figures; no
+    /// state, data, log or credential).
+    #[command(after_help = "Example:\n  microservice library export > library.json")]
+    Export,
+    /// Adds the expressions of an exported file to the library folder
+    /// (PROJECT_DIR/library/), one `.js` file each, skipping those it
+    /// already holds (the same expression) and those that do not parse.
+    #[command(
+        after_help = "Example:\n  microservice library import library.json && microservice check"
+    )]
+    Import {
+        /// A file written by `library export` (or `-` for stdin).
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
     },
 }
 

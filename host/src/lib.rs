@@ -34,6 +34,9 @@
 //! - [`cli`] and [`commands`]: the binary's subcommands (`run`, `check`,
 //!   `import` of the original's `project.yaml`, `install`, `plugin`).
 //! - [`import`]: converting the original's `project.yaml` to `project.toml`.
+//! - [`expression`]: job expressions parsed as JavaScript (syntax errors,
+//!   the helpers they call).
+//! - [`library`]: the jobs library, `GET /api/library` and `library` commands.
 
 pub mod cli;
 pub mod clock;
@@ -42,8 +45,10 @@ pub mod criteria;
 pub mod cron;
 pub mod dispatch;
 pub mod engine;
+pub mod expression;
 pub mod http;
 pub mod import;
+pub mod library;
 pub mod logging;
 pub mod metrics;
 pub mod packages;

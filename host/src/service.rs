@@ -59,6 +59,16 @@ pub async fn install_packages(
         .await?)
 }
 
+/// The jobs library, read once: its bad files are left out, with a warning each.
+fn library_catalog(settings: &Settings, project: &Project) -> Arc<crate::library::Catalog> {
+    let packages = Packages::new(&settings.packages_dir);
+    let (catalog, problems) = crate::library::Catalog::build(project, &packages);
+    for problem in problems {
+        warn!(%problem, "a library file is left out of the jobs library");
+    }
+    Arc::new(catalog)
+}
+
 /// `microservice serve`: runs until SIGTERM or Ctrl-C.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let project = Arc::new(Project::load(&settings.project_dir)?);
@@ -141,6 +151,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     metrics.set_engine_slots(project.engine.concurrency);
     metrics.declare(project.jobs.keys().map(String::as_str));
 
+    let library = library_catalog(&settings, &project);
     crate::cron::start(&dispatcher, &stop, &schedulers);
     dispatcher.adopt_flows(stop.clone());
     plugins.open_triggers();
@@ -153,6 +164,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         stopping: stop.clone(),
         api_keys: settings.api_keys.clone(),
         activity: Default::default(),
+        library,
     });
     tokio::spawn(http::stats::sample_queue(app.clone(), stop.clone()));
     let grace = project.engine.shutdown_grace;

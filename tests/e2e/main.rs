@@ -20,6 +20,7 @@ mod engine;
 mod flows;
 mod harness;
 mod inbox;
+mod library;
 mod metrics;
 mod plugins_authoring;
 mod plugins_hostile;

@@ -4,8 +4,11 @@
 //! The project goes through the same parser as `serve`, which lists every
 //! problem it finds (one line each, counted one by one); every `.wasm` in
 //! the plugins folder is compiled by the service's own plugin runtime and
-//! checked against its world and its `[plugins.<name>]` grants. Errors go to
-//! stderr, one per problem; the summary to stdout. Writes nothing.
+//! checked against its world and its `[plugins.<name>]` grants. Every job
+//! expression and every file of the library folder is parsed as
+//! JavaScript, so a syntax error is found here, with its line and column,
+//! rather than when the job first runs. Errors go to stderr, one per
+//! problem; the summary to stdout. Writes nothing.
 
 use std::process::ExitCode;
 
@@ -122,6 +125,7 @@ pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     }
 
     if let Some(p) = &project {
+        errors += expressions(p);
         let store = &p.inbox.store;
         let database = settings
             .database_url
@@ -188,6 +192,49 @@ pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints each syntax error of each job expression and library file, with
+/// where it is; returns how many.
+fn expressions(p: &Project) -> usize {
+    let mut errors = 0;
+    for job in p.jobs.values() {
+        for e in crate::expression::syntax_errors(&job.expression) {
+            match &job.expression_file {
+                Some(file) => eprintln!(
+                    "error: {}: job `{}`: line {}, column {}: syntax error: {}",
+                    p.dir.join(file).display(),
+                    job.name,
+                    e.line,
+                    e.column,
+                    e.message
+                ),
+                None => eprintln!(
+                    "error: {}: [jobs.{}] expression: line {}, column {} of the expression: syntax error: {}",
+                    p.file.display(),
+                    job.name,
+                    e.line,
+                    e.column,
+                    e.message
+                ),
+            }
+            errors += 1;
+        }
+    }
+    let dir = crate::library::folder::dir(&p.dir);
+    let (files, problems) = crate::library::folder::read(&dir);
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    if !files.is_empty() {
+        println!(
+            "ok: {}: {} library file{}",
+            dir.display(),
+            files.len(),
+            plural(files.len())
+        );
+    }
+    errors + problems.len()
 }
 
 fn plural(n: usize) -> &'static str {

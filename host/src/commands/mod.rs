@@ -4,11 +4,13 @@
 //! Commands print their results on stdout and their diagnostics on stderr
 //! (never the other way round: `run`'s stdout is a JSON document that a
 //! pipeline reads), and return the process's exit code. None of them opens
-//! a port, and only `serve` touches the service's store.
+//! a port, and only `serve` writes to the service's store (`library`
+//! reads its run figures).
 
 mod check;
 mod import;
 mod install;
+mod library;
 mod migrate;
 mod new;
 mod plugin;
@@ -16,7 +18,7 @@ mod run;
 
 use std::process::ExitCode;
 
-use crate::cli::{Command, PluginCommand};
+use crate::cli::{Command, LibraryCommand, PluginCommand};
 use crate::project::Project;
 use crate::service;
 use crate::settings::Settings;
@@ -30,6 +32,25 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
         Command::Import { file, out, force } => import::import(&file, out, force),
         Command::Install => install::install(&settings).await,
         Command::Migrate { from_embedded } => migrate::migrate(&settings, from_embedded).await,
+        Command::Library(LibraryCommand::Search {
+            adaptor,
+            version,
+            helper,
+            q,
+            limit,
+            json,
+        }) => {
+            let wanted = library::Wanted {
+                adaptor,
+                version,
+                helper,
+                q,
+                limit,
+            };
+            library::search(&settings, wanted, json).await
+        }
+        Command::Library(LibraryCommand::Export) => library::export(&settings).await,
+        Command::Library(LibraryCommand::Import { file }) => library::import(&settings, &file),
         Command::Plugin(PluginCommand::List { json }) => plugin::list(&settings, json).await,
         Command::Plugin(PluginCommand::Inspect { file, json }) => {
             plugin::inspect(&settings, &file, json).await

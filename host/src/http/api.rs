@@ -222,7 +222,7 @@ fn parse_limit(value: &str) -> Result<usize, String> {
     }
 }
 
-fn store_failed(e: StorageError) -> Response<Body> {
+pub(super) fn store_failed(e: StorageError) -> Response<Body> {
     tracing::error!(cause = %e, "run store read failed");
     match e {
         // A database gone for a moment is the client's to wait out.

@@ -3,7 +3,7 @@
 //! Routes: `POST /inbox` ([`inbox`]), OpenRosa's `HEAD`/`POST /submission`
 //! ([`openrosa`]), `GET /healthz` and `/readyz`
 //! ([`health`]), `GET /metrics` ([`metrics`]), the JSON API under `/api`
-//! ([`api`], [`stats`]) and the dashboard's static page at `/`
+//! ([`api`], [`stats`], [`library`]) and the dashboard's static page at `/`
 //! ([`dashboard`]); [`auth`] checks API keys before any of them runs.
 //! Every API answer is JSON, bad input is a 4xx with
 //! `{"errors": [...]}`, and nothing a client sends can make this module
@@ -20,6 +20,7 @@ mod connections;
 mod dashboard;
 mod health;
 mod inbox;
+mod library;
 mod metrics;
 mod minutes;
 mod openrosa;
@@ -67,6 +68,8 @@ pub struct App {
     pub api_keys: ApiKeys,
     /// Per-minute figures for the dashboard's overview (`/api/stats`).
     pub activity: stats::Activity,
+    /// The jobs library behind `/api/library`.
+    pub library: Arc<crate::library::Catalog>,
 }
 
 /// Serves until `stop` fires, then closes idle connections and waits up to
@@ -147,7 +150,12 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
         .collect();
     let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     let method = req.method().clone();
-    let refused = refusal(app, auth::scope_of(segs[0]), req.headers());
+    let scope = match segs.as_slice() {
+        // `[library] public = true`: the library is an open API.
+        ["api", "library"] if app.library.public => auth::Scope::Open,
+        _ => auth::scope_of(segs[0]),
+    };
+    let refused = refusal(app, scope, req.headers());
     if let ["submission"] = segs.as_slice() {
         let res = match (refused, &method) {
             (Some(refused), _) => refused,
@@ -185,6 +193,7 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
         (&Method::GET, ["api", "runs"]) => api::runs(app, req.uri().query()).await,
         (&Method::GET, ["api", "runs", id]) => api::run(app, id).await,
         (&Method::GET, ["api", "plugins"]) => api::plugins(app),
+        (&Method::GET, ["api", "library"]) => library::search(app, req.uri().query()).await,
         (&Method::POST, ["api", "runs", id, "retry"]) => api::retry_run(app, id).await,
         (&Method::GET, ["api", "messages"]) => api::messages(app, req.uri().query()).await,
         (&Method::POST, ["api", "messages", id, "retry"]) => api::retry_message(app, id).await,
@@ -204,6 +213,7 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
             | ["api", "runs"]
             | ["api", "runs", _]
             | ["api", "plugins"]
+            | ["api", "library"]
             | ["api", "messages"],
         ) => not_allowed(&method, &path, "GET, HEAD"),
         _ => error(

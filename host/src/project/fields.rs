@@ -171,3 +171,16 @@ pub(super) fn cron(
 ) -> Result<croner::Cron, ProjectError> {
     crate::cron::parse(expr).map_err(|why| cx.err(table, Some(key), why))
 }
+
+pub(super) fn boolean(
+    cx: &Ctx,
+    table: &str,
+    t: &Table,
+    key: &str,
+) -> Result<Option<bool>, ProjectError> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+        Some(_) => Err(cx.err(table, Some(key), "must be true or false")),
+    }
+}

@@ -14,6 +14,7 @@ mod credentials;
 mod delivery;
 mod fields;
 mod http;
+mod library;
 mod locate;
 mod model;
 mod paths;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use credentials::CredentialEnv;
 pub use http::HttpConfig;
+pub use library::LibraryConfig;
 pub use model::{
     AdaptorSpec, ClusterConfig, DirBase, DirGrant, EngineConfig, EngineMode, InboxConfig, Job,
     PluginSpec, PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,

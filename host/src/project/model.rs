@@ -31,6 +31,8 @@ pub struct Project {
     /// `[plugins] max_memory`: the memory caps of the trigger, notification
     /// and logging instances alive at once add up to at most this.
     pub plugin_memory: usize,
+    /// `[library]`: what the jobs library shares, and with whom.
+    pub library: super::library::LibraryConfig,
 }
 
 /// How one plugin file is configured and what it may touch.
@@ -149,6 +151,8 @@ pub struct Job {
     pub credential: Option<String>,
     pub timeout: Option<Duration>,
     pub retry: RetryPolicy,
+    /// In the jobs library: its `library` key, else `[library] share_all`.
+    pub library: bool,
 }
 
 #[derive(Debug)]

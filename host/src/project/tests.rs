@@ -99,7 +99,7 @@ success = "ghost"
             "project.toml: [engine] mode (line 2): `fast` is not an engine mode; use \"worker\" or \"cli\"",
             "project.toml: [engine] timeout (line 3): `soon` is not a duration (expected number at 0); write e.g. \"30s\" or \"5m\"",
             "project.toml: [jobs.a] trigger (line 7): no trigger named `nope`; defined: after, tick",
-            "project.toml: [jobs.a] colour (line 8): unknown key; expected one of adaptor, expression, expression_file, trigger, credential, timeout, retry",
+            "project.toml: [jobs.a] colour (line 8): unknown key; expected one of adaptor, expression, expression_file, trigger, credential, timeout, retry, library",
             "project.toml: [jobs.b] credential (line 13): no credential named `missing`; defined: none",
             "project.toml: [triggers.tick] cron (line 16): `61 * * * *`: minute field: 61 is out of range 0-59",
             "project.toml: [triggers.tick] timezone (line 17): `Mars/Olympus` is not an IANA time zone name such as \"Africa/Nairobi\", \"America/New_York\" or \"UTC\"",

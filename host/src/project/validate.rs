@@ -34,6 +34,7 @@ const TABLES: &[&str] = &[
     "triggers",
     "credentials",
     "plugins",
+    "library",
 ];
 
 pub(super) fn parse(
@@ -62,7 +63,9 @@ pub(super) fn parse(
     let retry = super::delivery::retry(&cx, "retry", section("retry"), &RetryPolicy::default());
     let credentials = super::credentials::parse(&cx, section("credentials"), env);
     let triggers = super::triggers::parse(&cx, section("triggers"));
+    let library = super::library::library(&cx, section("library"));
     let jobs = jobs(&cx, dir, section("jobs"), &triggers, &credentials, &retry);
+    let jobs = shared(jobs, &library);
     check_flows(&cx, &jobs, &triggers);
     let plugins = cx
         .ok(super::plugins::parse(&cx, section("plugins")))
@@ -87,7 +90,22 @@ pub(super) fn parse(
         credentials,
         plugins,
         plugin_memory,
+        library,
     })
+}
+
+/// Settles each job's `library` flag: its own `library` key, else
+/// `[library] share_all`.
+fn shared(
+    jobs: BTreeMap<String, (Job, Option<bool>)>,
+    library: &super::library::LibraryConfig,
+) -> BTreeMap<String, Arc<Job>> {
+    jobs.into_iter()
+        .map(|(name, (mut job, opt_in))| {
+            job.library = opt_in.unwrap_or(library.share_all);
+            (name, Arc::new(job))
+        })
+        .collect()
 }
 
 fn engine(cx: &Ctx, t: Option<&Table>) -> EngineConfig {
@@ -153,7 +171,8 @@ fn engine(cx: &Ctx, t: Option<&Table>) -> EngineConfig {
 }
 
 /// Every job, the bad ones too (with placeholder values), so that a flow
-/// naming a bad job is not also told it does not exist.
+/// naming a bad job is not also told it does not exist; each with its
+/// `library` key, if written.
 fn jobs(
     cx: &Ctx,
     dir: &Path,
@@ -161,7 +180,7 @@ fn jobs(
     triggers: &BTreeMap<String, Trigger>,
     credentials: &BTreeMap<String, Value>,
     retry: &RetryPolicy,
-) -> BTreeMap<String, Arc<Job>> {
+) -> BTreeMap<String, (Job, Option<bool>)> {
     let mut out = BTreeMap::new();
     for (name, value) in t.into_iter().flatten() {
         let table = format!("jobs.{name}");
@@ -169,7 +188,8 @@ fn jobs(
             continue;
         };
         let job = job(cx, dir, &table, name, body, triggers, credentials, retry);
-        out.insert(name.clone(), Arc::new(job));
+        let opt_in = super::library::job_opt_in(cx, &table, body);
+        out.insert(name.clone(), (job, opt_in));
     }
     out
 }
@@ -197,6 +217,7 @@ fn job(
             "credential",
             "timeout",
             "retry",
+            "library",
         ],
     );
     let adaptor = cx
@@ -267,6 +288,7 @@ fn job(
         credential,
         timeout: cx.ok(duration(cx, table, body, "timeout")).flatten(),
         retry,
+        library: false,
     }
 }
 

@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub use records::{
-    FinishedRun, JobHealth, JobStateRecord, LastRun, PendingFlow, RunDetail, RunEnd, RunFilter,
-    RunRecord, RunStatus, RunSummary,
+    FinishedRun, JobHealth, JobRuns, JobStateRecord, LastRun, PendingFlow, RunDetail, RunEnd,
+    RunFilter, RunRecord, RunStatus, RunSummary,
 };
 
 /// What the dispatcher, cron and the API keep: run records and job states,
@@ -357,6 +357,11 @@ pub trait Runs: Send + Sync + 'static {
         jobs: Vec<String>,
         recent: u32,
     ) -> Result<Vec<JobHealth>, StorageError>;
+
+    /// Each job with a run that finished at or after `since` (RFC 3339):
+    /// how many finished and how many succeeded, in one query (the jobs
+    /// library asks on every request), in job name order.
+    async fn runs_by_job_since(&self, since: &str) -> Result<Vec<JobRuns>, StorageError>;
 
     /// A run's job, trigger and input state, for running it again.
     async fn run_input(&self, id: &str) -> Result<Option<(String, String, Value)>, StorageError>;

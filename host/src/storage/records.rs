@@ -117,6 +117,16 @@ pub struct JobHealth {
     pub succeeded: u64,
 }
 
+/// How one job's finished runs went over a period (the jobs library's
+/// figures): nothing of their states or logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobRuns {
+    pub job: String,
+    /// Runs that finished in the period.
+    pub finished: u64,
+    pub succeeded: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct RunFilter {
     pub job: Option<String>,

@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::storage::{
-    FinishedRun, JobHealth, JobStateRecord, LastRun, PendingFlow, RunDetail, RunEnd, RunFilter,
-    RunRecord, RunStatus, RunSummary, Runs, StorageError,
+    FinishedRun, JobHealth, JobRuns, JobStateRecord, LastRun, PendingFlow, RunDetail, RunEnd,
+    RunFilter, RunRecord, RunStatus, RunSummary, Runs, StorageError,
 };
 
 /// What can go wrong inside this file, before it becomes a [`StorageError`].
@@ -79,6 +79,25 @@ impl SqliteRuns {
     /// died are closed as failures, so no record claims to run forever.
     pub fn open(path: &Path) -> Result<SqliteRuns, StorageError> {
         Self::open_sqlite(path).map_err(StorageError::from)
+    }
+
+    /// Opens an existing store to read only (a command reading a running
+    /// service's figures): no schema change, no run closed; `None` when
+    /// there is no store yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<SqliteRuns>, StorageError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(SqliteError::from)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(SqliteError::from)?;
+        Ok(Some(SqliteRuns {
+            conn: Arc::new(Mutex::new(conn)),
+            // A reader adopts no flow: they are the service's to carry out.
+            left: Arc::default(),
+        }))
     }
 
     fn open_sqlite(path: &Path) -> Result<SqliteRuns, SqliteError> {
@@ -355,6 +374,26 @@ impl Runs for SqliteRuns {
         .await
     }
 
+    /// Served by the `finished_at` index; one pass, grouped by job.
+    async fn runs_by_job_since(&self, since: &str) -> Result<Vec<JobRuns>, StorageError> {
+        let since = since.to_string();
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT job, COUNT(*), COALESCE(SUM(status = 'success'), 0) FROM runs
+                 WHERE finished_at >= ?1 AND status != 'running' GROUP BY job ORDER BY job",
+            )?;
+            let rows = stmt.query_map([since], |r| {
+                Ok(JobRuns {
+                    job: r.get(0)?,
+                    finished: r.get::<_, i64>(1)? as u64,
+                    succeeded: r.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     /// A run's job, trigger and input state, for running it again.
     async fn run_input(&self, id: &str) -> Result<Option<(String, String, Value)>, StorageError> {
         let id = id.to_string();
@@ -550,6 +589,18 @@ mod tests {
         assert_eq!((health[0].finished, health[0].succeeded), (2, 1));
         assert!(health[1].last_run.is_none());
         assert_eq!((health[1].finished, health[1].succeeded), (0, 0));
+
+        // The library's figures: the running 04 is not counted, 01 is too old.
+        let figures = store
+            .runs_by_job_since("2026-01-01T00:01:00.000Z")
+            .await
+            .unwrap();
+        let a = JobRuns {
+            job: "a".into(),
+            finished: 2,
+            succeeded: 1,
+        };
+        assert_eq!(figures, [a]);
     }
 
     /// A flow made due by a run's end and not carried out before the

@@ -14,7 +14,7 @@ use tokio_postgres::Row;
 
 use super::{Postgres, db_error};
 use crate::storage::{
-    FinishedRun, JobHealth, LastRun, PendingFlow, RunDetail, RunEnd, RunFilter, RunStatus,
+    FinishedRun, JobHealth, JobRuns, LastRun, PendingFlow, RunDetail, RunEnd, RunFilter, RunStatus,
     RunSummary, Runs, StorageError,
 };
 
@@ -239,6 +239,29 @@ impl Runs for PgRuns {
                 minute: r.get(0),
                 success: r.get(1),
                 duration_ms: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Served by the `finished_ms` index; one query, grouped by job.
+    async fn runs_by_job_since(&self, since: &str) -> Result<Vec<JobRuns>, StorageError> {
+        let since = millis(since)
+            .ok_or_else(|| StorageError::Failed(format!("`{since}` is not an RFC 3339 time")))?;
+        let client = self.pg.client().await?;
+        let rows = client
+            .query(
+                "SELECT job, COUNT(*), COUNT(*) FILTER (WHERE status = 'success') FROM runs
+                 WHERE finished_ms >= $1 AND status <> 'running' GROUP BY job ORDER BY job",
+                &[&since],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| JobRuns {
+                job: r.get(0),
+                finished: r.get::<_, i64>(1) as u64,
+                succeeded: r.get::<_, i64>(2) as u64,
             })
             .collect())
     }

@@ -8,7 +8,10 @@
 //! style the answer is the original's 202 at once; in sync style the
 //! request waits for the matched runs (not for the flows after them).
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::pin;
+use std::task::Poll;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -99,12 +102,21 @@ pub async fn read_body(
         return Err(too_large(limit));
     }
     let body_timeout = app.dispatcher.project().http.body_timeout;
-    let read = tokio::time::timeout(body_timeout, Limited::new(body, limit).collect());
-    match read.await {
-        Err(_) => Err(too_slow(body_timeout)),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
-        Ok(Err(e)) => Err(error(
+    let mut read = pin!(Limited::new(body, limit).collect());
+    // A small body usually came in with its head: it is taken at once, and
+    // only a body still on its way gets a timer (making one, with its clock
+    // read, was 0.8% of a small receipt's CPU in a profile).
+    let read = match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+        Poll::Ready(read) => read,
+        Poll::Pending => match tokio::time::timeout(body_timeout, read).await {
+            Ok(read) => read,
+            Err(_) => return Err(too_slow(body_timeout)),
+        },
+    };
+    match read {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
+        Err(e) => Err(error(
             StatusCode::BAD_REQUEST,
             format!("could not read the request body: {e}"),
         )),

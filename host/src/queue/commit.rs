@@ -26,8 +26,8 @@ pub struct Pending {
     receipt: NewReceipt,
     /// The body already parsed, for delivering it straight from here.
     body: Value,
-    /// How it arrived, likewise.
-    arrival: Option<Value>,
+    /// How it arrived, as JSON text, likewise.
+    arrival: String,
     reply: oneshot::Sender<Result<Enqueued, StorageError>>,
 }
 
@@ -35,7 +35,7 @@ pub async fn submit(
     queue: &Queue,
     receipt: NewReceipt,
     body: Value,
-    arrival: Option<Value>,
+    arrival: String,
 ) -> Result<Enqueued, StorageError> {
     let (reply, answer) = oneshot::channel();
     hand_over(
@@ -167,7 +167,7 @@ async fn commit(queue: &Queue, mut batch: Vec<Pending>) {
                     id,
                     attempt: 1,
                     body: Body::Parsed(body),
-                    receipt: arrival,
+                    receipt: Some(arrival),
                     settled: Vec::new(),
                 };
                 pump::start(queue, delivery, slot);
@@ -220,7 +220,7 @@ mod tests {
             Pending {
                 receipt,
                 body,
-                arrival: None,
+                arrival: String::new(),
                 reply,
             },
             answer,

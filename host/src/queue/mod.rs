@@ -190,22 +190,21 @@ impl Queue {
     }
 
     /// Stores a receipt (grouped with concurrent ones into one synced write):
-    /// `text` as received, `body` parsed from it, `receipt` how it arrived
-    /// (kept in the message's metadata, for every delivery). With `wait`,
-    /// also returns a receiver for the reports of its first attempt.
+    /// `text` as received, `body` parsed from it, `receipt` how it arrived as
+    /// JSON text (kept in the message's metadata, for every delivery). With
+    /// `wait`, also returns a receiver for the reports of its first attempt.
     pub async fn submit(
         &self,
         text: String,
         body: Value,
-        receipt: Option<Value>,
+        receipt: String,
         source: &str,
         idempotency_key: Option<String>,
         wait: bool,
     ) -> Result<(Submitted, Option<oneshot::Receiver<Vec<RunReport>>>), StorageError> {
-        let mut metadata = Vec::new();
-        if let Some(receipt) = &receipt {
-            metadata.push((KEY_RECEIPT.to_string(), receipt.to_string()));
-        }
+        // A copy for the delivery from memory, which reads it only when a
+        // job matches (see `pump::deliver`).
+        let mut metadata = vec![(KEY_RECEIPT.to_string(), receipt.clone())];
         let waiter = wait.then(|| {
             let token = uuid::Uuid::now_v7().to_string();
             let (tx, rx) = oneshot::channel();

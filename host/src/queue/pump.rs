@@ -32,8 +32,9 @@ pub(super) struct Delivery {
     /// Counts from 1.
     pub attempt: u32,
     pub body: Body,
-    /// How the receipt arrived, for its runs' initial state.
-    pub receipt: Option<Value>,
+    /// How the receipt arrived, as JSON text: read into its runs' initial
+    /// state only when a job matches.
+    pub receipt: Option<String>,
     /// The sync-mode request waiting for this attempt's reports, if any.
     pub waiter: Option<String>,
     /// Jobs an earlier attempt settled, as the store kept them (an earlier
@@ -49,11 +50,11 @@ pub(super) enum Body {
 }
 
 /// How a stored receipt arrived, from its metadata.
-fn receipt_of(metadata: &[(String, String)]) -> Option<Value> {
+fn receipt_of(metadata: &[(String, String)]) -> Option<String> {
     metadata
         .iter()
         .find(|(k, _)| k == KEY_RECEIPT)
-        .and_then(|(_, json)| serde_json::from_str(json).ok())
+        .map(|(_, json)| json.clone())
 }
 
 pub(super) fn waiter_of(metadata: &[(String, String)]) -> Option<String> {
@@ -179,6 +180,9 @@ async fn deliver(queue: &Queue, delivery: Delivery) {
         .into_iter()
         .filter(|j| !settled_jobs.contains(&j.name))
         .collect();
+    let receipt: Option<Value> = receipt
+        .filter(|_| !jobs.is_empty())
+        .and_then(|json| serde_json::from_str(&json).ok());
     let mut reports = Vec::with_capacity(jobs.len());
     let runs = inner
         .dispatcher

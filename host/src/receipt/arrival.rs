@@ -3,6 +3,11 @@
 //! look at `data` only, never see it), and the durable queue stores it with
 //! the message so that a delivery after a restart carries it too.
 //!
+//! It is written out only when something keeps it: as JSON text, straight
+//! from the request's parts ([`HttpArrival`]), when the store keeps the
+//! receipt; as a value when a job runs. A receipt that matches no job and
+//! is not stored never has it built.
+//!
 //! It holds what a job may need to tell receipts apart (the path, the
 //! content type and encoding, the sender's address, a trigger plugin's
 //! metadata, an OpenRosa submission's attachments) and never a header
@@ -42,24 +47,6 @@ pub struct Arrival {
 }
 
 impl Arrival {
-    /// A request to `path` from `peer`.
-    pub fn http(
-        source: &str,
-        path: &str,
-        content_type: Option<&str>,
-        content_encoding: Option<&str>,
-        peer: Option<SocketAddr>,
-    ) -> Arrival {
-        Arrival {
-            source: source.to_string(),
-            path: Some(path.to_string()),
-            content_type: content_type.map(str::to_string),
-            content_encoding: content_encoding.map(str::to_string),
-            remote_addr: peer.map(|p| p.to_string()),
-            ..Default::default()
-        }
-    }
-
     /// A trigger plugin's message, with its metadata.
     pub fn plugin(source: &str, metadata: &[(String, String)]) -> Arrival {
         Arrival {
@@ -68,7 +55,43 @@ impl Arrival {
             ..Default::default()
         }
     }
+}
 
+/// A request's [`Arrival`], borrowed from the request: the same fields,
+/// written out as JSON without first copying each into a `String` of its
+/// own (the durable inbox writes one for every receipt it stores).
+#[derive(Debug, Serialize)]
+pub struct HttpArrival<'a> {
+    /// `inbox` or `submission`.
+    pub source: &'a str,
+    /// The request path, without its query.
+    pub path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<&'a str>,
+    /// Written as `Display` writes it (`127.0.0.1:5000`, `[::1]:5000`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Value>,
+}
+
+/// How a receipt arrived: a request, or a trigger plugin's message.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Arrived<'a> {
+    Http(HttpArrival<'a>),
+    Plugin(Arrival),
+}
+
+impl Arrived<'_> {
+    /// The JSON text a stored receipt keeps.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "null".to_string())
+    }
+
+    /// The value a run's initial state holds under [`STATE_KEY`].
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
@@ -83,17 +106,42 @@ mod tests {
     #[test]
     fn only_what_is_known_is_written() {
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let a = Arrival::http("inbox", "/inbox", Some("text/xml"), None, Some(peer));
+        let a = Arrived::Http(HttpArrival {
+            source: "inbox",
+            path: "/inbox",
+            content_type: Some("text/xml"),
+            content_encoding: None,
+            remote_addr: Some(peer),
+            attachments: Vec::new(),
+        });
+        let expected = json!({"source": "inbox", "path": "/inbox", "content_type": "text/xml", "remote_addr": "127.0.0.1:5000"});
+        assert_eq!(a.to_value(), expected);
+        let text = a.to_json();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), expected);
+        // Read back as the owned form, field by field.
+        let back: Arrival = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.remote_addr.as_deref(), Some("127.0.0.1:5000"));
+        assert_eq!(back.path.as_deref(), Some("/inbox"));
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        let b = Arrived::Http(HttpArrival {
+            source: "submission",
+            path: "/submission",
+            content_type: None,
+            content_encoding: Some("gzip"),
+            remote_addr: Some(v6),
+            attachments: vec![json!({"name": "a.jpg"})],
+        });
         assert_eq!(
-            a.to_value(),
-            json!({"source": "inbox", "path": "/inbox", "content_type": "text/xml", "remote_addr": "127.0.0.1:5000"})
+            b.to_value(),
+            json!({"source": "submission", "path": "/submission", "content_encoding": "gzip", "remote_addr": "[::1]:80", "attachments": [{"name": "a.jpg"}]})
         );
         let p = Arrival::plugin("plugin:file-drop", &[("file".into(), "a.json".into())]);
+        let plugin = Arrived::Plugin(p.clone());
         assert_eq!(
-            p.to_value(),
+            plugin.to_value(),
             json!({"source": "plugin:file-drop", "metadata": {"file": "a.json"}})
         );
-        let back: Arrival = serde_json::from_value(p.to_value()).unwrap();
+        let back: Arrival = serde_json::from_str(&plugin.to_json()).unwrap();
         assert_eq!(back, p);
     }
 }

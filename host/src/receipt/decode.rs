@@ -102,6 +102,10 @@ pub fn kind_of(content_type: Option<&str>) -> Result<Kind, DecodeError> {
     let Some(ct) = content_type else {
         return Ok(Kind::Json);
     };
+    // What nearly every sender writes, taken before any splitting.
+    if ct == "application/json" {
+        return Ok(Kind::Json);
+    }
     let e = essence(ct);
     let ends_with = |suffix: &str| {
         e.len() > suffix.len()

@@ -28,7 +28,7 @@ use tracing::info;
 use crate::dispatch::{Dispatcher, RunReport};
 use crate::queue::{Queue, Submitted};
 use crate::storage::StorageError;
-pub use arrival::Arrival;
+pub use arrival::{Arrival, Arrived, HttpArrival};
 pub use decode::DecodeError;
 use decode::{Decoded, Kind};
 pub use form::Purpose;
@@ -106,7 +106,7 @@ impl Door {
         Door { dispatcher, queue }
     }
 
-    /// Decodes `arriving`, then takes it like [`Door::take_value`].
+    /// Decodes `arriving`, then matches it and stores it or starts its runs.
     pub async fn take(&self, arriving: Arriving<'_>, options: Options) -> Result<Taken, Refused> {
         let limit = self.dispatcher.project().inbox.max_body_bytes;
         let (decoded, attachments) = decode_body(&arriving, limit)
@@ -141,16 +141,14 @@ impl Door {
             options.idempotency_key =
                 form::instance_id(&message).map(|id| format!("openrosa:{id}"));
         }
-        let arrival = || Arrival {
+        let arrival = Arrived::Http(HttpArrival {
+            source: arriving.source,
+            path: arriving.path,
+            content_type: arriving.content_type,
+            content_encoding: arriving.content_encoding,
+            remote_addr: arriving.remote_addr,
             attachments,
-            ..Arrival::http(
-                arriving.source,
-                arriving.path,
-                arriving.content_type,
-                arriving.content_encoding,
-                arriving.remote_addr,
-            )
-        };
+        });
         self.take_decoded(message, text, arriving.source, arrival, options)
             .await
     }
@@ -169,38 +167,28 @@ impl Door {
         let limit = self.dispatcher.project().inbox.max_body_bytes;
         let message =
             decode_plugin_body(Bytes::from(body), metadata, limit).map_err(Refused::Decode)?;
-        self.take_value(message, Arrival::plugin(source, metadata), options)
-            .await
-    }
-
-    /// Takes a receipt already decoded.
-    async fn take_value(
-        &self,
-        message: Value,
-        arrival: Arrival,
-        options: Options,
-    ) -> Result<Taken, Refused> {
-        let source = arrival.source.clone();
-        self.take_decoded(message, None, &source, || arrival, options)
+        let arrival = Arrived::Plugin(Arrival::plugin(source, metadata));
+        self.take_decoded(message, None, source, arrival, options)
             .await
     }
 
     /// Matches, then stores or runs. `text` is the receipt's JSON text as
     /// received, when it was JSON; otherwise the message is stored as
-    /// serialized here. `arrival` is only built when something keeps it.
+    /// serialized here. `arrival` is only written out when something keeps
+    /// it: the store (as JSON text), or a run (as a value).
     async fn take_decoded(
         &self,
         message: Value,
         text: Option<Bytes>,
         source: &str,
-        arrival: impl FnOnce() -> Arrival,
+        arrival: Arrived<'_>,
         options: Options,
     ) -> Result<Taken, Refused> {
         let jobs = self.dispatcher.matching_jobs(&message);
         let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
         info!(source, matched = ?names, "receipt");
         let Some(queue) = self.queue.get() else {
-            let receipt = (!jobs.is_empty()).then(|| arrival().to_value());
+            let receipt = (!jobs.is_empty()).then(|| arrival.to_value());
             let runs = self
                 .dispatcher
                 .receive(&message, receipt.as_ref(), &jobs, None);
@@ -214,8 +202,8 @@ impl Door {
             Some(json) => String::from_utf8_lossy(&json).into_owned(),
             None => message.to_string(),
         };
+        let receipt = arrival.to_json();
         // Boxed, so that a receipt that is not stored does not carry its space.
-        let receipt = Some(arrival().to_value());
         let submitted = Box::pin(queue.submit(text, message, receipt, source, key, options.wait))
             .await
             .map_err(Refused::Store)?;

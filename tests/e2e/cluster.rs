@@ -20,7 +20,7 @@ use crate::postgres::{self, Cluster, PASSWORD};
 const CRON_PROJECT: &str = include_str!("../projects/cron/project.toml");
 
 /// A replica: the project, on the database at `url`.
-fn replica(toml: &str, url: &str, env: &[(&str, &str)]) -> Service {
+pub fn replica(toml: &str, url: &str, env: &[(&str, &str)]) -> Service {
     Launch::new(toml).env("DATABASE_URL", url).envs(env).start()
 }
 

@@ -9,15 +9,11 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::cluster::replica;
 use crate::flows::SLOW_FLOW_PROJECT;
 use crate::harness::{BIN, Launch, RUN_TIMEOUT, Service, temp_dir, wait_for_runs};
 use crate::plugins_support::{count, plugin, wait_plugin, wasm};
 use crate::postgres;
-
-/// A replica: the project, on the database at `url`.
-fn replica(toml: &str, url: &str, env: &[(&str, &str)]) -> Service {
-    Launch::new(toml).env("DATABASE_URL", url).envs(env).start()
-}
 
 /// A replica is judged gone 10 s after its last heartbeat, by a replica
 /// connected for longer than that; then its pending flows, leases and runs

@@ -19,8 +19,9 @@ use crate::storage::{
     StoredReceipt,
 };
 
-/// The metadata key a receipt's idempotency key is stored under.
-const KEY_IDEMPOTENCY: &str = "idempotency-key";
+/// The metadata key a receipt's idempotency key is stored under (read
+/// back by `migrate --from-embedded`, which gives it a column of its own).
+pub(crate) const KEY_IDEMPOTENCY: &str = "idempotency-key";
 
 pub struct JournalReceipts {
     store: MessageStore,

@@ -15,13 +15,11 @@
 //! delivered again by the cluster.
 
 use super::{Postgres, db_error};
+use crate::storage::embedded::receipts::KEY_IDEMPOTENCY;
 use crate::storage::{
     JobStateRecord, PendingFlow, ReceiptStatus, RunRecord, StorageError, StoredReceipt,
 };
 
-/// The metadata key the embedded store keeps a receipt's idempotency key
-/// under; the database has a column for it.
-const KEY_IDEMPOTENCY: &str = "idempotency-key";
 /// Rows per statement.
 const CHUNK: usize = 1000;
 

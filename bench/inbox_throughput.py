@@ -177,9 +177,10 @@ class Server:
 
 
 def start_service(binary, work, packages, durable, log_level, label="", database_url=None,
-                  runs=False):
+                  runs=False, wrapper=()):
     """The service with the bench project; `database_url` stores in
-    PostgreSQL, `runs` makes its job match the bench body."""
+    PostgreSQL, `runs` makes its job match the bench body; `wrapper` is a
+    command the binary runs under (valgrind, for bench/inbox_instructions.py)."""
     name = f"{label}durable={'true' if durable else 'false'}"
     root = work / name.replace(" ", "-").replace(",", "")
     project, plugins = root / "project", root / "plugins"
@@ -195,7 +196,7 @@ def start_service(binary, work, packages, durable, log_level, label="", database
     env.pop("DATABASE_URL", None)
     if database_url:
         env["DATABASE_URL"] = database_url
-    return Server(name, [binary, "serve"], env=env, cwd=root)
+    return Server(name, [*wrapper, binary, "serve"], env=env, cwd=root)
 
 
 def post(addr, timeout=10):

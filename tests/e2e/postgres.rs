@@ -25,6 +25,20 @@ use nix::unistd::Pid;
 /// How long a cluster may take to accept connections after it starts.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The schema version the binary migrates to: its newest `V<n>__*.sql`.
+pub fn schema_version() -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../host/src/storage/postgres/migrations");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|f| {
+            let name = f.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix('V')?.split("__").next()?.parse().ok()
+        })
+        .max()
+        .expect("at least one migration")
+}
+
 /// Whether the suite runs against PostgreSQL (`STORAGE=postgres`).
 pub fn enabled() -> bool {
     std::env::var("STORAGE").is_ok_and(|s| s.trim() == "postgres")

@@ -53,6 +53,9 @@ const CHANNEL: &str = "microservice_receipts";
 /// Connections in the pool for requests, delivery and the API; each cron
 /// job adds one, since a claimed tick holds its connection for the run.
 const POOL_SIZE: usize = 16;
+/// Connections whose commits do not wait for the flush (acknowledgements,
+/// heartbeats): the acknowledging task writes one batch at a time.
+const RELAXED_POOL_SIZE: usize = 2;
 /// How long a caller waits for a connection, or for one to be made, before
 /// the database counts as unavailable (`/inbox` then answers 503).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,6 +73,11 @@ type Tls = tokio_postgres_rustls::MakeRustlsConnect;
 #[derive(Clone)]
 pub struct Postgres {
     pool: Pool,
+    /// Connections whose commits do not wait for the WAL flush
+    /// (`synchronous_commit = off`), for writes that at-least-once lets a
+    /// crash lose: acknowledgements and heartbeats. Never for a receipt,
+    /// a run's end, a job's state or a flow.
+    relaxed: Pool,
     config: Config,
     tls: Tls,
     target: Target,
@@ -177,6 +185,25 @@ fn tls() -> anyhow::Result<Tls> {
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
+/// A pool of at most `size` connections made with `config`, lazily.
+fn new_pool(config: &Config, tls: &Tls, size: usize) -> anyhow::Result<Pool> {
+    let manager = Manager::from_config(
+        config.clone(),
+        tls.clone(),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| anyhow::anyhow!("could not build the database pool: {e}"))
+}
+
 impl Postgres {
     /// Parses the URL and builds the pool (room for `cron_jobs` held
     /// claims besides); connects lazily (the first call, or
@@ -190,23 +217,16 @@ impl Postgres {
             config.application_name("microservice");
         }
         let tls = tls()?;
-        let manager = Manager::from_config(
-            config.clone(),
-            tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE + cron_jobs)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| anyhow::anyhow!("could not build the database pool: {e}"))?;
+        let pool = new_pool(&config, &tls, POOL_SIZE + cron_jobs)?;
+        let mut relaxed_config = config.clone();
+        relaxed_config.options(match config.get_options() {
+            Some(given) => format!("{given} -c synchronous_commit=off"),
+            None => "-c synchronous_commit=off".to_string(),
+        });
+        let relaxed = new_pool(&relaxed_config, &tls, RELAXED_POOL_SIZE)?;
         Ok(Postgres {
             pool,
+            relaxed,
             config,
             tls,
             target,
@@ -244,8 +264,10 @@ impl Postgres {
 
     /// Says this replica is alive (the `replicas` table): done once before
     /// the service takes work, then every second by [`Postgres::probe`].
+    /// Committed without waiting for the flush: a lost beat is one more
+    /// second of age, far inside `GONE_AFTER`.
     pub async fn heartbeat(&self) -> Result<(), StorageError> {
-        let client = self.client().await?;
+        let client = self.relaxed_client().await?;
         let now = crate::clock::now_ms().cast_signed();
         client
             .execute(
@@ -309,6 +331,19 @@ impl Postgres {
         };
         let now = crate::clock::now_ms().cast_signed();
         let before = now - GONE_AFTER.as_millis() as i64;
+        // Asked first, read-only: nearly always no one is gone, and the
+        // statement below then reads no receipt (their `leased_by` has no
+        // index of its own; it is found among the due ones).
+        let anyone_gone = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM replicas WHERE seen_at_ms < $1 AND id <> $2)",
+                &[&before, &self.replica.as_ref()],
+            )
+            .await
+            .map(|row| row.get::<_, bool>(0));
+        if !matches!(anyone_gone, Ok(true)) {
+            return;
+        }
         let handed = client
             .query_one(
                 "WITH gone AS (
@@ -352,7 +387,16 @@ impl Postgres {
 
     /// A pooled connection, or why the database is unavailable.
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
-        self.pool.get().await.map_err(|e| {
+        self.client_of(&self.pool).await
+    }
+
+    /// A connection of the `relaxed` pool (see [`Postgres`]).
+    async fn relaxed_client(&self) -> Result<deadpool_postgres::Object, StorageError> {
+        self.client_of(&self.relaxed).await
+    }
+
+    async fn client_of(&self, pool: &Pool) -> Result<deadpool_postgres::Object, StorageError> {
+        pool.get().await.map_err(|e| {
             let e = pool_error(e, &self.target);
             if matches!(e, StorageError::Unavailable { .. }) {
                 self.reachable.set(false);

@@ -14,7 +14,7 @@
 //!   (`status = 'dead'`), done receipts until compaction.
 //! - Receipts stored pending ring `NOTIFY`, which wakes idle replicas.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -41,16 +41,30 @@ const COLUMNS: &str = "id, body, source, metadata, status, attempts, enqueued_at
 
 /// One statement for the whole batch. Rows stored pending ring the channel
 /// (one notification per transaction: PostgreSQL folds identical ones).
-const INSERT: &str = "WITH stored AS (
+/// `{conflict}` is [`ON_KEY_CONFLICT`] for a batch that carries keys and
+/// nothing for one that carries none: a plain insert takes no speculative
+/// insertion (a WAL record per row) for keys that cannot conflict.
+fn insert(conflict: &str) -> String {
+    format!(
+        "WITH stored AS (
     INSERT INTO receipts (id, body, source, metadata, idempotency_key, status, attempts, enqueued_at_ms, not_before_ms, due_ms, leased_by)
     SELECT id, body, source, metadata, key, status, attempts, enqueued, enqueued, due,
            CASE WHEN status = 'leased' THEN $9 END
     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[], $8::int8[], $10::int8[])
          AS batch(id, body, source, metadata, key, status, attempts, enqueued, due)
-    ON CONFLICT (idempotency_key) DO NOTHING
+    {conflict}
     RETURNING id, status
 )
-SELECT id, CASE WHEN status = 'pending' THEN pg_notify('microservice_receipts', '')::text END FROM stored";
+SELECT id, CASE WHEN status = 'pending' THEN pg_notify('{CHANNEL}', '')::text END FROM stored"
+    )
+}
+
+/// The key's index is partial (`WHERE idempotency_key IS NOT NULL`, V3):
+/// a conflict target must name its predicate.
+const ON_KEY_CONFLICT: &str =
+    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
+static INSERT_KEYED: LazyLock<String> = LazyLock::new(|| insert(ON_KEY_CONFLICT));
+static INSERT_PLAIN: LazyLock<String> = LazyLock::new(|| insert(""));
 
 #[async_trait]
 impl Receipts for PgReceipts {
@@ -104,7 +118,12 @@ impl Receipts for PgReceipts {
             .collect();
         let with_keys = keys.iter().any(Option::is_some);
         let mut client = self.pg.client().await?;
-        let insert = client.prepare_cached(INSERT).await.map_err(db_error)?;
+        let sql: &str = if with_keys {
+            &INSERT_KEYED
+        } else {
+            &INSERT_PLAIN
+        };
+        let insert = client.prepare_cached(sql).await.map_err(db_error)?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
             &ids,
             &bodies,
@@ -253,8 +272,12 @@ impl Receipts for PgReceipts {
         Ok(leased)
     }
 
+    /// On a connection that commits without waiting for the WAL flush
+    /// (`synchronous_commit = off`): an acknowledgement the database loses
+    /// in a crash only means the receipt is delivered again, which
+    /// at-least-once allows, and the 202's receipt itself was flushed.
     async fn ack_many(&self, ids: Vec<String>, now_ms: u64) -> Result<(), StorageError> {
-        let client = self.pg.client().await?;
+        let client = self.pg.relaxed_client().await?;
         let stmt = client
             .prepare_cached(
                 // `NOT IN` rather than `IN ('pending', 'leased')`: the same
@@ -337,10 +360,13 @@ impl Receipts for PgReceipts {
         let client = self.pg.client().await?;
         let rows = client
             .query(
+                // The status written into the text (one of four names),
+                // so that the plan is the partial index of that status.
                 &format!(
-                    "SELECT {COLUMNS} FROM receipts WHERE status = $1 ORDER BY enqueued_at_ms, id LIMIT $2"
+                    "SELECT {COLUMNS} FROM receipts WHERE status = '{}' ORDER BY enqueued_at_ms, id LIMIT $1",
+                    status.as_str()
                 ),
-                &[&status.as_str(), &(limit as i64)],
+                &[&(limit as i64)],
             )
             .await
             .map_err(db_error)?;
@@ -359,32 +385,39 @@ impl Receipts for PgReceipts {
         row.as_ref().map(receipt).transpose()
     }
 
+    /// Four counts, each from its status's partial index (`receipts_due`
+    /// for pending and leased, `receipts_done`, `receipts_dead`), not a
+    /// scan of the table.
     async fn stats(&self) -> Result<ReceiptStats, StorageError> {
         let client = self.pg.client().await?;
-        let rows = client
-            .query("SELECT status, count(*) FROM receipts GROUP BY status", &[])
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM receipts WHERE status = 'pending'),
+                        (SELECT count(*) FROM receipts WHERE status = 'leased'),
+                        (SELECT count(*) FROM receipts WHERE status = 'done'),
+                        (SELECT count(*) FROM receipts WHERE status = 'dead')",
+                &[],
+            )
             .await
             .map_err(db_error)?;
-        let mut stats = ReceiptStats::default();
-        for row in rows {
-            let (status, count): (String, i64) = (row.get(0), row.get(1));
-            let count = count as u64;
-            match ReceiptStatus::parse(&status) {
-                Some(ReceiptStatus::Pending) => stats.pending = count,
-                Some(ReceiptStatus::Leased) => stats.leased = count,
-                Some(ReceiptStatus::Done) => stats.done = count,
-                Some(ReceiptStatus::Dead) => stats.dead = count,
-                None => {}
-            }
-        }
-        Ok(stats)
+        let count = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+        Ok(ReceiptStats {
+            pending: count(0),
+            leased: count(1),
+            done: count(2),
+            dead: count(3),
+            ..ReceiptStats::default()
+        })
     }
 
     async fn compact(&self, before_ms: u64) -> Result<u64, StorageError> {
         let client = self.pg.client().await?;
         client
             .execute(
-                "DELETE FROM receipts WHERE status = 'done' AND finished_at_ms < $1",
+                // A receipt finished after it was enqueued: the redundant
+                // bound on `enqueued_at_ms` lets `receipts_done` (ordered
+                // by it) find the old ones without reading every done one.
+                "DELETE FROM receipts WHERE status = 'done' AND enqueued_at_ms < $1 AND finished_at_ms < $1",
                 &[&(before_ms as i64)],
             )
             .await

@@ -3,8 +3,9 @@
 //! dashboard of any replica show the whole cluster's runs, and a cron job's
 //! state is one chain wherever its runs ran.
 //!
-//! A successful run's end and its job's new state are written in one
-//! transaction, so the two never disagree. Runs left `running` by a replica
+//! A job's state is read from its last successful run (`job_state`), so a
+//! run's end and its job's new state are one write and never disagree;
+//! `job_states` only holds states copied from an embedded deployment. Runs left `running` by a replica
 //! that died are closed as interrupted once it is seen to be gone (see
 //! `mod.rs`), as the embedded store closes them on restart.
 
@@ -78,7 +79,9 @@ impl Runs for PgRuns {
         let state = end.state.map(serde_json::to_string).transpose()?;
         let finished_ms = millis(end.finished_at);
         let mut client = self.pg.client().await?;
-        let update = "UPDATE runs SET status = $2, exit_code = $3, reason = $4, finished_at = $5, finished_ms = $6, duration_ms = $7, log = $8, state = $9 WHERE id = $1";
+        // `finished_seq` orders runs' ends in commit order across replicas:
+        // a job's state is its last successful run's (see `job_state`).
+        let update = "UPDATE runs SET status = $2, exit_code = $3, reason = $4, finished_at = $5, finished_ms = $6, duration_ms = $7, log = $8, state = $9, finished_seq = nextval('runs_finished_seq') WHERE id = $1";
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
             &end.id,
             &end.status.as_str(),
@@ -90,12 +93,9 @@ impl Runs for PgRuns {
             &log,
             &state,
         ];
-        let new_state = match (end.status, &state) {
-            (RunStatus::Success, Some(state)) => Some(state),
-            _ => None,
-        };
-        if new_state.is_none() && end.flows.is_empty() && end.settles.is_none() {
-            // A run's end alone: one statement, no transaction to open.
+        if end.flows.is_empty() && end.settles.is_none() {
+            // A run's end (and with it its job's state): one statement, no
+            // transaction to open.
             let stmt = client.prepare_cached(update).await.map_err(db_error)?;
             client.execute(&stmt, &params).await.map_err(db_error)?;
             return Ok(());
@@ -103,18 +103,6 @@ impl Runs for PgRuns {
         let tx = client.transaction().await.map_err(db_error)?;
         let stmt = tx.prepare_cached(update).await.map_err(db_error)?;
         tx.execute(&stmt, &params).await.map_err(db_error)?;
-        if let Some(state) = new_state {
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO job_states (job, state, run_id, updated_at) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (job) DO UPDATE SET state = excluded.state, run_id = excluded.run_id, updated_at = excluded.updated_at",
-                )
-                .await
-                .map_err(db_error)?;
-            tx.execute(&stmt, &[&end.job, state, &end.id, &end.finished_at])
-                .await
-                .map_err(db_error)?;
-        }
         if !end.flows.is_empty() {
             // One statement for every flow the run makes due (fan-out).
             let (mut ids, mut jobs, mut triggers, mut inputs) = (vec![], vec![], vec![], vec![]);
@@ -190,14 +178,27 @@ impl Runs for PgRuns {
         Ok(flows)
     }
 
+    /// The final state of the job's last successful run to end here (by
+    /// `finished_seq`: commit order, whichever replica ran it), else what
+    /// `migrate --from-embedded` copied into `job_states`. Reading the
+    /// runs, rather than one row per job that every successful run
+    /// updates, keeps a busy job's runs from queueing on that row's lock.
     async fn job_state(&self, job: &str) -> Result<Option<Value>, StorageError> {
         let client = self.pg.client().await?;
-        let row = client
-            .query_opt("SELECT state FROM job_states WHERE job = $1", &[&job])
+        let stmt = client
+            .prepare_cached(
+                "SELECT COALESCE(
+                    (SELECT state FROM runs
+                     WHERE job = $1 AND status = 'success' AND state IS NOT NULL AND finished_seq IS NOT NULL
+                     ORDER BY finished_seq DESC LIMIT 1),
+                    (SELECT state FROM job_states WHERE job = $1))",
+            )
             .await
             .map_err(db_error)?;
+        let row = client.query_one(&stmt, &[&job]).await.map_err(db_error)?;
         Ok(row
-            .map(|r| serde_json::from_str::<Value>(r.get(0)))
+            .get::<_, Option<&str>>(0)
+            .map(serde_json::from_str::<Value>)
             .transpose()?)
     }
 

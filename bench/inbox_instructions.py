@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Instructions per /inbox request, counted by valgrind (callgrind): a
+build against a baseline build, each with `[inbox] durable = false` and
+`true`, side by side in one run.
+
+Throughput on a shared 2-core machine moves by more than the few percent a
+change to the request path costs (issue 18's goal: plain JSON within 3% of
+the build before it), so this counts what the machine's load cannot move:
+the instructions the service executes per request. Each service runs under
+`valgrind --tool=callgrind` with collection off; one client sends warm-up
+requests, then callgrind's counters are switched on, `--requests` receipts
+are sent one after another on one keep-alive connection (so a durable group
+commit always holds one receipt: the same work in both builds), and the
+counters are dumped. Idle timers that fire meanwhile are counted too; they
+are the same in both builds. The body is the throughput bench's (it
+matches no job), plain and, with `--gzip`, gzip-compressed.
+
+A store that commits (durable) also waits on fsync, which instructions do
+not show: the figure is CPU work per request, the throughput bench's
+"server CPU per request" without the noise.
+
+Usage: bench/inbox_instructions.py --binary PATH --baseline PATH
+       [--requests 2000] [--gzip] [--packages DIR]
+Needs valgrind (apt-get install valgrind).
+"""
+
+import argparse
+import gzip
+import http.client
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import inbox_throughput as bench
+
+
+def send(addr, count, gzipped):
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    body = bench.BODY.encode()
+    headers = {"content-type": "application/json"}
+    if gzipped:
+        body = gzip.compress(body, mtime=0)
+        headers["content-encoding"] = "gzip"
+    for _ in range(count):
+        conn.request("POST", "/inbox", body=body, headers=headers)
+        res = conn.getresponse()
+        res.read()
+        if res.status != 202:
+            sys.exit(f"POST /inbox answered {res.status}")
+    conn.close()
+
+
+def callgrind(pid, flag):
+    subprocess.run(["callgrind_control", flag, str(pid)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def instructions(out_prefix):
+    """Ir of the last dump (callgrind writes one file per dump: `<out>.N`)."""
+    dumps = sorted(pathlib.Path(out_prefix).parent.glob(pathlib.Path(out_prefix).name + ".*"),
+                   key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else -1)
+    text = dumps[-1].read_text(errors="replace")
+    m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
+    if not m:
+        sys.exit(f"no totals in {dumps[-1]}")
+    return int(m.group(1))
+
+
+def measure(binary, label, durable, work, packages, args, gzipped):
+    out = work / f"{label}-{durable}-{'gzip' if gzipped else 'plain'}.callgrind"
+    wrapper = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+               f"--callgrind-out-file={out}", "--quiet"]
+    # Started under valgrind from the first instruction (the journal's
+    # compile at start-up takes a few seconds more that way; nothing of it
+    # is counted).
+    svc = bench.start_service(binary, work / out.stem, packages, durable, "warn",
+                              wrapper=wrapper)
+    svc.wait_ready(timeout=900)
+    send(svc.addr, 50, gzipped)
+    time.sleep(1)
+    callgrind(svc.proc.pid, "--instr=on")
+    t0 = time.time()
+    send(svc.addr, args.requests, gzipped)
+    if durable:
+        svc.wait_quiet(timeout=300)
+    callgrind(svc.proc.pid, "--dump")
+    elapsed = time.time() - t0
+    svc.stop()
+    return instructions(out) / args.requests, elapsed
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--binary", default=str(bench.ROOT / "target" / "release" / "microservice"))
+    ap.add_argument("--baseline", required=True)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--gzip", action="store_true")
+    ap.add_argument("--packages", default=str(bench.ROOT / "target" / "bench-packages"))
+    args = ap.parse_args()
+    if not shutil.which("valgrind"):
+        sys.exit("valgrind is not installed: apt-get install -y valgrind")
+    packages = pathlib.Path(args.packages)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="inbox-instructions-") as tmp:
+        work = pathlib.Path(tmp)
+        for durable in (False, True):
+            for gzipped in ((False, True) if args.gzip else (False,)):
+                after, t_after = measure(args.binary, "after", durable, work, packages, args, gzipped)
+                before, t_before = measure(args.baseline, "before", durable, work, packages, args,
+                                           gzipped)
+                rows.append((durable, gzipped, before, after))
+                print(f"durable={str(durable).lower()} {'gzip' if gzipped else 'plain'}: "
+                      f"before {before:,.0f} after {after:,.0f} instructions per request "
+                      f"({after / before:.3f}); {t_before:.0f} s / {t_after:.0f} s under valgrind",
+                      flush=True)
+    print()
+    print("| `durable` | body | before (instructions/request) | after | after / before |")
+    print("|---|---|---|---|---|")
+    for durable, gzipped, before, after in rows:
+        print(f"| {str(durable).lower()} | {'gzip' if gzipped else 'JSON'} | {before:,.0f} | "
+              f"{after:,.0f} | {after / before:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

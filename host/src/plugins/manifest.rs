@@ -211,13 +211,15 @@ impl Manifest {
         if missing.is_empty() {
             return None;
         }
-        let table = if spec.is_some() {
-            format!("its [plugins.{name}] table")
+        let lacking = if spec.is_some() {
+            format!("its [plugins.{name}] table does not grant")
         } else {
-            format!("it has no [plugins.{name}] table in project.toml, which")
+            format!(
+                "no table grants (there is no [plugins.{name}] table in project.toml: add one with these)"
+            )
         };
         Some(format!(
-            "its manifest asks for what {table} does not grant: {}",
+            "its manifest asks for what {lacking}: {}",
             missing.join("; ")
         ))
     }

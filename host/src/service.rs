@@ -2,7 +2,9 @@
 //!
 //! Start-up validates the project, prepares `DATA_DIR`, installs what is
 //! missing and opens the store, all before the port opens, so a service that
-//! listens is a service that can run its jobs. Shutdown (SIGTERM or Ctrl-C)
+//! listens is a service that can run its jobs. Plugins other than the
+//! message store compile in the background and need not be ready: those
+//! still compiling a moment after the store opens become active when done. Shutdown (SIGTERM or Ctrl-C)
 //! stops accepting and scheduling, then gives requests and runs in flight the
 //! grace period before killing what is left.
 
@@ -33,6 +35,10 @@ use crate::storage::{Reachable, Storage, embedded};
 
 /// Finished runs waiting for notification plugins; beyond this they are dropped.
 const NOTIFY_QUEUE: usize = 1024;
+/// How long the port waits, once the store is open, for plugins still
+/// compiling: those that take longer load in the background (`/readyz`
+/// lists them) instead of holding up start-up.
+const PLUGINS_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The packages a project needs: `@openfn/core` and every adaptor its jobs name.
 pub fn package_specs(project: &Project) -> Vec<AdaptorSpec> {
@@ -133,6 +139,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
         None
     };
+    plugins.settled_all(PLUGINS_GRACE).await;
+    let loading = plugins.loading();
+    if !loading.is_empty() {
+        info!(plugins = ?loading.keys().collect::<Vec<_>>(), "opening the port while these plugins are still compiling; each is active as soon as it is compiled");
+    }
 
     let listener = TcpListener::bind((settings.host.as_str(), settings.port))
         .await
@@ -386,6 +397,8 @@ pub async fn open_embedded_receipts(
     plugins: &PluginHost,
 ) -> anyhow::Result<embedded::JournalReceipts> {
     let name = &project.inbox.store;
+    // The store may be a file of the plugins folder still compiling.
+    plugins.settled(name).await;
     if name == JOURNAL {
         let spec = project
             .plugins

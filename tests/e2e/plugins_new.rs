@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 use crate::harness::{BIN, Launch, output_within, run_id, scratch_dir, temp_dir, wait_for_runs};
 use crate::plugins_support::wait_plugin;
 
@@ -88,6 +90,33 @@ fn generate_and_build(root: &Path, kind: &str, name: &str, lang: &str) -> (PathB
         "{name}: build.sh wrote no {}",
         wasm.display()
     );
+    // The build put manifest.json into the component, where the service
+    // reads it.
+    let mut inspect = Command::new(BIN);
+    inspect
+        .current_dir(&project)
+        .args(["plugin", "inspect", "--json"])
+        .arg(&wasm)
+        .env_remove("PROJECT_DIR")
+        .env_remove("DATA_DIR")
+        .stdin(Stdio::null());
+    let out = output_within(&mut inspect, None, BUILD_TIMEOUT).unwrap();
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(found["manifest"]["manifest"], 1, "{name}: {found}");
+    for (key, empty) in [
+        ("dirs", json!([])),
+        ("hosts", json!([])),
+        ("config", json!({})),
+    ] {
+        assert_eq!(
+            found["manifest"][key],
+            written.get(key).cloned().unwrap_or(empty),
+            "{name}: {key}: {found}"
+        );
+    }
     (wasm, table)
 }
 

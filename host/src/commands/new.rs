@@ -56,6 +56,10 @@ const PYTHON: &[(&str, &str)] = &[
         ".gitignore",
         include_str!("../../templates/plugin-python/gitignore"),
     ),
+    (
+        "add-manifest.py",
+        include_str!("../../templates/add-manifest.py"),
+    ),
 ];
 
 fn python_source(kind: PluginKind) -> Option<&'static str> {
@@ -92,6 +96,10 @@ const JS: &[(&str, &str)] = &[
         "wit/plugin.wit",
         include_str!("../../templates/plugin-js/plugin.wit"),
     ),
+    (
+        "add-manifest.cjs",
+        include_str!("../../templates/add-manifest.js"),
+    ),
 ];
 
 fn js_source(kind: PluginKind) -> Option<&'static str> {
@@ -112,6 +120,29 @@ fn rust_source(kind: PluginKind) -> &'static str {
         PluginKind::Logging => include_str!("../../templates/plugin-rust/src/logging.rs"),
         PluginKind::Persistence => include_str!("../../templates/plugin-rust/src/persistence.rs"),
     }
+}
+
+/// The section the Rust template's `src/lib.rs` ends with: `manifest.json`
+/// as the component's manifest.
+const RUST_MANIFEST: &str = include_str!("../../templates/plugin-rust/src/manifest.rs");
+
+/// `manifest.json`: what the kind's example needs, exactly what [`table`]
+/// grants (see `plugins::manifest`).
+fn manifest(kind: PluginKind) -> String {
+    let needs = match folder(kind) {
+        Some(folder) => serde_json::json!({
+            "manifest": 1,
+            "dirs": [{ "guest": format!("/{folder}"), "writable": true }],
+            "config": { "dir": { "type": "string", "default": format!("/{folder}") } },
+        }),
+        None => serde_json::json!({
+            "manifest": 1,
+            "config": { "message": { "type": "string", "default": "{}" } },
+        }),
+    };
+    let mut text = serde_json::to_string_pretty(&needs).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// The guest folder each kind's example writes to (none for a trigger).
@@ -226,7 +257,12 @@ pub fn files(kind: PluginKind, name: &str, lang: PluginLang) -> Option<Vec<(Stri
         .iter()
         .map(|(path, text)| (path.to_string(), fill(text)))
         .collect();
-    out.push((source.0.into(), fill(source.1)));
+    let mut code = fill(source.1);
+    if lang == PluginLang::Rust {
+        code.push_str(&fill(RUST_MANIFEST));
+    }
+    out.push((source.0.into(), code));
+    out.push(("manifest.json".into(), manifest(kind)));
     out.extend(
         WIT.iter()
             .map(|(file, text)| (format!("{wit_dir}/{file}"), text.to_string())),

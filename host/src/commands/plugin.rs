@@ -106,6 +106,35 @@ pub async fn inspect(settings: &Settings, file: &Path, json: bool) -> anyhow::Re
         let mark = if c.granted { "yes" } else { "NO " };
         println!("  {mark} {:<12} {}", c.name, c.detail);
     }
+    match &i.manifest {
+        None => println!("manifest:   none (the plugin does not say what it needs)"),
+        Some(m) => {
+            println!("manifest:   what the plugin says it needs");
+            for d in &m.dirs {
+                let access = if d.writable {
+                    "read-write"
+                } else {
+                    "read-only"
+                };
+                println!("  folder     {} ({access})", d.guest);
+            }
+            for h in &m.hosts {
+                let any = if h == "*" {
+                    " (any origin the table grants)"
+                } else {
+                    ""
+                };
+                println!("  host       {h}{any}");
+            }
+            for (key, c) in &m.config {
+                let ty = format!("{:?}", c.ty).to_lowercase();
+                match &c.default {
+                    Some(d) => println!("  config     {key}: {ty}, default {d}"),
+                    None => println!("  config     {key}: {ty}, required"),
+                }
+            }
+        }
+    }
     match (&i.table, &project) {
         (Some(table), _) => println!(
             "grants:     [plugins.{table}] in {}",
@@ -196,6 +225,7 @@ pub(super) fn unreadable(file: &Path, why: String) -> Inspection {
         exports: Vec::new(),
         imports: Vec::new(),
         capabilities: Vec::new(),
+        manifest: None,
         table: None,
         project: None,
         disabled: false,

@@ -3,7 +3,8 @@
 //! The port only opens once the project is loaded, the packages installed and
 //! the store open, so readiness is mostly about what can change afterwards:
 //! shutdown has begun, the message store plugin is disabled after repeated
-//! failures, or the database cannot be reached. Both endpoints are open without an API key (orchestrator probes
+//! failures, or the database cannot be reached. Plugins still compiling
+//! since start-up are named (`plugins_loading`) but do not make it unready. Both endpoints are open without an API key (orchestrator probes
 //! carry none) and so must never say more than up or down and why.
 
 use hyper::{Response, StatusCode};
@@ -33,6 +34,13 @@ pub fn ready(app: &App) -> Response<Body> {
         (Some(_), None) => "open",
     };
     let ready = !stopping && store != "unavailable";
+    // Plugins still compiling since start-up: the service takes work
+    // meanwhile (they become active when compiled).
+    let loading: Vec<String> = app
+        .plugins
+        .as_ref()
+        .map(|p| p.loading().into_keys().collect())
+        .unwrap_or_default();
     json(
         if ready {
             StatusCode::OK
@@ -45,6 +53,7 @@ pub fn ready(app: &App) -> Response<Body> {
                 "project": "loaded",
                 "packages": "installed",
                 "store": store,
+                "plugins_loading": loading,
                 "shutting_down": stopping,
             }
         }),

@@ -22,6 +22,7 @@ use wasmtime::component::types::{ComponentExtern, ComponentItem};
 use super::capabilities::{self, Capability};
 use super::folders::HostFolders;
 use super::grants::Grants;
+use super::manifest::{self, Manifest};
 use super::plugin::{self, Kind};
 use super::runtime::{Runtime, ticks};
 use crate::project::PluginSpec;
@@ -60,6 +61,8 @@ pub struct Inspection {
     /// What the imports ask for, by capability, and whether the table
     /// grants each (see [`super::capabilities`]).
     pub capabilities: Vec<Capability>,
+    /// What the plugin says it needs (its manifest section), if it says.
+    pub manifest: Option<Manifest>,
     /// The `[plugins.<name>]` table its grants come from; `None` means no
     /// grants at all (deny by default).
     pub table: Option<String>,
@@ -139,8 +142,13 @@ impl Inspector {
             .or_else(|_| Grants::preview(None, &self.folders))?;
         let import_names: Vec<String> = imports.iter().map(|i| i.name.clone()).collect();
         let capabilities = capabilities::of(&import_names, &grants);
+        // What the plugin's manifest asks for is checked against the table
+        // first: what it lacks is what to add.
         let verdict = match kind.clone() {
-            Ok(kind) => self.judge(spec, &component, kind, &name).await,
+            Ok(kind) => match manifest::applied(&bytes, spec, &name) {
+                Ok(spec) => self.judge(spec.as_ref(), &component, kind, &name).await,
+                Err(why) => Err(why),
+            },
             Err(why) => Err(why),
         };
         Ok(Inspection {
@@ -154,6 +162,7 @@ impl Inspector {
             exports,
             imports,
             capabilities,
+            manifest: manifest::read(&bytes).ok().flatten(),
             table: spec.map(|s| s.name.clone()),
             project: self.project.clone(),
             disabled,

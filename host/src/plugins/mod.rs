@@ -15,8 +15,9 @@
 //! plugin's versions and health), [`pool`] (the threads plugin calls run
 //! on), [`budget`] (the memory all calls may hold at once), one file per
 //! kind: [`notify`], [`poll`], [`log_sink`], [`persistence`] (on its
-//! [`own_thread`]), and [`inspect`] (a plugin file judged without serving
-//! it, for the CLI).
+//! [`own_thread`]), [`manifest`] (what a plugin says it needs, checked
+//! against its table), and [`inspect`] (a plugin file judged without
+//! serving it, for the CLI).
 
 /// One call on a fresh instance of a plugin, under its deadline: the
 /// plugin's memory reserved from the budget (waiting for it is not the
@@ -63,6 +64,7 @@ mod folders;
 mod grants;
 pub mod inspect;
 pub mod log_sink;
+pub mod manifest;
 pub mod notify;
 mod own_thread;
 pub mod persistence;
@@ -186,6 +188,13 @@ struct Inner {
     /// Trigger plugins wait for this before their first poll, so nothing
     /// is polled before the inbox (and its durable queue) is ready.
     ready: tokio::sync::watch::Sender<bool>,
+    /// Plugins of the first scan still compiling, name to file: the port
+    /// opens without waiting for them (`/readyz` lists them), and each
+    /// leaves the set as soon as it is in service or refused.
+    loading: tokio::sync::watch::Sender<BTreeMap<String, String>>,
+    /// Puts one prepared file in service at a time (they are compiled in
+    /// parallel, and each is applied as soon as it is compiled).
+    applying: Mutex<()>,
     stop: CancellationToken,
     tracker: TaskTracker,
 }
@@ -220,10 +229,15 @@ struct Failed {
 pub enum Report {
     Loaded(Status),
     Failed(serde_json::Value),
+    /// Still compiling since start-up: `{name, file, status: "loading"}`.
+    Loading(serde_json::Value),
 }
 
 impl PluginHost {
-    /// Loads what is in the plugins folder now, then watches it.
+    /// Starts loading what is in the plugins folder now (compiling in
+    /// parallel, in the background), then watches it. Returns at once: each
+    /// plugin is active as soon as it is compiled; [`PluginHost::loading`]
+    /// names those still compiling, and [`PluginHost::settled`] waits for one.
     pub fn start(
         options: Options,
         messages: MessageSink,
@@ -251,6 +265,8 @@ impl PluginHost {
                 specs,
                 project_seen,
                 ready: tokio::sync::watch::Sender::new(false),
+                loading: tokio::sync::watch::Sender::new(BTreeMap::new()),
+                applying: Mutex::default(),
                 stop,
                 tracker,
             }),
@@ -270,34 +286,66 @@ impl PluginHost {
                 warn!(plugin = %name, file = %spec.file, dir = %host.inner.options.plugins_dir.display(), "configured plugin file is not in the plugins folder (yet)");
             }
         }
-        host.scan();
-        info!(
-            plugins = host
-                .inner
-                .plugins
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .len(),
-            pooling = host.inner.runtime.pooling,
-            threads = host.inner.pool.threads(),
-            max_memory_mib = host.inner.budget.bytes() >> 20,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "plugins loaded"
-        );
+        let first: BTreeMap<String, String> = wasm_files(&host.inner.options.plugins_dir)
+            .iter()
+            .filter_map(|path| {
+                let name = host.name_for(path);
+                let enabled = host.spec(&name).is_none_or(|s| s.enabled);
+                let file = path.file_name()?.to_string_lossy().to_string();
+                enabled.then_some((name, file))
+            })
+            .collect();
+        host.inner.loading.send_replace(first);
         let watcher = host.clone();
         host.inner.tracker.spawn(async move {
+            let mut first = true;
             loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(SCAN_EVERY) => {}
-                    _ = watcher.inner.stop.cancelled() => return,
-                }
                 let scanner = watcher.clone();
                 if let Err(e) = tokio::task::spawn_blocking(move || scanner.scan()).await {
                     error!(cause = %e, "plugin scan failed");
                 }
+                if std::mem::take(&mut first) {
+                    // Whatever the scan skipped is not coming either.
+                    watcher.inner.loading.send_replace(BTreeMap::new());
+                    info!(
+                        plugins = watcher
+                            .inner
+                            .plugins
+                            .read()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .len(),
+                        pooling = watcher.inner.runtime.pooling,
+                        threads = watcher.inner.pool.threads(),
+                        max_memory_mib = watcher.inner.budget.bytes() >> 20,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "plugins loaded"
+                    );
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(SCAN_EVERY) => {}
+                    _ = watcher.inner.stop.cancelled() => return,
+                }
             }
         });
         Ok(host)
+    }
+
+    /// The plugins of the first scan still compiling, name to file.
+    pub fn loading(&self) -> BTreeMap<String, String> {
+        self.inner.loading.borrow().clone()
+    }
+
+    /// Waits until the plugin `name` is no longer compiling (loaded,
+    /// refused, or never there).
+    pub async fn settled(&self, name: &str) {
+        let mut loading = self.inner.loading.subscribe();
+        let _ = loading.wait_for(|l| !l.contains_key(name)).await;
+    }
+
+    /// Waits until nothing of the first scan is compiling, or `limit` passed.
+    pub async fn settled_all(&self, limit: Duration) {
+        let mut loading = self.inner.loading.subscribe();
+        let _ = tokio::time::timeout(limit, loading.wait_for(|l| l.is_empty())).await;
     }
 
     /// Lets trigger plugins start polling.
@@ -359,24 +407,21 @@ impl PluginHost {
                 serde_json::to_value(failed).unwrap_or_default(),
             ));
         }
+        for (name, file) in self.loading() {
+            out.push(Report::Loading(serde_json::json!({
+                "name": name,
+                "file": file,
+                "status": "loading",
+            })));
+        }
         out
     }
 
     /// Brings the loaded set in line with the folder's contents and the
     /// project's `[plugins.*]` tables. Files to (re)load are compiled in
-    /// parallel, then put in service one by one in name order.
+    /// parallel, each put in service as soon as it is compiled.
     fn scan(&self) {
-        let dir = &self.inner.options.plugins_dir;
-        let mut present = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
-                    present.push(path);
-                }
-            }
-        }
-        present.sort();
+        let present = wasm_files(&self.inner.options.plugins_dir);
         // Files whose table changed are reloaded whatever their bytes.
         let retabled = self.reread_tables(&present);
         let mut todo = Vec::new();
@@ -400,23 +445,32 @@ impl PluginHost {
                 todo.push((path.clone(), seen, forced));
             }
         }
-        let prepared: Vec<_> = std::thread::scope(|scope| {
-            let jobs: Vec<_> = todo
-                .iter()
-                .map(|(path, _, forced)| scope.spawn(|| self.prepare(path, *forced)))
-                .collect();
-            jobs.into_iter()
-                .map(|j| j.join().unwrap_or(Prepared::Skip))
-                .collect()
+        // Each file is put in service as soon as it is compiled, so a slow
+        // one holds up no other.
+        std::thread::scope(|scope| {
+            for (path, seen, forced) in todo {
+                scope.spawn(move || {
+                    let name = self.name_for(&path);
+                    let prepared = self.prepare(&path, forced);
+                    {
+                        let _one = self
+                            .inner
+                            .applying
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        self.apply(&path, prepared);
+                        self.inner
+                            .seen
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(path, seen);
+                    }
+                    self.inner
+                        .loading
+                        .send_if_modified(|l| l.remove(&name).is_some());
+                });
+            }
         });
-        for ((path, seen, _), prepared) in todo.into_iter().zip(prepared) {
-            self.apply(&path, prepared);
-            self.inner
-                .seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(path, seen);
-        }
         // Files that went away take their plugin with them.
         let gone: Vec<PathBuf> = self
             .inner
@@ -578,7 +632,7 @@ impl PluginHost {
             .file_name()
             .and_then(|f| f.to_str())
             .unwrap_or_default();
-        let compiled = self.compile(&bytes, file, spec.as_ref());
+        let compiled = self.compile(&bytes, file, &name, spec.as_ref());
         Prepared::Done(name, spec, Box::new(compiled))
     }
 
@@ -667,7 +721,7 @@ impl PluginHost {
         if self.get(name).is_some() {
             return Ok(());
         }
-        let loaded = self.compile(bytes, "(built in)", Some(spec))?;
+        let loaded = self.compile(bytes, "(built in)", name, Some(spec))?;
         info!(plugin = %name, kind = ?loaded.kind, from_cache = loaded.from_cache, "built-in plugin loaded");
         self.inner
             .plugins
@@ -681,6 +735,7 @@ impl PluginHost {
         &self,
         bytes: &[u8],
         file: &str,
+        name: &str,
         spec: Option<&PluginSpec>,
     ) -> Result<Loaded, String> {
         let rt = &self.inner.runtime;
@@ -688,7 +743,8 @@ impl PluginHost {
             .component(bytes)
             .map_err(|e| format!("not a valid component: {e:#}"))?;
         let kind = plugin::kind_of(&component, &rt.engine)?;
-        let grants = Grants::resolve(spec, &self.inner.options.host_folders())?;
+        let spec = manifest::applied(bytes, spec, name)?;
+        let grants = Grants::resolve(spec.as_ref(), &self.inner.options.host_folders())?;
         grants.check_imports(&component, &rt.engine)?;
         budget::check_cap(kind, grants.memory_bytes, self.inner.budget.bytes())?;
         let pre = plugin::link(&rt.linker, &component, kind)?;
@@ -702,6 +758,21 @@ impl PluginHost {
             from_cache,
         })
     }
+}
+
+/// The `.wasm` files in `dir`, in name order.
+fn wasm_files(dir: &Path) -> Vec<PathBuf> {
+    let mut present = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+                present.push(path);
+            }
+        }
+    }
+    present.sort();
+    present
 }
 
 /// What `project.toml` in `project_dir` looks like now, if it exists.

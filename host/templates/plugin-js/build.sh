@@ -22,6 +22,8 @@ done
 # -d http fetch-event: without them the component would import wasi:http,
 # which the host refuses unless the table lists allowed_hosts.
 node_modules/.bin/componentize-js app.js --wit wit --world-name plugin -d http fetch-event -o {{name}}.wasm
+# What the plugin needs (manifest.json), as a custom section of the component.
+node add-manifest.cjs {{name}}.wasm manifest.json
 echo "built $(pwd)/{{name}}.wasm"
 echo "install: copy it into the service's plugins folder (PLUGINS_DIR, ./project/plugins by default)"
 echo "         and add the [plugins.{{name}}] table from README.md to project.toml"

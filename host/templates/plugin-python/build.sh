@@ -11,6 +11,8 @@ if [ ! -x .venv/bin/componentize-py ] || ! .venv/bin/componentize-py --version |
     .venv/bin/pip install --quiet "componentize-py==$COMPONENTIZE_PY_VERSION"
 fi
 .venv/bin/componentize-py -d wit -w {{world}} componentize -p . app -o {{name}}.wasm
+# What the plugin needs (manifest.json), as a custom section of the component.
+python3 add-manifest.py {{name}}.wasm manifest.json
 echo "built $(pwd)/{{name}}.wasm"
 echo "install: copy it into the service's plugins folder (PLUGINS_DIR, ./project/plugins by default)"
 echo "         and add the [plugins.{{name}}] table from README.md to project.toml"

@@ -33,7 +33,9 @@
 //! | logging | [`LogSink`] (`write_batch`) | `logging` |
 //! | persistence | [`MessageStore`] (`open`, `enqueue`, `lease`, ...) | `persistence` |
 //!
-//! [`config`] reads the plugin's `[plugins.<name>.config]` values, [`log`]
+//! [`manifest!`] declares the grants and config keys the plugin needs, so
+//! the host refuses it at load, saying what to add, when its table lacks
+//! them. [`config`] reads the plugin's `[plugins.<name>.config]` values, [`log`]
 //! writes to the service's log (target `plugin`, tagged with the plugin's
 //! name), and [`PluginError`] has constructors for each way a call fails.
 
@@ -152,6 +154,40 @@ macro_rules! export {
     };
     ($ty:ident as persistence) => {
         $crate::persistence::__export_persistence!($ty with_types_in $crate::persistence);
+    };
+}
+
+/// Declares what the plugin needs, as a JSON manifest the host checks
+/// against the plugin's `[plugins.<name>]` table when it loads: a table
+/// lacking a folder, an origin or a config key named here (or giving a
+/// config value of another type) gets the plugin refused, with a message
+/// saying what to add, instead of every call failing. Config defaults named
+/// here are handed to the plugin when the table leaves the key out.
+///
+/// ```ignore
+/// openfn_plugin_sdk::manifest!(r#"{
+///     "manifest": 1,
+///     "dirs": [{ "guest": "/out", "writable": true }],
+///     "hosts": ["*"],
+///     "config": { "prefix": { "type": "string", "default": "run" } }
+/// }"#);
+/// ```
+///
+/// `dirs`: guest paths, `writable` when the plugin writes there; `hosts`:
+/// origins it sends requests to (`"*"`: at least one, whichever the table
+/// grants); `config`: each key's `type` (`string`, `integer`, `number`,
+/// `boolean`) and optional `default` (without one the key is required).
+/// The JSON is written into the component as the custom section
+/// `openfn:microservice/manifest`; `microservice plugin inspect` shows it.
+#[macro_export]
+macro_rules! manifest {
+    ($json:literal) => {
+        const _: () = {
+            const JSON: &[u8] = $json.as_bytes();
+            #[unsafe(link_section = "openfn:microservice/manifest")]
+            #[used]
+            static MANIFEST: [u8; JSON.len()] = *JSON.first_chunk::<{ JSON.len() }>().unwrap();
+        };
     };
 }
 

@@ -424,13 +424,18 @@ fn file_stem(name: &str, used: &mut HashSet<String>) -> String {
         "" => "job".to_string(),
         s => s.to_string(),
     };
-    let mut stem = safe.clone();
+    unique(safe, used)
+}
+
+/// `name`, or `name-2`, `name-3`, ... : the first not yet in `used`, added.
+fn unique(name: String, used: &mut HashSet<String>) -> String {
+    let mut candidate = name.clone();
     let mut n = 2;
-    while !used.insert(stem.clone()) {
-        stem = format!("{safe}-{n}");
+    while !used.insert(candidate.clone()) {
+        candidate = format!("{name}-{n}");
         n += 1;
     }
-    stem
+    candidate
 }
 
 mod lightning;

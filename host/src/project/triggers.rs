@@ -147,7 +147,14 @@ fn trigger(
             cx.report(cx.err(
                 table,
                 Some(only),
-                format!("applies to {kinds} only; this is a {key} trigger"),
+                format!(
+                    "applies to {kinds} only; this is {} {key} trigger",
+                    if key.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "an"
+                    } else {
+                        "a"
+                    }
+                ),
             ));
         }
     }

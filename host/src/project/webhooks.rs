@@ -83,15 +83,15 @@ pub(super) fn auth(
     env: CredentialEnv,
 ) -> Result<WebhookAuth, ProjectError> {
     let mut auth = WebhookAuth::default();
-    if let Some(value) = body.get("api_key") {
-        if let Some(keys) = env_string(cx, table, "api_key", value, env)? {
-            auth.api_keys = keys
-                .split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(digest)
-                .collect();
-        }
+    if let Some(value) = body.get("api_key")
+        && let Some(keys) = env_string(cx, table, "api_key", value, env)?
+    {
+        auth.api_keys = keys
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(digest)
+            .collect();
     }
     if let Some(value) = body.get("basic") {
         let bad = || {

@@ -34,6 +34,15 @@ use crate::storage::{
     StoredReceipt,
 };
 
+/// What the request storing a receipt waits for, if anything.
+#[derive(Default)]
+pub struct Wait {
+    /// Sync mode: a receiver for the first attempt's reports.
+    pub reports: bool,
+    /// A webhook's reply after completion: its watch on the workflow.
+    pub watch: Option<Watch>,
+}
+
 /// A request waiting for a stored receipt's first attempt.
 pub(super) struct Waiter {
     /// Sync mode: the first attempt's reports.
@@ -201,7 +210,8 @@ impl Queue {
     /// Stores a receipt (grouped with concurrent ones into one synced write):
     /// `text` as received, `body` parsed from it, `receipt` how it arrived as
     /// JSON text (kept in the message's metadata, for every delivery). With
-    /// `wait`, also returns a receiver for the reports of its first attempt.
+    /// `wait.reports`, also returns a receiver for the reports of its first
+    /// attempt; `wait.watch` goes to the first attempt's runs.
     pub async fn submit(
         &self,
         text: String,
@@ -209,12 +219,15 @@ impl Queue {
         receipt: String,
         source: &str,
         idempotency_key: Option<String>,
-        wait: bool,
-        watch: Option<Watch>,
+        wait: Wait,
     ) -> Result<(Submitted, Option<oneshot::Receiver<Vec<RunReport>>>), StorageError> {
         // A copy for the delivery from memory, which reads it only when a
         // job matches (see `pump::deliver`).
         let mut metadata = vec![(KEY_RECEIPT.to_string(), receipt.clone())];
+        let Wait {
+            reports: wait,
+            watch,
+        } = wait;
         let waiter = (wait || watch.is_some()).then(|| {
             let token = uuid::Uuid::now_v7().to_string();
             let (tx, rx) = if wait {

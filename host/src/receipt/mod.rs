@@ -209,17 +209,13 @@ impl Door {
         };
         let receipt = arrival.to_json();
         // Boxed, so that a receipt that is not stored does not carry its space.
-        let submitted = Box::pin(queue.submit(
-            text,
-            message,
-            receipt,
-            source,
-            key,
-            options.wait,
-            options.watch,
-        ))
-        .await
-        .map_err(Refused::Store)?;
+        let wait = crate::queue::Wait {
+            reports: options.wait,
+            watch: options.watch,
+        };
+        let submitted = Box::pin(queue.submit(text, message, receipt, source, key, wait))
+            .await
+            .map_err(Refused::Store)?;
         let outcome = match submitted {
             (Submitted::Duplicate(id), _) => Outcome::Duplicate(id),
             (Submitted::New(id), first_attempt) => Outcome::Stored { id, first_attempt },

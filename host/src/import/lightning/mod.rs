@@ -20,7 +20,11 @@ use std::path::Path;
 
 use serde_yaml_ng::{Mapping, Value as Yaml};
 
-use super::{Imported, file_stem, key_text, mapping, scalar_text, section, toml_key, toml_string};
+mod read;
+
+use read::{Condition, Edge, LightningJob, Source, Workflow};
+
+use super::{Imported, file_stem, key_text, scalar_text, section, toml_key, toml_string, unique};
 
 /// The prefix of the variables credentials are read from.
 const CREDENTIAL_VAR_PREFIX: &str = "OPENFN_CREDENTIAL_";
@@ -170,71 +174,6 @@ pub(super) fn convert(top: &Mapping, source_name: &str, base: &Path) -> Result<I
         triggers,
         credentials: used_credentials.len(),
     })
-}
-
-/// One workflow as read from the YAML, before any name is settled.
-struct Workflow {
-    key: String,
-    /// Its `name`, and fields this importer does not know.
-    name: Option<String>,
-    unknown: Vec<(String, Yaml)>,
-    jobs: BTreeMap<String, LightningJob>,
-    triggers: Vec<(String, Mapping)>,
-    edges: Vec<(String, Mapping)>,
-}
-
-struct LightningJob {
-    fields: Mapping,
-    body: Yaml,
-}
-
-impl Workflow {
-    fn read(key: &str, body: &Yaml) -> Result<Workflow, String> {
-        let place = format!("workflows.{key}");
-        let fields = mapping(body, &place)?;
-        let mut wf = Workflow {
-            key: key.to_string(),
-            name: None,
-            unknown: Vec::new(),
-            jobs: BTreeMap::new(),
-            triggers: Vec::new(),
-            edges: Vec::new(),
-        };
-        for (k, v) in fields {
-            let k = key_text(k, &place)?;
-            match k.as_str() {
-                "name" => wf.name = scalar_text(v, &place, "name").ok(),
-                "jobs" => {
-                    for (job, body) in &section(v, &format!("{place}.jobs"))? {
-                        let job = key_text(job, &place)?;
-                        let jplace = format!("{place}.jobs.{job}");
-                        let fields = mapping(body, &jplace)?.clone();
-                        let body = fields
-                            .get("body")
-                            .cloned()
-                            .ok_or_else(|| format!("{jplace}: missing `body`"))?;
-                        wf.jobs.insert(job, LightningJob { fields, body });
-                    }
-                }
-                "triggers" => {
-                    for (t, body) in &section(v, &format!("{place}.triggers"))? {
-                        let t = key_text(t, &place)?;
-                        let body = mapping(body, &format!("{place}.triggers.{t}"))?.clone();
-                        wf.triggers.push((t, body));
-                    }
-                }
-                "edges" => {
-                    for (e, body) in &section(v, &format!("{place}.edges"))? {
-                        let e = key_text(e, &place)?;
-                        let body = mapping(body, &format!("{place}.edges.{e}"))?.clone();
-                        wf.edges.push((e, body));
-                    }
-                }
-                _ => wf.unknown.push((k, v.clone())),
-            }
-        }
-        Ok(wf)
-    }
 }
 
 /// A workflow's triggers and edges as TOML, and which triggers each job
@@ -646,16 +585,6 @@ fn path_segment(text: &str) -> String {
         .collect()
 }
 
-fn unique(name: String, used: &mut HashSet<String>) -> String {
-    let mut candidate = name.clone();
-    let mut n = 2;
-    while !used.insert(candidate.clone()) {
-        candidate = format!("{name}-{n}");
-        n += 1;
-    }
-    candidate
-}
-
 /// `OPENFN_CREDENTIAL_` and the credential's name in capitals, every other
 /// character `_`, unique.
 fn unique_var(label: &str, used: &mut HashSet<String>) -> String {
@@ -672,97 +601,4 @@ fn unique_var(label: &str, used: &mut HashSet<String>) -> String {
     }
     let base = base.trim_end_matches('_').to_string();
     unique(base, used)
-}
-
-enum Source {
-    Trigger(String),
-    Job(String),
-}
-
-enum Condition {
-    Success,
-    Failure,
-    Always,
-    Js {
-        expression: String,
-        label: Option<String>,
-    },
-}
-
-struct Edge {
-    source: Source,
-    target: String,
-    condition: Condition,
-    enabled: bool,
-    unknown: Vec<(String, Yaml)>,
-}
-
-impl Edge {
-    fn read(place: &str, fields: &Mapping) -> Result<Edge, String> {
-        let text = |key: &str| -> Result<Option<String>, String> {
-            match fields.get(key) {
-                None | Some(Yaml::Null) => Ok(None),
-                Some(v) => scalar_text(v, place, key).map(Some),
-            }
-        };
-        let source = match (text("source_trigger")?, text("source_job")?) {
-            (Some(t), None) => Source::Trigger(t),
-            (None, Some(j)) => Source::Job(j),
-            (Some(_), Some(_)) => {
-                return Err(format!(
-                    "{place}: has both source_trigger and source_job; an edge has one source"
-                ));
-            }
-            (None, None) => {
-                return Err(format!("{place}: needs source_trigger or source_job"));
-            }
-        };
-        let target = text("target_job")?.ok_or_else(|| format!("{place}: needs target_job"))?;
-        let condition = match text("condition_type")?.as_deref() {
-            None | Some("always") => Condition::Always,
-            Some("on_job_success") => Condition::Success,
-            Some("on_job_failure") => Condition::Failure,
-            Some("js_expression") => Condition::Js {
-                expression: text("condition_expression")?
-                    .filter(|e| !e.trim().is_empty())
-                    .ok_or_else(|| {
-                        format!("{place}: a js_expression edge needs condition_expression")
-                    })?,
-                label: text("condition_label")?,
-            },
-            Some(other) => {
-                return Err(format!(
-                    "{place}: condition_type `{other}` is not one of always, on_job_success, on_job_failure, js_expression"
-                ));
-            }
-        };
-        let enabled = fields
-            .get("enabled")
-            .and_then(Yaml::as_bool)
-            .unwrap_or(true);
-        let known = [
-            "source_trigger",
-            "source_job",
-            "target_job",
-            "condition_type",
-            "condition_expression",
-            "condition_label",
-            "enabled",
-        ];
-        let unknown = fields
-            .iter()
-            .filter_map(|(k, v)| {
-                let k = k.as_str()?;
-                (!known.contains(&k) && !matches!(v, Yaml::Null))
-                    .then(|| (k.to_string(), v.clone()))
-            })
-            .collect();
-        Ok(Edge {
-            source,
-            target,
-            condition,
-            enabled,
-            unknown,
-        })
-    }
 }

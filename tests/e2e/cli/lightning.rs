@@ -244,3 +244,41 @@ reply_timeout = "1s"
         assert!(!logs.contains(secret), "{secret} leaked into the log");
     }
 }
+
+/// Without the durable inbox the reply after completion waits for the runs
+/// started at once and the flows after them: the last step's state comes back.
+#[test]
+fn a_reply_after_completion_without_the_durable_inbox_waits_for_the_flows() {
+    let svc = Launch::new(
+        r#"
+[inbox]
+durable = false
+
+[jobs.first]
+adaptor = "@openfn/language-common@3.3.4"
+expression = "fn(state => { state.data.steps = ['first']; return state; })"
+trigger = "hook"
+
+[jobs.second]
+adaptor = "@openfn/language-common@3.3.4"
+expression = "fn(state => { state.data.steps.push('second'); return state; })"
+trigger = "after-first"
+
+[triggers.hook]
+webhook = "hook"
+reply = "after_completion"
+
+[triggers.after-first]
+success = "first"
+condition = "state.data.steps.length === 1"
+"#,
+    )
+    .start();
+    let reply = svc.post_json("/i/hook", "{}");
+    assert_eq!(reply.status, 201, "{reply:?}\n{}", svc.log_tail());
+    assert_eq!(
+        reply.json["data"]["steps"],
+        serde_json::json!(["first", "second"]),
+        "{reply:?}"
+    );
+}

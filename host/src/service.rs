@@ -333,7 +333,8 @@ pub async fn open_database(
     let cron_jobs = project
         .jobs
         .values()
-        .filter(|j| matches!(project.triggers[&j.trigger].kind, TriggerKind::Cron { .. }))
+        .flat_map(|j| project.triggers_of(j))
+        .filter(|t| matches!(t.kind, TriggerKind::Cron { .. }))
         .count();
     let pg = Postgres::new(url, cron_jobs)?;
     info!(database = %pg.target(), "storage: PostgreSQL");

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use crate::import::convert;
-use crate::project::{Project, ProjectError};
+use crate::project::{CredentialEnv, Project, ProjectError};
 
 pub fn import(file: &Path, out: Option<PathBuf>, force: bool) -> anyhow::Result<ExitCode> {
     let yaml =
@@ -60,7 +60,9 @@ pub fn import(file: &Path, out: Option<PathBuf>, force: bool) -> anyhow::Result<
     for (path, text) in &imported.files {
         std::fs::write(staging.path().join(path), text)?;
     }
-    if let Err(e) = Project::load(staging.path()) {
+    // Credentials from the environment are checked by `check` and at start;
+    // the import needs only the shape.
+    if let Err(e) = Project::load_with(staging.path(), CredentialEnv::Skip) {
         bail!(
             "{}: the converted project is not valid: {}",
             file.display(),
@@ -83,6 +85,9 @@ pub fn import(file: &Path, out: Option<PathBuf>, force: bool) -> anyhow::Result<
         file.display(),
         out.join("project.toml").display()
     );
+    for note in &imported.notes {
+        println!("{note}");
+    }
     println!("next: PROJECT_DIR={} microservice check", out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -73,7 +73,9 @@ pub async fn run(
         input["data"] = read_json(path, "--data")?;
     }
     if state.is_none() {
-        explain_default_state(&project, &job.trigger, name);
+        for trigger in &job.triggers {
+            explain_default_state(&project, trigger, name);
+        }
     }
 
     install_packages(settings, &package_specs(&project), |p| {
@@ -172,7 +174,7 @@ fn explain_default_state(project: &Project, trigger: &str, job: &str) {
         return;
     };
     match &trigger.kind {
-        TriggerKind::Criteria(_) => {}
+        TriggerKind::Criteria(_) | TriggerKind::Webhook { .. } => {}
         TriggerKind::Cron { .. } => eprintln!(
             "note: `{job}` is a cron job; the service starts each run from its last successful state. This run starts from {{\"data\": {{}}}}; to continue from the stored one: curl -s <service>/api/jobs/{job}/state > s.json, then --state s.json"
         ),
@@ -181,6 +183,9 @@ fn explain_default_state(project: &Project, trigger: &str, job: &str) {
         ),
         TriggerKind::Failure(up) => eprintln!(
             "note: `{job}` runs after `{up}` fails, from `{up}`'s input state plus an `errors` list; give such a state with --state"
+        ),
+        TriggerKind::Always(up) => eprintln!(
+            "note: `{job}` runs after every run of `{up}`: from its final state when it succeeds, from its input state plus an `errors` list when it fails; give such a state with --state"
         ),
     }
 }

@@ -36,27 +36,49 @@ const MAX_COUNTED: u64 = 100_000;
 pub fn start(dispatcher: &Dispatcher, stop: &CancellationToken, tracker: &TaskTracker) {
     let project = dispatcher.project().clone();
     for job in project.jobs.values() {
-        let TriggerKind::Cron {
-            schedule,
-            expression,
-        } = &project.triggers[&job.trigger].kind
-        else {
-            continue;
-        };
-        info!(job = %job.name, cron = %expression, timezone = %schedule.zone(), "scheduled");
-        crate::metrics::get().declare_cron(&job.name);
-        tracker.spawn(run_loop(
-            dispatcher.clone(),
-            job.clone(),
-            (**schedule).clone(),
-            stop.clone(),
-        ));
+        let crons: Vec<_> = project
+            .triggers_of(job)
+            .filter_map(|t| match &t.kind {
+                TriggerKind::Cron {
+                    schedule,
+                    expression,
+                    ..
+                } => Some((t.name.clone(), schedule, expression)),
+                _ => None,
+            })
+            .collect();
+        let several = crons.len() > 1;
+        for (trigger, schedule, expression) in crons {
+            info!(job = %job.name, cron = %expression, timezone = %schedule.zone(), "scheduled");
+            crate::metrics::get().declare_cron(&job.name);
+            // A job's only cron trigger claims ticks under the job's name (as
+            // before several were allowed); each of several under its own.
+            let claim_key = if several {
+                format!("{}@{trigger}", job.name)
+            } else {
+                job.name.clone()
+            };
+            tracker.spawn(run_loop(
+                dispatcher.clone(),
+                job.clone(),
+                Ticking { trigger, claim_key },
+                (**schedule).clone(),
+                stop.clone(),
+            ));
+        }
     }
+}
+
+/// Which trigger ticks, and the name its ticks are claimed under.
+struct Ticking {
+    trigger: String,
+    claim_key: String,
 }
 
 async fn run_loop(
     dispatcher: Dispatcher,
     job: Arc<Job>,
+    ticking: Ticking,
     schedule: Schedule,
     stop: CancellationToken,
 ) {
@@ -83,7 +105,7 @@ async fn run_loop(
         let claim = match dispatcher
             .storage()
             .cron
-            .claim(&job.name, tick.timestamp_millis())
+            .claim(&ticking.claim_key, tick.timestamp_millis())
             .await
         {
             Ok(Some(claim)) => {
@@ -103,7 +125,7 @@ async fn run_loop(
                 continue;
             }
         };
-        let mut run = dispatcher.tick(job.clone());
+        let mut run = dispatcher.tick(job.clone(), ticking.trigger.clone());
         tokio::select! {
             _ = &mut run => drop(claim),
             // The run itself is tracked by the dispatcher and finishes (or is

@@ -34,7 +34,7 @@ impl Dispatcher {
                         }
                         let n = flows.len();
                         for flow in flows {
-                            this.start_flow(flow);
+                            this.start_flow(flow, None);
                         }
                         n
                     }
@@ -57,7 +57,8 @@ impl Dispatcher {
         });
     }
 
-    pub(super) fn start_flow(&self, flow: PendingFlow) {
+    /// Starts a flow; `watch` hears it, and the flows after it, finish.
+    pub(super) fn start_flow(&self, flow: PendingFlow, watch: Option<super::Watch>) {
         let this = self.clone();
         let Some(job) = self.inner.project.jobs.get(&flow.job).cloned() else {
             self.inner
@@ -67,8 +68,12 @@ impl Dispatcher {
         };
         info!(next = %job.name, flow = %flow.trigger, "starting flow");
         self.inner.tracker.spawn(async move {
-            this.run(job, flow.trigger, flow.input, None, Some(flow.id))
-                .await
+            let occasion = super::Occasion {
+                attempt: None,
+                settles: Some(flow.id),
+                watch,
+            };
+            this.run(job, flow.trigger, flow.input, occasion).await
         });
     }
 
@@ -116,21 +121,27 @@ impl Dispatcher {
     }
 
     /// The runs that follow `upstream`: success flows with its final state,
-    /// failure flows with its input state plus an `errors` entry.
+    /// failure flows with its input state plus an `errors` entry, `always`
+    /// flows with whichever of the two the run's outcome gives. This is the
+    /// one place a flow is decided (a flow's `condition` is evaluated in
+    /// [`Dispatcher::conditions_hold`], over the state decided here).
     pub(super) fn flows_due(&self, upstream: &RunReport, input: Value) -> Vec<PendingFlow> {
         let p = &self.inner.project;
         let mut due = Vec::new();
         let failure = upstream.failure.as_ref().map(|f| f.reason.as_str());
-        for trigger in p.triggers.values() {
-            let next_input = match (&trigger.kind, failure) {
-                (TriggerKind::Success(up), None) if *up == upstream.job => match &upstream.state {
-                    Some(state) => state.clone(),
-                    None => continue,
-                },
-                (TriggerKind::Failure(up), Some(why)) if *up == upstream.job => {
-                    with_error(input.clone(), upstream, why)
-                }
-                _ => continue,
+        let handed_on = match failure {
+            None => upstream.state.clone(),
+            Some(why) => Some(with_error(input, upstream, why)),
+        };
+        for trigger in p.triggers.values().filter(|t| t.enabled) {
+            let follows = match (&trigger.kind, failure) {
+                (TriggerKind::Success(up), None) => *up == upstream.job,
+                (TriggerKind::Failure(up), Some(_)) => *up == upstream.job,
+                (TriggerKind::Always(up), _) => *up == upstream.job,
+                _ => false,
+            };
+            let Some(next_input) = handed_on.as_ref().filter(|_| follows) else {
+                continue;
             };
             for job in p.jobs_of(&trigger.name) {
                 due.push(PendingFlow {
@@ -142,6 +153,49 @@ impl Dispatcher {
             }
         }
         due
+    }
+}
+
+impl Dispatcher {
+    /// The flows among `due` whose trigger has no `condition` or one that
+    /// holds over the state the flow is handed; evaluated by the engine,
+    /// once per trigger. A condition that throws or overruns its deadline
+    /// does not hold, and says so in the log (without the state).
+    pub(super) async fn conditions_hold(&self, due: Vec<PendingFlow>) -> Vec<PendingFlow> {
+        let p = &self.inner.project;
+        let mut verdicts: std::collections::HashMap<String, bool> = Default::default();
+        let mut kept = Vec::with_capacity(due.len());
+        for flow in due {
+            let Some(condition) = p
+                .triggers
+                .get(&flow.trigger)
+                .and_then(|t| t.condition.as_ref())
+            else {
+                kept.push(flow);
+                continue;
+            };
+            let holds = match verdicts.get(&flow.trigger) {
+                Some(v) => *v,
+                None => {
+                    let v = match self.inner.engine.condition(condition, &flow.input).await {
+                        Ok(v) => {
+                            info!(flow = %flow.trigger, holds = v, "flow condition evaluated");
+                            v
+                        }
+                        Err(why) => {
+                            warn!(flow = %flow.trigger, reason = %self.inner.redactor.redact(&why), "flow condition failed; the flow does not follow");
+                            false
+                        }
+                    };
+                    verdicts.insert(flow.trigger.clone(), v);
+                    v
+                }
+            };
+            if holds {
+                kept.push(flow);
+            }
+        }
+        kept
     }
 }
 

@@ -47,6 +47,30 @@ pub struct RunReport {
     pub will_retry: bool,
 }
 
+/// Hears the report of every run of one workflow: the runs a receipt
+/// starts and every flow after them, each as it finishes. Each run holds a
+/// sender until the flows it starts hold theirs, so the receiver sees the
+/// channel close when the workflow's last run has finished.
+#[derive(Clone, Debug)]
+pub struct Watch(mpsc::UnboundedSender<RunReport>);
+
+impl Watch {
+    pub fn new() -> (Watch, mpsc::UnboundedReceiver<RunReport>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Watch(tx), rx)
+    }
+}
+
+/// What a run is for, besides its job, trigger and input.
+#[derive(Default)]
+struct Occasion {
+    /// Set for receipts delivered from the message store (see `receive`).
+    attempt: Option<u32>,
+    /// The pending flow this run carries out.
+    settles: Option<String>,
+    watch: Option<Watch>,
+}
+
 /// What observers (notification plugins) hear when a run finishes.
 #[derive(Debug, Clone)]
 pub struct RunFinished {
@@ -85,11 +109,47 @@ struct Inner {
     given_up: tokio_util::sync::CancellationToken,
 }
 
-/// The criteria of `job`'s trigger, when it is a criteria trigger.
-fn criteria_of<'p>(project: &'p Project, job: &Job) -> Option<&'p Value> {
-    match &project.triggers[&job.trigger].kind {
-        TriggerKind::Criteria(c) => Some(c),
+/// The enabled criteria triggers of `job`, with their criteria.
+fn criteria_of<'p>(
+    project: &'p Project,
+    job: &'p Job,
+) -> impl Iterator<Item = (&'p str, &'p Value)> {
+    project.triggers_of(job).filter_map(|t| match &t.kind {
+        TriggerKind::Criteria(c) => Some((t.name.as_str(), c)),
         _ => None,
+    })
+}
+
+/// An enabled webhook trigger, as its door needs it.
+pub struct Webhook<'p> {
+    pub trigger: &'p str,
+    pub auth: &'p crate::project::WebhookAuth,
+    pub reply: &'p crate::project::Reply,
+}
+
+/// The `source` of a receipt that arrived at a webhook trigger's path:
+/// this prefix and the trigger's name (`webhook:orders-hook`).
+pub const WEBHOOK_SOURCE: &str = "webhook:";
+
+/// The trigger of `job` that a receipt from `source` starts it by, if any:
+/// the one place a receipt is matched to a job. A webhook's receipt starts
+/// the jobs of that (enabled) webhook trigger, without criteria; any other
+/// receipt, the jobs with an enabled criteria trigger it meets (the first
+/// such trigger names the run).
+fn matched_trigger<'p>(
+    project: &'p Project,
+    job: &'p Job,
+    message: &Value,
+    source: &str,
+) -> Option<&'p str> {
+    match source.strip_prefix(WEBHOOK_SOURCE) {
+        Some(hook) => project
+            .triggers_of(job)
+            .find(|t| t.name == hook && matches!(t.kind, TriggerKind::Webhook { .. }))
+            .map(|t| t.name.as_str()),
+        None => criteria_of(project, job)
+            .find(|(_, c)| criteria::matches(c, message))
+            .map(|(name, _)| name),
     }
 }
 
@@ -106,7 +166,7 @@ impl Dispatcher {
             project
                 .jobs
                 .values()
-                .filter_map(|job| criteria_of(&project, job)),
+                .flat_map(|job| criteria_of(&project, job).map(|(_, c)| c)),
         );
         Dispatcher {
             inner: Arc::new(Inner {
@@ -151,14 +211,34 @@ impl Dispatcher {
         self.inner.prefilter.may_match(json)
     }
 
-    /// The jobs whose criteria the message meets, with their trigger.
-    pub fn matching_jobs(&self, message: &Value) -> Vec<Arc<Job>> {
+    /// The jobs a receipt from `source` starts (see [`matched_trigger`]).
+    pub fn matching_jobs(&self, message: &Value, source: &str) -> Vec<Arc<Job>> {
         let p = &self.inner.project;
         p.jobs
             .values()
-            .filter(|job| criteria_of(p, job).is_some_and(|c| criteria::matches(c, message)))
+            .filter(|job| matched_trigger(p, job, message, source).is_some())
             .cloned()
             .collect()
+    }
+
+    /// The enabled webhook trigger served at `/i/<path>`.
+    pub fn webhook(&self, path: &str) -> Option<Webhook<'_>> {
+        self.inner
+            .project
+            .triggers
+            .values()
+            .find_map(|t| match &t.kind {
+                TriggerKind::Webhook {
+                    path: p,
+                    auth,
+                    reply,
+                } if t.enabled && p == path => Some(Webhook {
+                    trigger: &t.name,
+                    auth,
+                    reply,
+                }),
+                _ => None,
+            })
     }
 
     /// Starts a run of each job for a receipt. `receipt` says how it
@@ -172,6 +252,7 @@ impl Dispatcher {
         receipt: Option<&Value>,
         jobs: &[Arc<Job>],
         attempt: Option<u32>,
+        watch: Option<Watch>,
     ) -> Vec<JoinHandle<RunReport>> {
         jobs.iter()
             .map(|job| {
@@ -182,7 +263,21 @@ impl Dispatcher {
                 if let Some(n) = attempt.filter(|n| *n > 1) {
                     input["attempt"] = json!(n);
                 }
-                self.spawn_run(job.clone(), job.trigger.clone(), input, attempt)
+                let p = &self.inner.project;
+                let source = receipt
+                    .and_then(|r| r.get("source"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let trigger = matched_trigger(p, job, message, source)
+                    .or_else(|| job.triggers.first().map(String::as_str))
+                    .unwrap_or_default()
+                    .to_string();
+                let occasion = Occasion {
+                    attempt,
+                    settles: None,
+                    watch: watch.clone(),
+                };
+                self.spawn_run(job.clone(), trigger, input, occasion)
             })
             .collect()
     }
@@ -200,19 +295,26 @@ impl Dispatcher {
         let id = run_id.clone();
         let handle = self.inner.tracker.spawn(async move {
             let span = info_span!("run", run_id = %id, job = %job.name, trigger = %trigger);
-            this.run_inner(id, job, trigger, input, None, None)
+            this.run_inner(id, job, trigger, input, Occasion::default())
                 .instrument(span)
                 .await
         });
         (run_id, handle)
     }
 
-    /// A cron tick: the job continues from its last successful state.
-    pub fn tick(&self, job: Arc<Job>) -> JoinHandle<RunReport> {
+    /// A tick of cron trigger `trigger`: the job continues from its last
+    /// successful state, or from the cursor job's when the trigger names one.
+    pub fn tick(&self, job: Arc<Job>, trigger: String) -> JoinHandle<RunReport> {
         let this = self.clone();
-        let trigger = job.trigger.clone();
+        let from = match self.inner.project.triggers.get(&trigger).map(|t| &t.kind) {
+            Some(TriggerKind::Cron {
+                cursor: Some(cursor),
+                ..
+            }) => cursor.clone(),
+            _ => job.name.clone(),
+        };
         self.inner.tracker.spawn(async move {
-            let input = match this.inner.storage.runs.job_state(&job.name).await {
+            let input = match this.inner.storage.runs.job_state(&from).await {
                 Ok(Some(state)) => state,
                 Ok(None) => json!({ "data": {} }),
                 Err(e) => {
@@ -220,7 +322,7 @@ impl Dispatcher {
                     json!({ "data": {} })
                 }
             };
-            this.run(job, trigger, input, None, None).await
+            this.run(job, trigger, input, Occasion::default()).await
         })
     }
 
@@ -229,12 +331,12 @@ impl Dispatcher {
         job: Arc<Job>,
         trigger: String,
         input: Value,
-        attempt: Option<u32>,
+        occasion: Occasion,
     ) -> JoinHandle<RunReport> {
         let this = self.clone();
         self.inner
             .tracker
-            .spawn(async move { this.run(job, trigger, input, attempt, None).await })
+            .spawn(async move { this.run(job, trigger, input, occasion).await })
     }
 
     /// Waits up to `grace` for runs in flight and their records, then kills
@@ -258,12 +360,11 @@ impl Dispatcher {
         job: Arc<Job>,
         trigger: String,
         input: Value,
-        attempt: Option<u32>,
-        settles: Option<String>,
+        occasion: Occasion,
     ) -> RunReport {
         let run_id = uuid::Uuid::now_v7().to_string();
         let span = info_span!("run", run_id = %run_id, job = %job.name, trigger = %trigger);
-        self.run_inner(run_id, job, trigger, input, attempt, settles)
+        self.run_inner(run_id, job, trigger, input, occasion)
             .instrument(span)
             .await
     }
@@ -274,9 +375,13 @@ impl Dispatcher {
         job: Arc<Job>,
         trigger: String,
         mut input: Value,
-        attempt: Option<u32>,
-        settles: Option<String>,
+        occasion: Occasion,
     ) -> RunReport {
+        let Occasion {
+            attempt,
+            settles,
+            watch,
+        } = occasion;
         let inner = &self.inner;
         let _slot = inner
             .slots
@@ -365,7 +470,8 @@ impl Dispatcher {
         let flows = if will_retry {
             Vec::new()
         } else {
-            self.flows_due(&report, input)
+            let due = self.flows_due(&report, input);
+            self.conditions_hold(due).await
         };
         self.record(
             &report,
@@ -377,7 +483,12 @@ impl Dispatcher {
         )
         .await;
         for flow in flows {
-            self.start_flow(flow);
+            self.start_flow(flow, watch.clone());
+        }
+        // After the flows hold their senders: the watch closes only once
+        // the last run of the workflow has reported.
+        if let Some(watch) = watch {
+            let _ = watch.0.send(report.clone());
         }
         report
     }

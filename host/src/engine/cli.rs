@@ -57,6 +57,11 @@ impl CliEngine {
         }
     }
 
+    /// The `node` executable.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// Runs the job; `on_line` hears each line of output as it is printed.
     pub async fn run(&self, req: RunRequest<'_>, mut on_line: impl FnMut(String)) -> RunOutcome {
         let mut compile_error = false;

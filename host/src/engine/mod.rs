@@ -8,6 +8,7 @@
 //! state: the caller gets lines and decides.
 
 pub mod cli;
+pub mod condition;
 pub mod worker;
 mod worker_proc;
 
@@ -64,6 +65,15 @@ impl Engine {
             Engine::Cli(e) => e.run(req, on_line).await,
             Engine::Worker(w) => w.run(req, on_line).await,
         }
+    }
+
+    /// Whether a flow's `condition` holds over `state` (see [`condition`]).
+    pub async fn condition(&self, expression: &str, state: &Value) -> Result<bool, String> {
+        let node = match self {
+            Engine::Cli(e) => e.node(),
+            Engine::Worker(w) => w.node(),
+        };
+        condition::evaluate(node, expression, state).await
     }
 
     /// Kills every run still in progress (the end of a shutdown's grace period).

@@ -106,6 +106,11 @@ impl WorkerPool {
         self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The `node` executable the workers run on.
+    pub fn node(&self) -> &str {
+        &self.inner.config.node
+    }
+
     pub fn idle_count(&self) -> usize {
         self.idle().len()
     }

@@ -30,19 +30,16 @@ pub async fn jobs(app: &App) -> Response<Body> {
         .values()
         .zip(health)
         .map(|(job, health)| {
-            let kind = &p.triggers[&job.trigger].kind;
-            let detail = match kind {
-                TriggerKind::Criteria(c) => json!({ "criteria": c }),
-                TriggerKind::Cron { expression, .. } => json!({ "cron": expression }),
-                TriggerKind::Success(up) => json!({ "success": up }),
-                TriggerKind::Failure(up) => json!({ "failure": up }),
-            };
+            let first = &job.triggers[0];
+            let kind = &p.triggers[first].kind;
+            let detail = trigger_detail(&p.triggers[first]);
             let rate =
                 (health.finished > 0).then(|| health.succeeded as f64 / health.finished as f64);
             json!({
                 "name": job.name,
                 "adaptor": job.adaptor.to_string(),
-                "trigger": job.trigger,
+                "trigger": first,
+                "triggers": job.triggers.iter().map(|t| trigger_detail(&p.triggers[t])).collect::<Vec<_>>(),
                 "trigger_kind": kind.label(),
                 "trigger_detail": detail,
                 "has_credential": job.credential.is_some(),
@@ -54,6 +51,34 @@ pub async fn jobs(app: &App) -> Response<Body> {
         })
         .collect();
     json(StatusCode::OK, &jobs)
+}
+
+/// What a trigger is, for `GET /api/jobs`: its kind's key and value, plus
+/// `name`, `enabled` and a flow's `condition`.
+fn trigger_detail(trigger: &crate::project::Trigger) -> Value {
+    let mut detail = match &trigger.kind {
+        TriggerKind::Criteria(c) => json!({ "criteria": c }),
+        TriggerKind::Cron {
+            expression, cursor, ..
+        } => json!({ "cron": expression, "cursor": cursor }),
+        TriggerKind::Webhook { path, auth, reply } => json!({
+            "webhook": path,
+            "own_auth": !auth.is_empty(),
+            "reply": match reply {
+                crate::project::Reply::BeforeStart => "before_start",
+                crate::project::Reply::AfterCompletion { .. } => "after_completion",
+            },
+        }),
+        TriggerKind::Success(up) => json!({ "success": up }),
+        TriggerKind::Failure(up) => json!({ "failure": up }),
+        TriggerKind::Always(up) => json!({ "always": up }),
+    };
+    detail["name"] = json!(trigger.name);
+    detail["enabled"] = json!(trigger.enabled);
+    if let Some(c) = &trigger.condition {
+        detail["condition"] = json!(c);
+    }
+    detail
 }
 
 pub async fn job_state(app: &App, name: &str) -> Response<Body> {

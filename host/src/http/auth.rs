@@ -21,10 +21,10 @@ use base64::Engine;
 
 use hyper::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{Body, error};
+use crate::project::WebhookAuth;
 
 type KeyDigest = [u8; 32];
 
@@ -114,6 +114,55 @@ impl ApiKeys {
     }
 }
 
+impl ApiKeys {
+    /// The 401 for a webhook trigger's receipt, or `None`. A trigger without
+    /// keys of its own is guarded like `/inbox`; one with keys accepts them
+    /// (an API key, or Basic `username:password`) besides the service's
+    /// inbox and admin keys, and nothing else.
+    pub fn webhook_refusal(
+        &self,
+        own: &WebhookAuth,
+        headers: &HeaderMap,
+    ) -> Option<Response<Body>> {
+        if own.is_empty() {
+            return self.refusal(Scope::Inbox, headers);
+        }
+        let key = presented(headers).map(|k| digest(&k));
+        let pair = basic_pair(headers).map(|p| digest(&p));
+        let mut matched = subtle::Choice::from(0);
+        if let Some(key) = &key {
+            for known in own.api_keys.iter().chain(&self.inbox).chain(&self.admin) {
+                matched |= known.ct_eq(key);
+            }
+        }
+        if let (Some(pair), Some(known)) = (&pair, &own.basic) {
+            matched |= known.ct_eq(pair);
+        }
+        if bool::from(matched) {
+            return None;
+        }
+        let message = if key.is_none() {
+            "this webhook needs its API key (an `x-api-key` or `Authorization: Bearer` header) or its Basic auth user name and password"
+        } else {
+            "the credentials given are not valid for this webhook"
+        };
+        Some(unauthorized(Scope::Inbox, message.into()))
+    }
+}
+
+/// `user:password` of an `Authorization: Basic` header.
+fn basic_pair(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = auth.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()?;
+    String::from_utf8(decoded).ok()
+}
+
 /// The route's scope, from its first path segment.
 pub fn scope_of(first_segment: &str) -> Scope {
     match first_segment {
@@ -132,19 +181,13 @@ fn presented(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     if scheme.eq_ignore_ascii_case("bearer") {
         return Some(Cow::Borrowed(token.trim()));
     }
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(token.trim())
-        .ok()?;
-    let credentials = String::from_utf8(decoded).ok()?;
+    let credentials = basic_pair(headers)?;
     let (_user, password) = credentials.split_once(':')?;
     Some(Cow::Owned(password.to_string()))
 }
 
 fn digest(key: &str) -> KeyDigest {
-    Sha256::digest(key.as_bytes()).into()
+    crate::project::secret_digest(key)
 }
 
 /// The 401, with the challenges `scope`'s clients answer (see the module doc).

@@ -65,6 +65,7 @@ pub async fn receive(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
     let options = Options {
         idempotency_key,
         wait: sync,
+        watch: None,
     };
     let taken = app.door.take(arriving, options).await;
     if !matches!(taken, Err(Refused::Decode(_))) {
@@ -124,7 +125,7 @@ pub async fn read_body(
 }
 
 /// The answer for a receipt taken.
-async fn answer(jobs: &[String], outcome: Outcome, sync: bool) -> Response<Body> {
+pub(super) async fn answer(jobs: &[String], outcome: Outcome, sync: bool) -> Response<Body> {
     match outcome {
         Outcome::Started(runs) if !sync => {
             drop(runs);

@@ -1,6 +1,7 @@
 //! The HTTP server: accept loop, routing and JSON responses.
 //!
-//! Routes: `POST /inbox` ([`inbox`]), OpenRosa's `HEAD`/`POST /submission`
+//! Routes: `POST /inbox` ([`inbox`]), a webhook trigger's `POST /i/<path>`
+//! ([`webhook`]), OpenRosa's `HEAD`/`POST /submission`
 //! ([`openrosa`]), `GET /healthz` and `/readyz`
 //! ([`health`]), `GET /metrics` ([`metrics`]), the JSON API under `/api`
 //! ([`api`], [`stats`], [`library`]) and the dashboard's static page at `/`
@@ -25,6 +26,7 @@ mod metrics;
 mod minutes;
 mod openrosa;
 pub mod stats;
+mod webhook;
 
 pub use auth::ApiKeys;
 
@@ -182,6 +184,11 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
     };
     match (&as_method, segs.as_slice()) {
         (&Method::POST, ["inbox"]) => post_inbox(app, req, peer).await,
+        (&Method::POST, ["i", hook]) => {
+            let res = webhook::receive(app, req, peer, hook).await;
+            crate::metrics::get().receipt(metrics::outcome(&res));
+            res
+        }
         (&Method::GET, ["metrics"]) => metrics::scrape(app).await,
         (&Method::GET, ["healthz"]) => health::live(),
         (&Method::GET, ["readyz"]) => health::ready(app),
@@ -197,9 +204,10 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
         (&Method::POST, ["api", "runs", id, "retry"]) => api::retry_run(app, id).await,
         (&Method::GET, ["api", "messages"]) => api::messages(app, req.uri().query()).await,
         (&Method::POST, ["api", "messages", id, "retry"]) => api::retry_message(app, id).await,
-        (_, ["inbox"] | ["api", "runs", _, "retry"] | ["api", "messages", _, "retry"]) => {
-            not_allowed(&method, &path, "POST")
-        }
+        (
+            _,
+            ["inbox"] | ["i", _] | ["api", "runs", _, "retry"] | ["api", "messages", _, "retry"],
+        ) => not_allowed(&method, &path, "POST"),
         (
             _,
             [""]

@@ -1,5 +1,6 @@
-//! Converting the original microservice's `project.yaml` into this
-//! service's `project.toml` plus one `jobs/<name>.js` per job.
+//! Converting a `project.yaml` into this service's `project.toml` plus one
+//! `jobs/<name>.js` per job: the original microservice's format here, OpenFn
+//! Lightning's in [`lightning`] (told apart by its `workflows`).
 //!
 //! This is the conversion only: YAML text in, TOML text, job files and
 //! warnings out. It reads nothing but the files a `file://` URI names next
@@ -24,6 +25,9 @@ pub struct Imported {
     pub files: Vec<(String, String)>,
     /// Fields not imported, and other things the user should know.
     pub warnings: Vec<String>,
+    /// What the user must do or may use next (variables to set, webhook
+    /// paths); never a secret.
+    pub notes: Vec<String>,
     pub jobs: usize,
     pub triggers: usize,
     pub credentials: usize,
@@ -42,6 +46,9 @@ pub fn convert(yaml: &str, source_name: &str, base: &Path) -> Result<Imported, S
             return Err("the top level must be a mapping of jobs, triggers and credentials".into());
         }
     };
+    if lightning::is_lightning(&top) {
+        return lightning::convert(&top, source_name, base);
+    }
     let mut cx = Converter {
         base,
         warnings: Vec::new(),
@@ -89,6 +96,7 @@ pub fn convert(yaml: &str, source_name: &str, base: &Path) -> Result<Imported, S
         toml: out,
         files,
         warnings: cx.warnings,
+        notes: Vec::new(),
         jobs: jobs.len(),
         triggers: triggers.len(),
         credentials: credentials.len(),
@@ -416,14 +424,21 @@ fn file_stem(name: &str, used: &mut HashSet<String>) -> String {
         "" => "job".to_string(),
         s => s.to_string(),
     };
-    let mut stem = safe.clone();
+    unique(safe, used)
+}
+
+/// `name`, or `name-2`, `name-3`, ... : the first not yet in `used`, added.
+fn unique(name: String, used: &mut HashSet<String>) -> String {
+    let mut candidate = name.clone();
     let mut n = 2;
-    while !used.insert(stem.clone()) {
-        stem = format!("{safe}-{n}");
+    while !used.insert(candidate.clone()) {
+        candidate = format!("{name}-{n}");
         n += 1;
     }
-    stem
+    candidate
 }
+
+mod lightning;
 
 #[cfg(test)]
 mod tests;

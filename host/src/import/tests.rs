@@ -145,3 +145,191 @@ fn file_uris_read_next_to_the_yaml() {
         imported.warnings
     );
 }
+
+const LIGHTNING: &str = include_str!("../../../tests/projects/lightning/project.yaml");
+
+/// The sample Lightning project: every workflow, edge kind, the disabled
+/// edge and trigger, the cursor and the credential by name.
+#[test]
+fn a_lightning_project_becomes_jobs_triggers_and_flows() {
+    let imported = convert_text(LIGHTNING);
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    let doc: toml::Table = toml::from_str(&imported.toml).unwrap();
+    let jobs = doc["jobs"].as_table().unwrap();
+    let triggers = doc["triggers"].as_table().unwrap();
+    assert_eq!(imported.jobs, 8);
+    assert_eq!(jobs.len(), 8);
+    let job = |name: &str, key: &str| jobs[name].get(key).cloned();
+    assert_eq!(
+        job("register", "adaptor").unwrap().as_str(),
+        Some("@openfn/language-common@3.3.4")
+    );
+    assert_eq!(
+        job("register", "credential").unwrap().as_str(),
+        Some("records@clinic.example-records-api")
+    );
+    assert_eq!(
+        job("register", "trigger").unwrap().as_str(),
+        Some("patient-intake-webhook")
+    );
+    assert_eq!(
+        triggers["patient-intake-webhook"]["webhook"].as_str(),
+        Some("patient-intake")
+    );
+    assert_eq!(
+        triggers["patient-intake-webhook"]["reply"].as_str(),
+        Some("after_completion")
+    );
+    // Each edge from a job is a flow trigger of its own.
+    assert_eq!(
+        triggers["register->notify-ward"]["success"].as_str(),
+        Some("register")
+    );
+    assert_eq!(
+        triggers["register->log-failure"]["failure"].as_str(),
+        Some("register")
+    );
+    let urgent = &triggers["register->urgent-escalation"];
+    assert_eq!(urgent["always"].as_str(), Some("register"));
+    assert_eq!(
+        urgent["condition"].as_str(),
+        Some("!state.errors && state.data.priority === 'urgent'")
+    );
+    assert!(imported.toml.contains("# condition_label: urgent patients"));
+    assert_eq!(
+        triggers["register->legacy-export"]["enabled"].as_bool(),
+        Some(false)
+    );
+    // Two incoming edges: two triggers.
+    let audit = job("audit", "trigger").unwrap();
+    let audit: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(audit, ["notify-ward->audit", "log-failure->audit"]);
+    // The cron with its cursor, and the disabled webhook beside it.
+    let cron = &triggers["nightly-visits-cron"];
+    assert_eq!(cron["cron"].as_str(), Some("0 2 * * *"));
+    assert_eq!(cron["cursor"].as_str(), Some("count-visits"));
+    let hook = &triggers["nightly-visits-webhook"];
+    assert_eq!(hook["enabled"].as_bool(), Some(false));
+    assert_eq!(hook["webhook"].as_str(), Some("nightly-visits"));
+    // The credential comes from the environment, and the note says which variable.
+    assert_eq!(
+        doc["credentials"]["records@clinic.example-records-api"]["env"].as_str(),
+        Some("OPENFN_CREDENTIAL_RECORDS_API")
+    );
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.contains("set OPENFN_CREDENTIAL_RECORDS_API")),
+        "{:?}",
+        imported.notes
+    );
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.contains("POST /i/patient-intake"))
+    );
+    assert!(
+        !imported
+            .notes
+            .iter()
+            .any(|n| n.contains("POST /i/nightly-visits"))
+    );
+    let register = imported
+        .files
+        .iter()
+        .find(|(p, _)| p == "jobs/register.js")
+        .unwrap();
+    assert!(register.1.contains("the records API refused the patient"));
+}
+
+#[test]
+fn lightning_unknown_fields_clashes_and_bad_edges() {
+    let yaml = "name: p\nversion: 4\nworkflows:\n  a:\n    name: a\n    concurrency: 2\n    jobs:\n      same:\n        name: same\n        adaptor: '@openfn/language-common'\n        body: fn(s => s)\n        keep: 1\n      lonely:\n        body:\n          path: lonely.js\n    triggers:\n      hook:\n        type: webhook\n        enabled: true\n        custom: x\n    edges:\n      hook->same:\n        source_trigger: hook\n        target_job: same\n        condition_type: always\n        enabled: false\n  b:\n    jobs:\n      same:\n        body: fn(s => s)\n    triggers:\n      hook:\n        type: webhook\n    edges:\n      hook->same:\n        source_trigger: hook\n        target_job: same\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lonely.js"), "fn(s => s)").unwrap();
+    let imported = convert(yaml, "p", dir.path()).unwrap();
+    let w = imported.warnings.join("\n");
+    for expected in [
+        "the top level: unknown field `version`",
+        "workflows.a: unknown field `concurrency`",
+        "workflows.a.jobs.same: unknown field `keep`",
+        "workflows.a.triggers.hook: unknown field `custom`",
+        "workflows.a.jobs.lonely: no enabled edge leads to it",
+    ] {
+        assert!(w.contains(expected), "missing {expected}: {w}");
+    }
+    assert!(
+        imported.toml.contains("# not imported: concurrency = 2"),
+        "{}",
+        imported.toml
+    );
+    let doc: toml::Table = toml::from_str(&imported.toml).unwrap();
+    // Same key in two workflows: both prefixed.
+    assert!(doc["jobs"].get("a-same").is_some() && doc["jobs"].get("b-same").is_some());
+    // The disabled edge from a trigger: a disabled copy for that job.
+    assert_eq!(
+        doc["jobs"]["a-same"]["trigger"].as_str(),
+        Some("a-hook-a-same")
+    );
+    assert_eq!(
+        doc["triggers"]["a-hook-a-same"]["enabled"].as_bool(),
+        Some(false)
+    );
+    assert_eq!(
+        doc["triggers"]["a-hook-a-same"]["webhook"].as_str(),
+        Some("a-a-same")
+    );
+    assert_eq!(
+        doc["jobs"]["lonely"]["trigger"].as_str(),
+        Some("lonely-unreached")
+    );
+    assert_eq!(
+        imported
+            .files
+            .iter()
+            .find(|(p, _)| p == "jobs/lonely.js")
+            .unwrap()
+            .1,
+        "fn(s => s)\n"
+    );
+
+    let bad = |edges: &str| {
+        let yaml = format!(
+            "workflows:\n  w:\n    jobs:\n      j:\n        body: x\n    triggers:\n      t:\n        type: webhook\n    edges:\n{edges}"
+        );
+        convert(&yaml, "p", Path::new(".")).unwrap_err()
+    };
+    let err = bad("      e:\n        source_job: j\n        target_job: ghost\n");
+    assert!(
+        err.contains("workflows.w.edges.e: target_job `ghost` is not a job of this workflow"),
+        "{err}"
+    );
+    let err = bad(
+        "      e:\n        source_trigger: t\n        target_job: j\n        condition_type: sometimes\n",
+    );
+    assert!(
+        err.contains("condition_type `sometimes` is not one of"),
+        "{err}"
+    );
+    let err = bad(
+        "      e:\n        source_job: j\n        target_job: j\n        condition_type: js_expression\n",
+    );
+    assert!(err.contains("needs condition_expression"), "{err}");
+    let err = convert(
+        "workflows:\n  w:\n    jobs:\n      j:\n        body: x\n    triggers:\n      k:\n        type: kafka\n",
+        "p",
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("`kafka` triggers have no equivalent here"),
+        "{err}"
+    );
+}

@@ -8,8 +8,11 @@
 //! A variable that is unset or empty is a configuration error naming the
 //! file, the table, the key and the variable. Resolved values end up in the
 //! credential like any other value, so the redactor masks them and
-//! `configuration` stripping keeps them out of stored states. This module
-//! must never put a resolved value into an error message or a log line.
+//! `configuration` stripping keeps them out of stored states. A credential
+//! that is itself only `{ env = "NAME" }` takes its whole body from that
+//! variable, which must hold a JSON object (what OpenFn's Lightning keeps
+//! for a credential it exports by name only). This module must never put a
+//! resolved value into an error message or a log line.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +42,20 @@ pub(super) fn parse(cx: &Ctx, t: Option<&Table>, env: CredentialEnv) -> BTreeMap
     for (name, value) in t.into_iter().flatten() {
         let table = format!("credentials.{name}");
         let mut json = serde_json::Map::new();
+        if let Some(name_value) = value
+            .as_table()
+            .filter(|t| t.len() == 1)
+            .and_then(|t| t.get("env"))
+        {
+            let walk = Walk {
+                cx,
+                table: &table,
+                env,
+            };
+            let body = cx.ok(walk.resolve_json(name_value)).unwrap_or(Value::Null);
+            out.insert(name.clone(), body);
+            continue;
+        }
         if let Some(body) = cx.ok(sub_table(cx, &table, value)) {
             for (key, value) in body {
                 let walk = Walk {
@@ -113,6 +130,34 @@ impl Walk<'_> {
             )),
             other => serde_json::to_value(other)
                 .map_err(|e| self.cx.err(self.table, Some(path), e.to_string())),
+        }
+    }
+
+    /// A whole credential from one variable holding a JSON object; the
+    /// error names the variable and what is wrong, never the text.
+    fn resolve_json(&self, name: &toml::Value) -> Result<Value, ProjectError> {
+        let text = match self.resolve("env", name)? {
+            Value::String(text) => text,
+            // Skipped: the body is unknown, and nothing reads it.
+            _ => return Ok(Value::Object(Default::default())),
+        };
+        let var = name.as_str().unwrap_or_default();
+        match serde_json::from_str::<Value>(&text) {
+            Ok(body @ Value::Object(_)) => Ok(body),
+            Ok(_) => Err(self.cx.err(
+                self.table,
+                Some("env"),
+                format!("environment variable `{var}` must hold the credential as a JSON object, such as {{\"username\": \"…\", \"password\": \"…\"}}; it holds another JSON value"),
+            )),
+            Err(e) => Err(self.cx.err(
+                self.table,
+                Some("env"),
+                format!(
+                    "environment variable `{var}` must hold the credential as a JSON object; it is not valid JSON (at line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            )),
         }
     }
 

@@ -21,6 +21,7 @@ mod paths;
 pub mod plugins;
 mod triggers;
 mod validate;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,7 @@ pub use model::{
     PluginSpec, PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,
 };
 pub use paths::read_inside;
+pub use webhooks::{Reply, SecretDigest, WebhookAuth, digest as secret_digest};
 
 /// What is wrong with a project, precise enough to fix without guessing.
 #[derive(Debug, thiserror::Error)]

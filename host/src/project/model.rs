@@ -147,7 +147,9 @@ pub struct Job {
     /// Where `expression` was read from (relative to the project), if from
     /// a file: a host file no plugin grant may reach.
     pub expression_file: Option<String>,
-    pub trigger: String,
+    /// The triggers that start it (`trigger = "t"` or `trigger = ["a", "b"]`),
+    /// in the order written; never empty.
+    pub triggers: Vec<String>,
     pub credential: Option<String>,
     pub timeout: Option<Duration>,
     pub retry: RetryPolicy,
@@ -159,6 +161,14 @@ pub struct Job {
 pub struct Trigger {
     pub name: String,
     pub kind: TriggerKind,
+    /// `enabled = false`: kept in the project (and shown) but never fires:
+    /// no receipt, tick or upstream run starts its jobs.
+    pub enabled: bool,
+    /// Flow triggers only: a JavaScript expression over the state handed
+    /// on (the upstream run's final state, or its input plus `errors` after
+    /// a failure); the flow follows only when it is truthy. Evaluated by the
+    /// engine's sandbox (see [`crate::engine::condition`]), never here.
+    pub condition: Option<String>,
 }
 
 #[derive(Debug)]
@@ -170,11 +180,23 @@ pub enum TriggerKind {
     Cron {
         expression: String,
         schedule: Box<crate::cron::Schedule>,
+        /// `cursor = "job"`: each tick starts from that job's last successful
+        /// final state (Lightning's cursor job) instead of the ticking job's own.
+        cursor: Option<String>,
+    },
+    /// `webhook = "orders"`: receipts at `POST /i/orders` start its jobs,
+    /// without criteria; with its own keys, if any, and reply mode.
+    Webhook {
+        path: String,
+        auth: super::webhooks::WebhookAuth,
+        reply: super::webhooks::Reply,
     },
     /// Runs after a successful run of the named job.
     Success(String),
     /// Runs after a failed run of the named job.
     Failure(String),
+    /// Runs after any run of the named job, successful or not.
+    Always(String),
 }
 
 impl TriggerKind {
@@ -182,8 +204,20 @@ impl TriggerKind {
         match self {
             TriggerKind::Criteria(_) => "criteria",
             TriggerKind::Cron { .. } => "cron",
+            TriggerKind::Webhook { .. } => "webhook",
             TriggerKind::Success(_) => "success",
             TriggerKind::Failure(_) => "failure",
+            TriggerKind::Always(_) => "always",
+        }
+    }
+
+    /// The upstream job of a flow trigger (`success`, `failure`, `always`).
+    pub fn upstream(&self) -> Option<&str> {
+        match self {
+            TriggerKind::Success(up) | TriggerKind::Failure(up) | TriggerKind::Always(up) => {
+                Some(up)
+            }
+            _ => None,
         }
     }
 }
@@ -273,7 +307,17 @@ impl Project {
 
     /// The jobs started by `trigger`, in name order.
     pub fn jobs_of(&self, trigger: &str) -> impl Iterator<Item = &Arc<Job>> {
-        self.jobs.values().filter(move |j| j.trigger == trigger)
+        self.jobs
+            .values()
+            .filter(move |j| j.triggers.iter().any(|t| t == trigger))
+    }
+
+    /// The enabled triggers of `job`, with their names, in the order written.
+    pub fn triggers_of<'a>(&'a self, job: &'a Job) -> impl Iterator<Item = &'a Trigger> {
+        job.triggers
+            .iter()
+            .filter_map(|t| self.triggers.get(t))
+            .filter(|t| t.enabled)
     }
 
     /// Every adaptor the jobs name, once each.

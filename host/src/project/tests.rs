@@ -121,6 +121,7 @@ fn cron_triggers_take_nicknames_and_a_time_zone() {
     let TriggerKind::Cron {
         schedule,
         expression,
+        ..
     } = &p.triggers["n"].kind
     else {
         panic!("{:?}", p.triggers["n"]);
@@ -329,4 +330,72 @@ fn a_journal_table_keeps_the_built_in_settings_it_leaves_out() {
     let other = &p.plugins["other"];
     assert!(other.dirs.is_empty() && other.config.is_empty());
     assert_eq!(other.timeout, plugins::DEFAULT_TIMEOUT);
+}
+
+/// Lightning's shapes: several triggers per job, `always`, a `condition`,
+/// `enabled = false`, a webhook path and a cron cursor.
+#[test]
+fn workflows_load_with_several_triggers_conditions_and_webhooks() {
+    let p = load(
+        r#"
+[jobs.a]
+expression = "fn(s => s)"
+trigger = "hook"
+[jobs.b]
+expression = "fn(s => s)"
+trigger = ["after-a", "nightly"]
+[triggers.hook]
+webhook = "orders"
+[triggers.after-a]
+always = "a"
+condition = "state.data.ok"
+enabled = false
+[triggers.nightly]
+cron = "0 2 * * *"
+cursor = "a"
+"#,
+    )
+    .unwrap();
+    assert_eq!(p.jobs["b"].triggers, ["after-a", "nightly"]);
+    let after = &p.triggers["after-a"];
+    assert!(matches!(&after.kind, TriggerKind::Always(up) if up == "a"));
+    assert_eq!(after.condition.as_deref(), Some("state.data.ok"));
+    assert!(!after.enabled);
+    assert!(
+        matches!(&p.triggers["hook"].kind, TriggerKind::Webhook { path, reply: Reply::BeforeStart, .. } if path == "orders")
+    );
+    assert!(
+        matches!(&p.triggers["nightly"].kind, TriggerKind::Cron { cursor: Some(c), .. } if c == "a")
+    );
+    // The disabled trigger is left out of the job's live triggers.
+    let live: Vec<&str> = p
+        .triggers_of(&p.jobs["b"])
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(live, ["nightly"]);
+}
+
+#[test]
+fn a_whole_credential_from_one_variable() {
+    let source = "[jobs.a]\nexpression = \"fn(s => s)\"\ntrigger = \"t\"\ncredential = \"c\"\n[triggers.t]\ncriteria = {}\n[credentials]\nc = { env = \"CRED_C\" }\n";
+    let dir = tempfile::tempdir().unwrap();
+    let with = |value: &'static str| {
+        let lookup = move |name: &str| (name == "CRED_C").then(|| value.to_string());
+        Project::parse_with(
+            dir.path(),
+            Path::new("project.toml"),
+            source,
+            CredentialEnv::Resolve(&lookup),
+        )
+    };
+    let p = with(r#"{"token": "s3cret"}"#).unwrap();
+    assert_eq!(p.credentials["c"]["token"], "s3cret");
+    let err = with("s3cret-not-json").unwrap_err().to_string();
+    assert!(
+        err.contains("[credentials.c] env (line 8): environment variable `CRED_C` must hold the credential as a JSON object; it is not valid JSON"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+    let err = with("[1]").unwrap_err().to_string();
+    assert!(err.contains("it holds another JSON value"), "{err}");
 }

@@ -1,7 +1,10 @@
 //! `[triggers.<name>]` tables: what starts a job. Exactly one of `criteria`
-//! (a receipt containing this JSON), `cron` (with an optional `timezone`),
-//! `success` or `failure` (after a run of the named job). Whether the jobs
-//! a flow names exist is checked with the jobs, in `validate`.
+//! (a receipt at `/inbox` containing this JSON), `cron` (with an optional
+//! `timezone` and `cursor`), `webhook` (every receipt at `/i/<path>`), or a
+//! flow: `success`, `failure` or `always` (after a run of the named job),
+//! optionally with a JavaScript `condition`. Any trigger may be
+//! `enabled = false`. Whether the jobs a flow or cursor names exist is
+//! checked with the jobs, in `validate`; this module never runs a condition.
 
 use std::collections::BTreeMap;
 
@@ -9,37 +12,105 @@ use serde_json::Value;
 use toml::Table;
 
 use super::ProjectError;
+use super::credentials::CredentialEnv;
 use super::fields::*;
 use super::model::{Trigger, TriggerKind};
 use crate::cron::{Schedule, Zone};
 
 /// The keys that say what kind of trigger a table is; exactly one is needed.
-const KINDS: &[&str] = &["criteria", "cron", "success", "failure"];
+const KINDS: &[&str] = &[
+    "criteria", "cron", "webhook", "success", "failure", "always",
+];
+
+/// Keys that only some kinds take, with those kinds.
+const ONLY_FOR: &[(&str, &[&str])] = &[
+    ("timezone", &["cron"]),
+    ("cursor", &["cron"]),
+    ("condition", &["success", "failure", "always"]),
+];
 
 /// Every trigger, the bad ones too (as an empty criteria placeholder), so
 /// that a job naming a bad trigger is not also told it does not exist.
-pub(super) fn parse(cx: &Ctx, t: Option<&Table>) -> BTreeMap<String, Trigger> {
+pub(super) fn parse(cx: &Ctx, t: Option<&Table>, env: CredentialEnv) -> BTreeMap<String, Trigger> {
     let mut out = BTreeMap::new();
+    let mut paths: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in t.into_iter().flatten() {
         let table = format!("triggers.{name}");
         let kind = cx
-            .ok(trigger(cx, &table, value))
+            .ok(trigger(cx, &table, value, env))
             .unwrap_or_else(|| TriggerKind::Criteria(Value::Object(Default::default())));
+        if let TriggerKind::Webhook { path, .. } = &kind
+            && let Some(other) = paths.insert(path.clone(), name.clone())
+        {
+            cx.report(cx.err(
+                &table,
+                Some("webhook"),
+                format!(
+                    "`{path}` is also the path of [triggers.{other}]; each webhook needs its own"
+                ),
+            ));
+        }
+        let body = value.as_table();
+        let enabled = body
+            .and_then(|b| cx.ok(boolean(cx, &table, b, "enabled")))
+            .flatten()
+            .unwrap_or(true);
+        let condition = body.and_then(|b| cx.ok(condition(cx, &table, b))).flatten();
         out.insert(
             name.clone(),
             Trigger {
                 name: name.clone(),
                 kind,
+                enabled,
+                condition,
             },
         );
     }
     out
 }
 
-fn trigger(cx: &Ctx, table: &str, value: &toml::Value) -> Result<TriggerKind, ProjectError> {
+/// A flow's `condition`: JavaScript text, checked only for being there.
+fn condition(cx: &Ctx, table: &str, body: &Table) -> Result<Option<String>, ProjectError> {
+    match string(cx, table, body, "condition")? {
+        Some(c) if c.trim().is_empty() => Err(cx.err(
+            table,
+            Some("condition"),
+            "is empty; write a JavaScript expression over `state`, such as \"state.data.ok\", or leave the key out",
+        )),
+        c => Ok(c.map(str::to_string)),
+    }
+}
+
+/// A webhook path: one URL segment of unreserved characters.
+fn webhook_path(cx: &Ctx, table: &str, body: &Table) -> Result<String, ProjectError> {
+    let path = string(cx, table, body, "webhook")?.unwrap_or_default();
+    let ok = !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
+    if !ok {
+        return Err(cx.err(
+            table,
+            Some("webhook"),
+            format!(
+                "`{path}` is not a webhook path; use letters, digits, `-`, `_`, `.` and `~` (it is served at POST /i/<path>)"
+            ),
+        ));
+    }
+    Ok(path.to_string())
+}
+
+fn trigger(
+    cx: &Ctx,
+    table: &str,
+    value: &toml::Value,
+    env: CredentialEnv,
+) -> Result<TriggerKind, ProjectError> {
     let body = sub_table(cx, table, value)?;
     let mut allowed = KINDS.to_vec();
-    allowed.push("timezone");
+    allowed.extend(ONLY_FOR.iter().map(|(k, _)| *k));
+    allowed.extend(super::webhooks::KEYS);
+    allowed.push("enabled");
     check_keys(cx, table, body, &allowed)?;
     let kinds: Vec<&str> = body
         .keys()
@@ -52,7 +123,7 @@ fn trigger(cx: &Ctx, table: &str, value: &toml::Value) -> Result<TriggerKind, Pr
             return Err(cx.err(
                 table,
                 None,
-                "a trigger needs exactly one of criteria, cron, success, failure; it has none",
+                "a trigger needs exactly one of criteria, cron, webhook, success, failure, always; it has none",
             ));
         }
         many => {
@@ -60,18 +131,32 @@ fn trigger(cx: &Ctx, table: &str, value: &toml::Value) -> Result<TriggerKind, Pr
                 table,
                 None,
                 format!(
-                    "a trigger needs exactly one of criteria, cron, success, failure; it has {}",
+                    "a trigger needs exactly one of criteria, cron, webhook, success, failure, always; it has {}",
                     many.join(" and ")
                 ),
             ));
         }
     };
-    if key != "cron" && body.contains_key("timezone") {
-        cx.report(cx.err(
-            table,
-            Some("timezone"),
-            format!("applies to cron triggers only; this is a {key} trigger"),
-        ));
+    let webhook_only = super::webhooks::KEYS.iter().map(|k| (*k, &["webhook"][..]));
+    for (only, kinds) in ONLY_FOR.iter().copied().chain(webhook_only) {
+        if !kinds.contains(&key) && body.contains_key(only) {
+            let kinds = match kinds {
+                [one] => format!("{one} triggers"),
+                _ => "flow triggers (success, failure, always)".to_string(),
+            };
+            cx.report(cx.err(
+                table,
+                Some(only),
+                format!(
+                    "applies to {kinds} only; this is {} {key} trigger",
+                    if key.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "an"
+                    } else {
+                        "a"
+                    }
+                ),
+            ));
+        }
     }
     Ok(match key {
         "criteria" => TriggerKind::Criteria(criteria(cx, table, &body["criteria"])?),
@@ -92,19 +177,29 @@ fn trigger(cx: &Ctx, table: &str, value: &toml::Value) -> Result<TriggerKind, Pr
                     format!("`{expr}` never fires: no date matches it"),
                 ));
             }
+            let cursor = cx
+                .ok(string(cx, table, body, "cursor"))
+                .flatten()
+                .map(str::to_string);
             TriggerKind::Cron {
                 expression: expr.to_string(),
                 schedule: Box::new(schedule),
+                cursor,
             }
         }
+        "webhook" => TriggerKind::Webhook {
+            path: webhook_path(cx, table, body)?,
+            auth: super::webhooks::auth(cx, table, body, env)?,
+            reply: super::webhooks::reply(cx, table, body)?,
+        },
         flow => {
             let job = string(cx, table, body, flow)?
                 .unwrap_or_default()
                 .to_string();
-            if flow == "success" {
-                TriggerKind::Success(job)
-            } else {
-                TriggerKind::Failure(job)
+            match flow {
+                "success" => TriggerKind::Success(job),
+                "failure" => TriggerKind::Failure(job),
+                _ => TriggerKind::Always(job),
             }
         }
     })

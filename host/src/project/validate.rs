@@ -62,7 +62,7 @@ pub(super) fn parse(
     let cluster = super::delivery::cluster(&cx, section("cluster"), env);
     let retry = super::delivery::retry(&cx, "retry", section("retry"), &RetryPolicy::default());
     let credentials = super::credentials::parse(&cx, section("credentials"), env);
-    let triggers = super::triggers::parse(&cx, section("triggers"));
+    let triggers = super::triggers::parse(&cx, section("triggers"), env);
     let library = super::library::library(&cx, section("library"));
     let jobs = jobs(&cx, dir, section("jobs"), &triggers, &credentials, &retry);
     let jobs = shared(jobs, &library);
@@ -232,27 +232,8 @@ fn job(
         .get("expression_file")
         .and_then(|v| v.as_str())
         .map(str::to_string);
-    let trigger = cx
-        .ok(string(cx, table, body, "trigger").and_then(|t| {
-            let t = t.ok_or_else(|| {
-                cx.err(
-                    table,
-                    Some("trigger"),
-                    "missing key: every job needs a trigger",
-                )
-            })?;
-            if !triggers.contains_key(t) {
-                return Err(cx.err(
-                    table,
-                    Some("trigger"),
-                    format!(
-                        "no trigger named `{t}`; defined: {}",
-                        names(triggers.keys())
-                    ),
-                ));
-            }
-            Ok(t.to_string())
-        }))
+    let triggers = cx
+        .ok(job_triggers(cx, table, body, triggers))
         .unwrap_or_default();
     let credential = cx
         .ok(string(cx, table, body, "credential").and_then(|c| match c {
@@ -284,12 +265,50 @@ fn job(
         adaptor,
         expression,
         expression_file,
-        trigger,
+        triggers,
         credential,
         timeout: cx.ok(duration(cx, table, body, "timeout")).flatten(),
         retry,
         library: false,
     }
+}
+
+/// `trigger = "t"` or `trigger = ["a", "b"]`: each must exist, none twice.
+fn job_triggers(
+    cx: &Ctx,
+    table: &str,
+    body: &Table,
+    triggers: &BTreeMap<String, Trigger>,
+) -> Result<Vec<String>, ProjectError> {
+    let err = |m: String| cx.err(table, Some("trigger"), m);
+    let names: Vec<&str> = match body.get("trigger") {
+        None => return Err(err("missing key: every job needs a trigger".into())),
+        Some(toml::Value::String(t)) => vec![t.as_str()],
+        Some(toml::Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| err("must be a trigger's name or a list of names".into()))?,
+        Some(_) => {
+            return Err(err(
+                "must be a trigger's name, such as \"orders\", or a list of names, such as [\"orders\", \"nightly\"]".into(),
+            ));
+        }
+    };
+    let mut out: Vec<String> = Vec::new();
+    for t in names {
+        if !triggers.contains_key(t) {
+            return Err(err(format!(
+                "no trigger named `{t}`; defined: {}",
+                self::names(triggers.keys())
+            )));
+        }
+        if out.iter().any(|o| o == t) {
+            return Err(err(format!("names `{t}` twice")));
+        }
+        out.push(t.to_string());
+    }
+    Ok(out)
 }
 
 fn expression(cx: &Ctx, dir: &Path, table: &str, body: &Table) -> Result<String, ProjectError> {
@@ -323,16 +342,22 @@ fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
-/// Flow triggers must name a job, and following flows must never come back
-/// to where they started (that would run forever). Each cycle is reported
-/// once, at the first of its jobs in name order.
+/// Flow triggers and cron cursors must name a job, and following flows must
+/// never come back to where they started (that would run forever; disabled
+/// flows count, since enabling one must not make a loop). Each cycle is
+/// reported once, at the first of its jobs in name order.
 fn check_flows(cx: &Ctx, jobs: &BTreeMap<String, Arc<Job>>, triggers: &BTreeMap<String, Trigger>) {
     let mut downstream: HashMap<&str, Vec<&str>> = HashMap::new();
     for trigger in triggers.values() {
-        let (TriggerKind::Success(up) | TriggerKind::Failure(up)) = &trigger.kind else {
-            continue;
+        let (up, key): (&str, &str) = match &trigger.kind {
+            TriggerKind::Cron {
+                cursor: Some(up), ..
+            } => (up, "cursor"),
+            kind => match kind.upstream() {
+                Some(up) => (up, kind.label()),
+                None => continue,
+            },
         };
-        let key = trigger.kind.label();
         if !jobs.contains_key(up) {
             cx.report(cx.err(
                 &format!("triggers.{}", trigger.name),
@@ -341,11 +366,11 @@ fn check_flows(cx: &Ctx, jobs: &BTreeMap<String, Arc<Job>>, triggers: &BTreeMap<
             ));
             continue;
         }
-        for job in jobs.values().filter(|j| j.trigger == trigger.name) {
-            downstream
-                .entry(up.as_str())
-                .or_default()
-                .push(job.name.as_str());
+        if key == "cursor" {
+            continue;
+        }
+        for job in jobs.values().filter(|j| j.triggers.contains(&trigger.name)) {
+            downstream.entry(up).or_default().push(job.name.as_str());
         }
     }
     // Depth-first search; `path` holds the chain being explored, and every

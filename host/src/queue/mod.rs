@@ -28,11 +28,28 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::now_ms;
-use crate::dispatch::{Dispatcher, RunReport};
+use crate::dispatch::{Dispatcher, RunReport, Watch};
 use crate::storage::{
     Enqueued, NewReceipt, ReceiptStats, ReceiptStatus, Receipts, SettledJob, StorageError,
     StoredReceipt,
 };
+
+/// What the request storing a receipt waits for, if anything.
+#[derive(Default)]
+pub struct Wait {
+    /// Sync mode: a receiver for the first attempt's reports.
+    pub reports: bool,
+    /// A webhook's reply after completion: its watch on the workflow.
+    pub watch: Option<Watch>,
+}
+
+/// A request waiting for a stored receipt's first attempt.
+pub(super) struct Waiter {
+    /// Sync mode: the first attempt's reports.
+    pub reports: Option<oneshot::Sender<Vec<RunReport>>>,
+    /// A webhook's reply after completion: handed to the first attempt's runs.
+    pub watch: Option<Watch>,
+}
 
 /// The metadata key of a sync-mode request's waiter token.
 const KEY_WAITER: &str = "waiter";
@@ -77,8 +94,9 @@ struct Inner {
     /// still pending: a slot that frees rings `wake` so they are leased at
     /// once, not at the next poll.
     backlog: std::sync::atomic::AtomicBool,
-    /// Sync-mode requests waiting for their receipt's first attempt.
-    waiters: Mutex<HashMap<String, oneshot::Sender<Vec<RunReport>>>>,
+    /// Requests waiting for their receipt's first attempt: sync mode's
+    /// reports, and a webhook's watch on its workflow.
+    waiters: Mutex<HashMap<String, Waiter>>,
     /// Jobs of a message that need no further attempt (succeeded, or failed
     /// for good), so a retry re-runs only the ones that may still succeed.
     settled: Mutex<HashMap<String, Settled>>,
@@ -192,7 +210,8 @@ impl Queue {
     /// Stores a receipt (grouped with concurrent ones into one synced write):
     /// `text` as received, `body` parsed from it, `receipt` how it arrived as
     /// JSON text (kept in the message's metadata, for every delivery). With
-    /// `wait`, also returns a receiver for the reports of its first attempt.
+    /// `wait.reports`, also returns a receiver for the reports of its first
+    /// attempt; `wait.watch` goes to the first attempt's runs.
     pub async fn submit(
         &self,
         text: String,
@@ -200,19 +219,28 @@ impl Queue {
         receipt: String,
         source: &str,
         idempotency_key: Option<String>,
-        wait: bool,
+        wait: Wait,
     ) -> Result<(Submitted, Option<oneshot::Receiver<Vec<RunReport>>>), StorageError> {
         // A copy for the delivery from memory, which reads it only when a
         // job matches (see `pump::deliver`).
         let mut metadata = vec![(KEY_RECEIPT.to_string(), receipt.clone())];
-        let waiter = wait.then(|| {
+        let Wait {
+            reports: wait,
+            watch,
+        } = wait;
+        let waiter = (wait || watch.is_some()).then(|| {
             let token = uuid::Uuid::now_v7().to_string();
-            let (tx, rx) = oneshot::channel();
+            let (tx, rx) = if wait {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            } else {
+                (None, None)
+            };
             self.inner
                 .waiters
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(token.clone(), tx);
+                .insert(token.clone(), Waiter { reports: tx, watch });
             metadata.push((KEY_WAITER.to_string(), token.clone()));
             (token, rx)
         });
@@ -233,7 +261,7 @@ impl Queue {
             }
         };
         match stored {
-            Ok(Enqueued::New(id)) => Ok((Submitted::New(id), waiter.map(|(_, rx)| rx))),
+            Ok(Enqueued::New(id)) => Ok((Submitted::New(id), waiter.and_then(|(_, rx)| rx))),
             Ok(Enqueued::Duplicate(id)) => {
                 forget_waiter();
                 Ok((Submitted::Duplicate(id), None))

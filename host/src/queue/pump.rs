@@ -18,7 +18,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::{KEY_RECEIPT, KEY_WAITER, Queue};
 use crate::clock::now_ms;
-use crate::dispatch::RunReport;
+use crate::dispatch::{RunReport, Watch};
 use crate::storage::SettledJob;
 
 /// How often the store is asked for due retries when nothing rang.
@@ -62,6 +62,19 @@ pub(super) fn waiter_of(metadata: &[(String, String)]) -> Option<String> {
         .iter()
         .find(|(k, _)| k == KEY_WAITER)
         .map(|(_, token)| token.clone())
+}
+
+/// The watch a waiting webhook request handed this receipt, taken once (the
+/// first attempt's runs carry it).
+fn watch_of(inner: &super::Inner, token: &Option<String>) -> Option<Watch> {
+    let token = token.as_ref()?;
+    inner
+        .waiters
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(token)?
+        .watch
+        .take()
 }
 
 /// Delivers in its own task, holding a delivery slot until it is done.
@@ -174,19 +187,28 @@ async fn deliver(queue: &Queue, delivery: Delivery) {
             entry.jobs.clone()
         }
     };
+    let receipt: Option<Value> = receipt.and_then(|json| serde_json::from_str(&json).ok());
+    let source = receipt
+        .as_ref()
+        .and_then(|r| r.get("source"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let jobs: Vec<_> = inner
         .dispatcher
-        .matching_jobs(&body)
+        .matching_jobs(&body, &source)
         .into_iter()
         .filter(|j| !settled_jobs.contains(&j.name))
         .collect();
-    let receipt: Option<Value> = receipt
-        .filter(|_| !jobs.is_empty())
-        .and_then(|json| serde_json::from_str(&json).ok());
+    let receipt = receipt.filter(|_| !jobs.is_empty());
     let mut reports = Vec::with_capacity(jobs.len());
-    let runs = inner
-        .dispatcher
-        .receive(&body, receipt.as_ref(), &jobs, Some(attempt));
+    let runs = inner.dispatcher.receive(
+        &body,
+        receipt.as_ref(),
+        &jobs,
+        Some(attempt),
+        watch_of(inner, &waiter),
+    );
     for handle in runs {
         match handle.await {
             Ok(report) => reports.push(report),
@@ -205,8 +227,9 @@ async fn deliver(queue: &Queue, delivery: Delivery) {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(token)
+        && let Some(tx) = waiter.reports
     {
-        let _ = waiter.send(reports.clone());
+        let _ = tx.send(reports.clone());
     }
     settle(queue, id, attempt, &reports).await;
 }

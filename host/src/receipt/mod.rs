@@ -65,6 +65,9 @@ pub struct Options {
     pub idempotency_key: Option<String>,
     /// Return a way to wait for the first attempt's run reports.
     pub wait: bool,
+    /// Hears every run of the workflow the receipt starts (its runs and
+    /// the flows after them) finish; with the store, the first attempt's.
+    pub watch: Option<crate::dispatch::Watch>,
 }
 
 /// A receipt taken.
@@ -117,7 +120,9 @@ impl Door {
                 // Without the store, a receipt no trigger can match is
                 // checked but never built into a `Value`: building it is
                 // most of its cost.
+                let webhook = arriving.source.starts_with(crate::dispatch::WEBHOOK_SOURCE);
                 if self.queue.get().is_none()
+                    && !webhook
                     && !self
                         .dispatcher
                         .may_match(&json)
@@ -184,14 +189,14 @@ impl Door {
         arrival: Arrived<'_>,
         options: Options,
     ) -> Result<Taken, Refused> {
-        let jobs = self.dispatcher.matching_jobs(&message);
+        let jobs = self.dispatcher.matching_jobs(&message, source);
         let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
         info!(source, matched = ?names, "receipt");
         let Some(queue) = self.queue.get() else {
             let receipt = (!jobs.is_empty()).then(|| arrival.to_value());
-            let runs = self
-                .dispatcher
-                .receive(&message, receipt.as_ref(), &jobs, None);
+            let runs =
+                self.dispatcher
+                    .receive(&message, receipt.as_ref(), &jobs, None, options.watch);
             return Ok(Taken {
                 jobs: names,
                 outcome: Outcome::Started(runs),
@@ -204,7 +209,11 @@ impl Door {
         };
         let receipt = arrival.to_json();
         // Boxed, so that a receipt that is not stored does not carry its space.
-        let submitted = Box::pin(queue.submit(text, message, receipt, source, key, options.wait))
+        let wait = crate::queue::Wait {
+            reports: options.wait,
+            watch: options.watch,
+        };
+        let submitted = Box::pin(queue.submit(text, message, receipt, source, key, wait))
             .await
             .map_err(Refused::Store)?;
         let outcome = match submitted {

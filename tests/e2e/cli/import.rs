@@ -88,6 +88,11 @@ fn every_fixture_of_the_original_imports_checks_and_serves() {
 
 /// Serves an imported project folder: its `project.toml` and job files.
 fn serve(project: &Path) -> Service {
+    launch(project).start()
+}
+
+/// A launch of an imported project folder: its `project.toml` and job files.
+pub(super) fn launch(project: &Path) -> Launch {
     let toml = std::fs::read_to_string(project.join("project.toml")).unwrap();
     let mut launch = Launch::new(&toml);
     for entry in std::fs::read_dir(project.join("jobs")).unwrap() {
@@ -98,7 +103,7 @@ fn serve(project: &Path) -> Service {
             &std::fs::read_to_string(&path).unwrap(),
         );
     }
-    launch.start()
+    launch
 }
 
 #[test]

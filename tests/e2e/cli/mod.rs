@@ -2,12 +2,15 @@
 //! pipeline with the real `@openfn/core`, `check` on broken and good
 //! projects, `import` of every fixture of the original microservice (then
 //! `check`, then a served receipt running the imported job), `install`
-//! idempotence, and `plugin inspect`/`list` on the first-party plugins.
+//! idempotence, `plugin inspect`/`list` on the first-party plugins, and an
+//! OpenFn Lightning project imported then served (its webhooks, edges and
+//! reply modes).
 //! This file holds the helpers, `--help` and `install`; one file per
 //! other command.
 
 mod check;
 mod import;
+mod lightning;
 mod plugin;
 mod run;
 

@@ -138,6 +138,8 @@ function triggerText(job) {
   if (d.cron !== undefined) return `cron ${d.cron}`;
   if (d.success !== undefined) return `after ${d.success} succeeds`;
   if (d.failure !== undefined) return `after ${d.failure} fails`;
+  if (d.always !== undefined) return `after ${d.always} ends`;
+  if (d.webhook !== undefined) return `webhook /i/${d.webhook}`;
   if (d.criteria !== undefined) return `criteria ${JSON.stringify(d.criteria)}`;
   return job.trigger_kind || '';
 }

@@ -1,0 +1,164 @@
+//! `POST /i/<path>`: a webhook trigger's own door (Lightning's URL shape).
+//!
+//! The path names one enabled `webhook` trigger; every receipt there starts
+//! that trigger's jobs, without criteria. The body goes through the same
+//! checks and the same [`crate::receipt::Door`] as `/inbox` (limits,
+//! decoding, the durable store), with `webhook:<trigger>` as its source, so
+//! the dispatcher, not this module, decides which jobs run. This module
+//! finds the trigger, checks its own keys ([`super::auth`]), and answers
+//! in its reply mode: at once (202), or after the whole workflow (its runs
+//! and every flow after them) with the last step's final state, under a
+//! deadline. It never answers with `configuration`, which runs never keep.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use super::inbox::{answer, read_body, status_of, text_header, unavailable};
+use super::{App, Body, error, json};
+use crate::dispatch::{RunReport, WEBHOOK_SOURCE, Watch};
+use crate::project::Reply;
+use crate::receipt::{self, Arriving, Options, Outcome, Purpose, Refused, Taken};
+
+pub async fn receive(
+    app: &App,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    path: &str,
+) -> Response<Body> {
+    let Some(hook) = app.dispatcher.webhook(path) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no enabled webhook trigger is served at /i/{path}"),
+        );
+    };
+    if let Some(refused) = app.api_keys.webhook_refusal(hook.auth, req.headers()) {
+        return refused;
+    }
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let content_type = text_header(headers, &CONTENT_TYPE);
+    if let Err(e) = receipt::decode::kind_of(content_type) {
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
+    }
+    let bytes = match read_body(app, headers, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
+    };
+    let source = format!("{WEBHOOK_SOURCE}{}", hook.trigger);
+    let arriving = Arriving {
+        body: bytes,
+        content_type,
+        content_encoding: text_header(headers, &CONTENT_ENCODING),
+        purpose: Purpose::Inbox,
+        source: &source,
+        path: parts.uri.path(),
+        remote_addr: Some(peer),
+    };
+    let (watch, reports) = match hook.reply {
+        Reply::BeforeStart => (None, None),
+        Reply::AfterCompletion { .. } => {
+            let (watch, reports) = Watch::new();
+            (Some(watch), Some(reports))
+        }
+    };
+    let options = Options {
+        watch,
+        ..Options::default()
+    };
+    let taken = app.door.take(arriving, options).await;
+    if !matches!(taken, Err(Refused::Decode(_))) {
+        app.activity.receipt();
+    }
+    match (taken, hook.reply, reports) {
+        (Err(Refused::Decode(e)), ..) => error(status_of(e.status()), e.to_string()),
+        (Err(Refused::Store(f)), ..) => unavailable(&f),
+        (
+            Ok(Taken {
+                jobs,
+                outcome: outcome @ (Outcome::Started(_) | Outcome::Stored { .. }),
+            }),
+            Reply::AfterCompletion {
+                success_code,
+                failure_code,
+                timeout,
+            },
+            Some(reports),
+        ) if !jobs.is_empty() => {
+            let id = match &outcome {
+                Outcome::Stored { id, .. } => Some(id.clone()),
+                _ => None,
+            };
+            // The runs go on whatever happens to this request.
+            drop(outcome);
+            let codes = (*success_code, *failure_code);
+            after_completion(&jobs, id, reports, codes, *timeout).await
+        }
+        (Ok(Taken { jobs, outcome }), ..) => answer(&jobs, outcome, false).await,
+    }
+}
+
+/// Waits for the workflow's last run, up to `timeout`: then the final state
+/// of the step that finished last, with `success_code` when every run of
+/// the workflow succeeded and `failure_code` otherwise. Past the deadline,
+/// or when the service stops first, the `/inbox` 202 with a note: the runs
+/// go on, and their outcome is in `/api/runs`.
+async fn after_completion(
+    jobs: &[String],
+    id: Option<String>,
+    mut reports: tokio::sync::mpsc::UnboundedReceiver<RunReport>,
+    (success_code, failure_code): (u16, u16),
+    timeout: Duration,
+) -> Response<Body> {
+    let mut all: Vec<RunReport> = Vec::new();
+    let finished = tokio::time::timeout(timeout, async {
+        while let Some(report) = reports.recv().await {
+            all.push(report);
+        }
+    })
+    .await
+    .is_ok();
+    let Some(last) = all.last().filter(|_| finished) else {
+        let message = if finished {
+            "Data accepted; the workflow had not run when the service began to stop.".to_string()
+        } else {
+            format!(
+                "Data accepted; the workflow is still running after {} (reply_timeout): its runs go on, see /api/runs.",
+                humantime::format_duration(timeout)
+            )
+        };
+        let mut res = json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({ "meta": { "message": message }, "data": jobs, "errors": [] }),
+        );
+        if let Some(id) = id.and_then(|i| HeaderValue::from_str(&i).ok()) {
+            res.headers_mut().insert("x-message-id", id);
+        }
+        return res;
+    };
+    let success = all.iter().all(|r| r.success);
+    let code = if success { success_code } else { failure_code };
+    let body = match &last.state {
+        Some(state) if last.success => state.clone(),
+        _ => serde_json::json!({
+            "errors": all
+                .iter()
+                .filter(|r| !r.success)
+                .map(|r| serde_json::json!({
+                    "job": r.job,
+                    "run_id": r.run_id,
+                    "reason": r.failure.as_ref().map(|f| f.reason.as_str()),
+                }))
+                .collect::<Vec<_>>(),
+        }),
+    };
+    let mut res = json(status_of(code), &body);
+    let runs: Vec<&str> = all.iter().map(|r| r.run_id.as_str()).collect();
+    if let Ok(v) = HeaderValue::from_str(&runs.join(",")) {
+        res.headers_mut().insert("x-run-ids", v);
+    }
+    res
+}

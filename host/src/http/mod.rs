@@ -3,7 +3,8 @@
 //! Routes: `POST /inbox` ([`inbox`]), OpenRosa's `HEAD`/`POST /submission`
 //! ([`openrosa`]), `GET /healthz` and `/readyz`
 //! ([`health`]), `GET /metrics` ([`metrics`]), the JSON API under `/api`
-//! ([`api`], [`stats`], [`library`]) and the dashboard's static page at `/`
+//! ([`api`], [`stats`], [`library`]), the API's OpenAPI document
+//! ([`openapi`]) and the dashboard's static page at `/`
 //! ([`dashboard`]); [`auth`] checks API keys before any of them runs.
 //! Every API answer is JSON, bad input is a 4xx with
 //! `{"errors": [...]}`, and nothing a client sends can make this module
@@ -23,6 +24,7 @@ mod inbox;
 mod library;
 mod metrics;
 mod minutes;
+mod openapi;
 mod openrosa;
 pub mod stats;
 
@@ -150,11 +152,7 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
         .collect();
     let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     let method = req.method().clone();
-    let scope = match segs.as_slice() {
-        // `[library] public = true`: the library is an open API.
-        ["api", "library"] if app.library.public => auth::Scope::Open,
-        _ => auth::scope_of(segs[0]),
-    };
+    let scope = scope(app, &segs);
     let refused = refusal(app, scope, req.headers());
     if let ["submission"] = segs.as_slice() {
         let res = match (refused, &method) {
@@ -194,6 +192,8 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
         (&Method::GET, ["api", "runs", id]) => api::run(app, id).await,
         (&Method::GET, ["api", "plugins"]) => api::plugins(app),
         (&Method::GET, ["api", "library"]) => library::search(app, req.uri().query()).await,
+        (&Method::GET, ["api", "library", "helpers"]) => library::helpers(app),
+        (&Method::GET, ["api", "openapi.json"]) => openapi::document(app),
         (&Method::POST, ["api", "runs", id, "retry"]) => api::retry_run(app, id).await,
         (&Method::GET, ["api", "messages"]) => api::messages(app, req.uri().query()).await,
         (&Method::POST, ["api", "messages", id, "retry"]) => api::retry_message(app, id).await,
@@ -214,12 +214,25 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
             | ["api", "runs", _]
             | ["api", "plugins"]
             | ["api", "library"]
+            | ["api", "library", "helpers"]
+            | ["api", "openapi.json"]
             | ["api", "messages"],
         ) => not_allowed(&method, &path, "GET, HEAD"),
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no route for {method} {path}"),
         ),
+    }
+}
+
+/// Which key a route needs, from its path's segments.
+fn scope(app: &App, segs: &[&str]) -> auth::Scope {
+    match segs {
+        // `[library] public = true`: the library is an open API.
+        ["api", "library", ..] if app.library.public => auth::Scope::Open,
+        // The API's description holds no data.
+        ["api", "openapi.json"] => auth::Scope::Open,
+        _ => auth::scope_of(segs[0]),
     }
 }
 
@@ -260,6 +273,17 @@ pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     res
 }
 
+/// Every 4xx and 5xx answer of the JSON API: what was wrong, one line each.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub errors: Vec<String>,
+}
+
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    json(status, &serde_json::json!({ "errors": [message.into()] }))
+    json(
+        status,
+        &ErrorBody {
+            errors: vec![message.into()],
+        },
+    )
 }

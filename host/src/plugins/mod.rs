@@ -206,20 +206,24 @@ struct Seen {
     len: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct Failed {
+/// A plugin whose file could not be loaded.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PluginFailed)]
+pub struct Failed {
     name: String,
     file: String,
+    /// Always `failed`.
     status: &'static str,
     last_error: String,
 }
 
 /// What `/api/plugins` shows for one plugin.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(as = PluginReport)]
 pub enum Report {
     Loaded(Status),
-    Failed(serde_json::Value),
+    Failed(Failed),
 }
 
 impl PluginHost {
@@ -355,9 +359,7 @@ impl PluginHost {
             .unwrap_or_else(|p| p.into_inner())
             .values()
         {
-            out.push(Report::Failed(
-                serde_json::to_value(failed).unwrap_or_default(),
-            ));
+            out.push(Report::Failed(failed.clone()));
         }
         out
     }

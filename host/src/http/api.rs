@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{App, Body, ErrorBody, error, json};
+use super::{App, Body, ErrorBody, RunStoreFailed, error, json};
 use crate::plugins::Report as PluginReport;
 use crate::project::TriggerKind;
 use crate::queue::{MessageView, RetryError};
@@ -74,8 +74,7 @@ pub struct RetriedMessage<'a> {
 #[utoipa::path(get, path = "/api/jobs", tag = "api",
     responses(
         (status = 200, description = "Every job of the project.", body = [JobView]),
-        (status = 500, description = "The run store could not be read.", body = ErrorBody),
-        (status = 503, description = "The run store is unavailable.", body = ErrorBody),
+        RunStoreFailed,
     ))]
 pub async fn jobs(app: &App) -> Response<Body> {
     let p = app.dispatcher.project();
@@ -121,8 +120,7 @@ pub async fn jobs(app: &App) -> Response<Body> {
     responses(
         (status = 200, description = "The job's state.", body = Object),
         (status = 404, description = "No such job, or no successful run yet.", body = ErrorBody),
-        (status = 500, description = "The run store could not be read.", body = ErrorBody),
-        (status = 503, description = "The run store is unavailable.", body = ErrorBody),
+        RunStoreFailed,
     ))]
 pub async fn job_state(app: &App, name: &str) -> Response<Body> {
     if !app.dispatcher.project().jobs.contains_key(name) {
@@ -148,8 +146,7 @@ pub async fn job_state(app: &App, name: &str) -> Response<Body> {
     responses(
         (status = 200, description = "The runs, newest first.", body = [RunSummary]),
         (status = 400, description = "A bad or unknown parameter.", body = ErrorBody),
-        (status = 500, description = "The run store could not be read.", body = ErrorBody),
-        (status = 503, description = "The run store is unavailable.", body = ErrorBody),
+        RunStoreFailed,
     ))]
 pub async fn runs(app: &App, query: Option<&str>) -> Response<Body> {
     let mut filter = RunFilter {
@@ -193,8 +190,7 @@ pub async fn runs(app: &App, query: Option<&str>) -> Response<Body> {
     responses(
         (status = 200, description = "The run.", body = RunDetail),
         (status = 404, description = "No run with that id.", body = ErrorBody),
-        (status = 500, description = "The run store could not be read.", body = ErrorBody),
-        (status = 503, description = "The run store is unavailable.", body = ErrorBody),
+        RunStoreFailed,
     ))]
 pub async fn run(app: &App, id: &str) -> Response<Body> {
     match app.dispatcher.runs().run(id).await {
@@ -211,8 +207,7 @@ pub async fn run(app: &App, id: &str) -> Response<Body> {
         (status = 202, description = "The new run has started.", body = RetriedRun),
         (status = 404, description = "No run with that id (or no input kept).", body = ErrorBody),
         (status = 409, description = "Its job is no longer in the project.", body = ErrorBody),
-        (status = 500, description = "The run store could not be read.", body = ErrorBody),
-        (status = 503, description = "The run store is unavailable.", body = ErrorBody),
+        RunStoreFailed,
     ))]
 pub async fn retry_run(app: &App, id: &str) -> Response<Body> {
     let found = match app.dispatcher.runs().run_input(id).await {

@@ -8,7 +8,7 @@
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use super::{App, Body, ErrorBody, json};
+use super::{App, Body, ErrorBody, RunStoreFailed, json};
 use crate::library::{Facet, Found, Query, WINDOW_DAYS};
 
 /// `GET /api/library/helpers`: what the dashboard offers to choose from.
@@ -32,8 +32,7 @@ pub fn helpers(app: &App) -> Response<Body> {
     responses(
         (status = 200, description = "The matching expressions, best first.", body = [Found]),
         (status = 400, description = "Bad parameters, each named (an unknown helper with the nearest real ones).", body = ErrorBody),
-        (status = 500, description = "The run store could not be read.", body = ErrorBody),
-        (status = 503, description = "The run store is unavailable.", body = ErrorBody),
+        RunStoreFailed,
     ))]
 pub async fn search(app: &App, query: Option<&str>) -> Response<Body> {
     let query = match Query::parse(query, &app.library) {

@@ -279,6 +279,19 @@ pub struct ErrorBody {
     pub errors: Vec<String>,
 }
 
+/// The OpenAPI answers of a route that reads the run store, when it cannot
+/// (see `api::store_failed`): documentation only, never built.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum RunStoreFailed {
+    /// The run store could not be read.
+    #[response(status = 500)]
+    Failed(ErrorBody),
+    /// The run store is unavailable; try again later.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json(
         status,

@@ -18,7 +18,7 @@ help:
 setup:
 	@command -v node >/dev/null || { echo "node is required (Node.js 18 or newer; 20 for the browser test)"; exit 1; }
 	@command -v npm >/dev/null || { echo "npm is required"; exit 1; }
-	@python3 -c 'import venv' 2>/dev/null || { echo "python3 with venv is required (the Python plugin template's build installs componentize-py into a venv)"; exit 1; }
+	@python3 -c 'import venv' 2>/dev/null || { echo "python3 with venv is required (the Python plugin template's build installs componentize-py into a venv, the OpenAPI test schemathesis)"; exit 1; }
 	rustup target add wasm32-wasip2
 	@if [ ! -x /usr/bin/chromium ]; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

@@ -178,6 +178,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         library,
     });
     tokio::spawn(http::stats::sample_queue(app.clone(), stop.clone()));
+    tokio::spawn(crate::library::remote::keep_fetched(
+        app.library.clone(),
+        project.library.remotes.clone(),
+        project.library.remote_timeout,
+        project.library.remote_refresh,
+        stop.clone(),
+    ));
     let grace = project.engine.shutdown_grace;
     let server = tokio::spawn(http::serve(listener, app, stop.clone(), grace));
 

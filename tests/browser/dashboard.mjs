@@ -9,7 +9,8 @@
 // one; the script's own API calls send the key too.
 // It loads the page, sends receipts to /inbox, waits for their runs to show
 // up in the runs panel, opens one and reads its log and final state, checks
-// every panel and chart, retries a dead letter, and saves screenshots into
+// every panel and chart, retries a dead letter, searches the jobs library
+// and copies an expression from it, and saves screenshots into
 // DIR. Any failed check, page error or console error (a CSP violation
 // included) exits non-zero with a message saying what was expected.
 
@@ -272,6 +273,52 @@ try {
     });
     await snapshotText();
     const file = join(out, 'dashboard-plugins.png');
+    await page.screenshot({ path: file });
+    screenshots.push(file);
+  });
+
+  await step('the library tab ranks the shared job, filters by adaptor, helper and text, and copies it', async () => {
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base.origin });
+    await openTab('library');
+    const options = (id) => page.$$eval(`#${id} option`, (os) => os.map((o) => ({ value: o.value, text: o.textContent })));
+    await eventually('the adaptor choice does not offer language-common with its count', async () => {
+      const seen = await options('library-adaptor');
+      return { ok: seen.some((o) => o.text === '@openfn/language-common (1)'), seen };
+    });
+    await page.selectOption('#library-adaptor', '@openfn/language-common');
+    await eventually('the helper choice does not offer fn with its count', async () => {
+      const seen = await options('library-helper');
+      return { ok: seen.some((o) => o.value === 'fn' && o.text === 'fn (1)'), seen };
+    });
+    await page.selectOption('#library-helper', 'fn');
+    const cards = () => page.$$eval('#library-list article[data-entry]', (as) => as.map((a) => a.innerText));
+    // Only the shared job (doomed is not shared), with its three runs.
+    await eventually('the shared double job is not listed with its figures', async () => {
+      const seen = await cards();
+      const ok = seen.length === 1 && seen[0].includes('doubling')
+        && seen[0].includes('3 runs in 90 days') && seen[0].includes('100% success');
+      return { ok, seen };
+    });
+    await page.fill('#library-q', 'no-such-text-in-any-job');
+    await eventually('a search that matches nothing still shows entries', async () => {
+      const seen = { cards: await cards(), list: await page.textContent('#library-list') };
+      return { ok: seen.cards.length === 0 && seen.list.includes('No expression matches'), seen };
+    });
+    await page.fill('#library-q', 'DOUBLING');
+    await eventually('the search box does not find the job again', async () => {
+      const seen = await cards();
+      return { ok: seen.length === 1 && seen[0].includes('doubling'), seen };
+    });
+    await page.click('#library-list article[data-entry="0"] button.copy');
+    await eventually('no "copied" toast after Copy', async () => {
+      const toast = await page.textContent('#toast');
+      return { ok: (await page.isVisible('#toast')) && toast.includes('copied'), seen: toast };
+    });
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    const [entry] = await getJson('/api/library?q=doubling');
+    check(copied === entry.expression, `the clipboard holds ${JSON.stringify(copied)}, not the expression ${JSON.stringify(entry.expression)}`);
+    await snapshotText();
+    const file = join(out, 'dashboard-library.png');
     await page.screenshot({ path: file });
     screenshots.push(file);
   });

@@ -318,3 +318,110 @@ fn cli(svc: &Service, args: &[&str]) -> Output {
     }
     cmd.output().unwrap()
 }
+
+/// The deployment whose library the other fetches: public, one shared job.
+const REMOTE_PROJECT: &str = r#"
+[library]
+public = true
+
+[jobs.remote-shared]
+trigger = "go"
+library = true
+expression = "each('$.data.rows[*]', fn(state => ({ ...state, from: 'the remote' })));"
+
+[jobs.remote-private]
+trigger = "go"
+expression = "fn(state => ({ ...state, note: 'remote-opted-out' }))"
+
+[triggers.go]
+criteria = { kind = "go" }
+"#;
+
+#[test]
+fn remote_libraries_are_merged_with_their_origin_and_a_dead_remote_slows_nothing() {
+    let remote = Launch::new(REMOTE_PROJECT).start();
+    for _ in 0..2 {
+        let sent = remote.post_json("/inbox", r#"{"kind": "go", "rows": [1]}"#);
+        assert_eq!(sent.status, 202, "{sent:?}");
+    }
+    wait_for_runs(&remote, "remote-shared", "success", 2);
+    // A remote that takes the connection and never answers, and one that
+    // refuses it.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let remote_url = format!("http://{}", remote.addr());
+    let toml = format!(
+        "[library]\nremotes = [\"http://{}\", \"{remote_url}/\", \"http://{refused}\"]\nremote_timeout = \"30s\"\n{PROJECT}",
+        hung.local_addr().unwrap()
+    );
+    let svc = Launch::new(&toml).file("jobs/steady.js", STEADY).start();
+
+    // The local library answers at once, whatever the remotes do.
+    let asked = std::time::Instant::now();
+    let own = svc.get("/api/library?origin=self");
+    assert_eq!(own.status, 200, "{own:?}");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(10),
+        "a local query waited {:?} on the remotes",
+        asked.elapsed()
+    );
+    assert_eq!(own.json.as_array().unwrap().len(), 2, "{own:?}");
+
+    // The live remote's own entries arrive, marked with where they came from.
+    let merged = svc.wait_until(
+        "the remote's entry in the library",
+        std::time::Duration::from_secs(30),
+        || {
+            let all = entries(&svc, "");
+            all.iter().any(|e| e["origin"] == remote_url).then_some(all)
+        },
+    );
+    assert_eq!(merged.len(), 3, "{merged:#?}");
+    let theirs: Vec<&Value> = merged
+        .iter()
+        .filter(|e| e["origin"] == remote_url)
+        .collect();
+    assert_eq!(theirs.len(), 1, "{merged:#?}");
+    let theirs = theirs[0];
+    assert_eq!(theirs["source"], "local");
+    assert_eq!(theirs["runsLast90"], 2);
+    assert_eq!(theirs["successRateLast90"], 1.0);
+    assert!(theirs.get("job").is_none(), "{theirs}");
+    assert!(
+        theirs["expression"]
+            .as_str()
+            .unwrap()
+            .contains("the remote")
+    );
+    // Two for two on the remote outranks this deployment's runless entries.
+    assert_eq!(merged[0]["origin"], remote_url, "{merged:#?}");
+    // Filters apply to them as to local entries.
+    let each = entries(&svc, "?adaptor=common&helper=each");
+    assert_eq!(each.len(), 2, "{each:#?}");
+    let only = entries(&svc, &format!("?origin={remote_url}"));
+    assert_eq!(only.len(), 1, "{only:#?}");
+    let body = svc.get("/api/library").body;
+    assert!(!body.contains("remote-opted-out") && !body.contains("remote-shared"));
+    // The dashboard's choices count them too.
+    let helpers = svc.get_json("/api/library/helpers");
+    let common = helpers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["adaptor"] == "@openfn/language-common")
+        .unwrap();
+    assert_eq!(common["expressions"], 3, "{helpers:#}");
+    assert_eq!(common["helpers"]["each"], 2, "{helpers:#}");
+
+    // The remote gone: its last entries are kept.
+    drop(remote);
+    let again = entries(&svc, "");
+    assert!(
+        again.iter().any(|e| e["origin"] == remote_url),
+        "{again:#?}"
+    );
+    drop(hung);
+}

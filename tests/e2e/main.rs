@@ -22,6 +22,7 @@ mod harness;
 mod inbox;
 mod library;
 mod metrics;
+mod openapi;
 mod plugins_authoring;
 mod plugins_hostile;
 mod plugins_limits;

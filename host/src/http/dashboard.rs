@@ -39,7 +39,7 @@ const INDEX: Asset = Asset {
 };
 
 /// Served under `/dashboard/{name}`.
-const ASSETS: [Asset; 5] = [
+const ASSETS: [Asset; 6] = [
     Asset {
         name: "app.js",
         content_type: "text/javascript; charset=utf-8",
@@ -49,6 +49,11 @@ const ASSETS: [Asset; 5] = [
         name: "dom.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("dashboard/dom.js"),
+    },
+    Asset {
+        name: "library.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("dashboard/library.js"),
     },
     Asset {
         name: "charts.js",

@@ -8,14 +8,51 @@
 //! carry none) and so must never say more than up or down and why.
 
 use hyper::{Response, StatusCode};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{App, Body, json};
 
-pub fn live() -> Response<Body> {
-    json(StatusCode::OK, &json!({ "status": "ok" }))
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Live {
+    /// Always `ok`.
+    status: &'static str,
 }
 
+/// `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`, `stopping` or `not ready`.
+    status: &'static str,
+    checks: ReadyChecks,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadyChecks {
+    /// Always `loaded`: the port opens only once it is.
+    project: &'static str,
+    /// Always `installed`.
+    packages: &'static str,
+    /// `open`, `unavailable` or `not used`.
+    store: &'static str,
+    /// Plugins still compiling since start-up (the service takes work
+    /// meanwhile; each becomes active when compiled).
+    plugins_loading: Vec<String>,
+    shutting_down: bool,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process answers.", body = Live)))]
+pub fn live() -> Response<Body> {
+    json(StatusCode::OK, &Live { status: "ok" })
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "It can take work.", body = Ready),
+        (status = 503, description = "Shutting down, or the store is unavailable.", body = Ready),
+    ))]
 pub fn ready(app: &App) -> Response<Body> {
     let stopping = app.stopping.is_cancelled();
     let storage = app.dispatcher.storage();
@@ -47,15 +84,21 @@ pub fn ready(app: &App) -> Response<Body> {
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         },
-        &json!({
-            "status": if ready { "ready" } else if stopping { "stopping" } else { "not ready" },
-            "checks": {
-                "project": "loaded",
-                "packages": "installed",
-                "store": store,
-                "plugins_loading": loading,
-                "shutting_down": stopping,
-            }
-        }),
+        &Ready {
+            status: if ready {
+                "ready"
+            } else if stopping {
+                "stopping"
+            } else {
+                "not ready"
+            },
+            checks: ReadyChecks {
+                project: "loaded",
+                packages: "installed",
+                store,
+                plugins_loading: loading,
+                shutting_down: stopping,
+            },
+        },
     )
 }

@@ -22,10 +22,11 @@ use hyper::header::{
 };
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::error as log_error;
+use utoipa::ToSchema;
 
-use super::{App, Body, error, json};
+use super::{App, Body, ErrorBody, error, json};
 use crate::dispatch::RunReport;
 use crate::receipt::{self, Arriving, Options, Outcome, Purpose, Refused, Taken};
 use crate::settings::EndpointStyle;
@@ -33,6 +34,31 @@ use crate::storage::StorageError;
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
+/// `POST /inbox`. The key may be the inbox's or the admin's.
+#[utoipa::path(post, path = "/inbox", tag = "inbox",
+    request_body(description = "The receipt: JSON, a form, or XML, optionally compressed (`Content-Encoding` gzip, deflate or br).",
+        content(
+            (Object = "application/json"),
+            (Object = "application/x-www-form-urlencoded"),
+            (Object = "multipart/form-data"),
+            (String = "application/xml"),
+            (String = "text/xml"),
+        )),
+    params(
+        ("idempotency-key" = Option<String>, Header, description = "The same key again is the same receipt (with the durable message store)."),
+    ),
+    responses(
+        (status = 202, description = "Taken (async style, or a replay of an idempotency key); the matched jobs' runs have started or will.", body = Accepted,
+            headers(("x-message-id" = String, description = "The stored receipt's id, when it is stored."))),
+        (status = 200, description = "Sync style: nothing matched.", body = Finished),
+        (status = 201, description = "Sync style: every matched run succeeded.", body = Finished),
+        (status = 206, description = "Sync style: some matched run failed.", body = Finished),
+        (status = 400, description = "The body could not be read or decoded.", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `[http] body_timeout`.", body = ErrorBody),
+        (status = 413, description = "The body is larger than `[inbox] max_body_bytes`.", body = ErrorBody),
+        (status = 415, description = "A content type or encoding the inbox does not read.", body = ErrorBody),
+        (status = 503, description = "The receipt could not be stored; try again after `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn receive(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
@@ -205,18 +231,45 @@ fn accepted(names: &[String], id: Option<&str>) -> Response<Body> {
 const ACCEPTED_NOTHING: &[u8] =
     br#"{"meta":{"message":"Data accepted and processing has begun."},"data":[],"errors":[]}"#;
 
+/// The original's 202 (async style): the names of the jobs the receipt
+/// matched, whose runs have started or will start.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted<'a> {
+    meta: Meta,
+    data: &'a [String],
+    /// Always empty.
+    #[schema(value_type = Vec<String>, max_items = 0)]
+    errors: [(); 0],
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = AcceptedMeta)]
+pub struct Meta {
+    /// `Data accepted and processing has begun.`
+    message: &'static str,
+}
+
+/// Sync style: how each matched run ended.
+#[derive(Serialize, ToSchema)]
+pub struct Finished {
+    /// Every matched run succeeded (true when none matched).
+    success: bool,
+    match_count: usize,
+    jobs: Vec<FinishedRun>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FinishedRun {
+    job: String,
+    run_id: String,
+    exit_code: Option<i32>,
+    log: Vec<String>,
+    /// The final state, without `configuration`.
+    state: Option<Value>,
+}
+
 fn accepted_jobs(names: &[String]) -> Response<Body> {
     // A typed body: no JSON map is built.
-    #[derive(Serialize)]
-    struct Meta {
-        message: &'static str,
-    }
-    #[derive(Serialize)]
-    struct Accepted<'a> {
-        meta: Meta,
-        data: &'a [String],
-        errors: [(); 0],
-    }
     let body = Accepted {
         meta: Meta {
             message: "Data accepted and processing has begun.",
@@ -236,13 +289,23 @@ fn finished(reports: Vec<RunReport>) -> Response<Body> {
         (false, true) => StatusCode::CREATED,
         (false, false) => StatusCode::PARTIAL_CONTENT,
     };
-    let jobs: Vec<Value> = reports
+    let jobs: Vec<FinishedRun> = reports
         .into_iter()
-        .map(|r| json!({ "job": r.job, "run_id": r.run_id, "exit_code": r.exit_code, "log": r.log, "state": r.state }))
+        .map(|r| FinishedRun {
+            job: r.job,
+            run_id: r.run_id,
+            exit_code: r.exit_code,
+            log: r.log,
+            state: r.state,
+        })
         .collect();
     json(
         status,
-        &json!({ "success": success, "match_count": jobs.len(), "jobs": jobs }),
+        &Finished {
+            success,
+            match_count: jobs.len(),
+            jobs,
+        },
     )
 }
 
@@ -271,6 +334,7 @@ fn too_large(limit: usize) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     async fn body_of(res: Response<Body>) -> Bytes {
         res.into_body().collect().await.unwrap().to_bytes()

@@ -17,6 +17,9 @@ use crate::metrics::{Outcome, QueueCounts, Snapshot};
 
 const STORE_DEADLINE: Duration = Duration::from_millis(500);
 
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "The service's metrics in the OpenMetrics text format.",
+        body = String, content_type = "application/openmetrics-text")))]
 pub async fn scrape(app: &App) -> Response<Body> {
     let mut snapshot = Snapshot {
         workers_idle: app.dispatcher.idle_workers(),

@@ -4,7 +4,8 @@
 //! ([`webhook`]), OpenRosa's `HEAD`/`POST /submission`
 //! ([`openrosa`]), `GET /healthz` and `/readyz`
 //! ([`health`]), `GET /metrics` ([`metrics`]), the JSON API under `/api`
-//! ([`api`], [`stats`], [`library`]) and the dashboard's static page at `/`
+//! ([`api`], [`stats`], [`library`]), the API's OpenAPI document
+//! ([`openapi`]) and the dashboard's static page at `/`
 //! ([`dashboard`]); [`auth`] checks API keys before any of them runs.
 //! Every API answer is JSON, bad input is a 4xx with
 //! `{"errors": [...]}`, and nothing a client sends can make this module
@@ -24,6 +25,7 @@ mod inbox;
 mod library;
 mod metrics;
 mod minutes;
+mod openapi;
 mod openrosa;
 pub mod stats;
 mod webhook;
@@ -152,11 +154,7 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
         .collect();
     let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     let method = req.method().clone();
-    let scope = match segs.as_slice() {
-        // `[library] public = true`: the library is an open API.
-        ["api", "library"] if app.library.public => auth::Scope::Open,
-        _ => auth::scope_of(segs[0]),
-    };
+    let scope = scope(app, &segs);
     let refused = refusal(app, scope, req.headers());
     if let ["submission"] = segs.as_slice() {
         let res = match (refused, &method) {
@@ -201,6 +199,8 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
         (&Method::GET, ["api", "runs", id]) => api::run(app, id).await,
         (&Method::GET, ["api", "plugins"]) => api::plugins(app),
         (&Method::GET, ["api", "library"]) => library::search(app, req.uri().query()).await,
+        (&Method::GET, ["api", "library", "helpers"]) => library::helpers(app),
+        (&Method::GET, ["api", "openapi.json"]) => openapi::document(app),
         (&Method::POST, ["api", "runs", id, "retry"]) => api::retry_run(app, id).await,
         (&Method::GET, ["api", "messages"]) => api::messages(app, req.uri().query()).await,
         (&Method::POST, ["api", "messages", id, "retry"]) => api::retry_message(app, id).await,
@@ -222,12 +222,25 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
             | ["api", "runs", _]
             | ["api", "plugins"]
             | ["api", "library"]
+            | ["api", "library", "helpers"]
+            | ["api", "openapi.json"]
             | ["api", "messages"],
         ) => not_allowed(&method, &path, "GET, HEAD"),
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no route for {method} {path}"),
         ),
+    }
+}
+
+/// Which key a route needs, from its path's segments.
+fn scope(app: &App, segs: &[&str]) -> auth::Scope {
+    match segs {
+        // `[library] public = true`: the library is an open API.
+        ["api", "library", ..] if app.library.public => auth::Scope::Open,
+        // The API's description holds no data.
+        ["api", "openapi.json"] => auth::Scope::Open,
+        _ => auth::scope_of(segs[0]),
     }
 }
 
@@ -268,6 +281,30 @@ pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     res
 }
 
+/// Every 4xx and 5xx answer of the JSON API: what was wrong, one line each.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub errors: Vec<String>,
+}
+
+/// The OpenAPI answers of a route that reads the run store, when it cannot
+/// (see `api::store_failed`): documentation only, never built.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum RunStoreFailed {
+    /// The run store could not be read.
+    #[response(status = 500)]
+    Failed(ErrorBody),
+    /// The run store is unavailable; try again later.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    json(status, &serde_json::json!({ "errors": [message.into()] }))
+    json(
+        status,
+        &ErrorBody {
+            errors: vec![message.into()],
+        },
+    )
 }

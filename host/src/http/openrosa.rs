@@ -26,13 +26,38 @@ use crate::receipt::{Arriving, Options, Outcome, Purpose, Refused, Taken};
 
 /// The answer to `HEAD /submission` (the OpenRosa headers added by the
 /// caller, as to every answer here).
+#[utoipa::path(head, path = "/submission", tag = "openrosa",
+    responses((status = 204, description = "An OpenRosa server is here.",
+        headers(
+            ("x-openrosa-version" = String, description = "`1.0`"),
+            ("x-openrosa-accept-content-length" = u64, description = "The most a submission may be, in bytes."),
+        ))))]
 pub fn head() -> Response<Body> {
     let mut res = Response::new(Body::default());
     *res.status_mut() = StatusCode::NO_CONTENT;
     res
 }
 
+/// An OpenRosa submission: the form instance and its attachments.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Submission {
+    /// The form instance (XML).
+    #[schema(value_type = String, format = Binary)]
+    xml_submission_file: Vec<u8>,
+}
+
 /// `POST /submission` (the OpenRosa headers added by the caller).
+#[utoipa::path(post, path = "/submission", tag = "openrosa",
+    request_body(content = Submission, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Kept (an instance sent again is the same receipt).", body = String, content_type = "text/xml"),
+        (status = 400, description = "Not a submission, or its instance is not well-formed.", body = super::ErrorBody),
+        (status = 408, description = "The body did not arrive within `[http] body_timeout`.", body = super::ErrorBody),
+        (status = 413, description = "Larger than `[inbox] max_body_bytes`.", body = super::ErrorBody),
+        (status = 415, description = "Not `multipart/form-data`.", body = super::ErrorBody),
+        (status = 503, description = "The receipt could not be stored; try again after `Retry-After`.", body = super::ErrorBody),
+    ))]
 pub async fn submit(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use hyper::{Response, StatusCode};
 use serde::Serialize;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use super::minutes::PerMinute;
-use super::{App, Body, error, json};
+use super::{App, Body, ErrorBody, error, json};
 use crate::clock::{now_ms, rfc3339};
 use crate::storage::FinishedRun;
 
@@ -57,8 +57,9 @@ struct RunMinute {
     durations: Vec<i64>,
 }
 
-#[derive(Serialize)]
-struct Bucket {
+/// One minute of `GET /api/stats`.
+#[derive(Serialize, ToSchema)]
+pub struct Bucket {
     start_ms: u64,
     minute: String,
     receipts: u64,
@@ -71,7 +72,55 @@ struct Bucket {
     queue_depth: Option<u64>,
 }
 
+/// `GET /api/stats`.
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    now_ms: u64,
+    minutes: u64,
+    /// Oldest first; the last is the current minute.
+    buckets: Vec<Bucket>,
+    totals: Totals,
+    queue: QueueNow,
+}
+
+/// The buckets' figures added up.
+#[derive(Serialize, ToSchema)]
+pub struct Totals {
+    receipts: u64,
+    runs: u64,
+    succeeded: u64,
+    failed: u64,
+    /// `null` when no run finished.
+    success_rate: Option<f64>,
+    p50_ms: Option<i64>,
+    p95_ms: Option<i64>,
+}
+
+/// The queue's counts now; `depth` is what is still to be delivered
+/// (pending and leased), `null` without a durable queue or when its store
+/// did not answer (`error` then says why).
+#[derive(Serialize, ToSchema)]
+pub struct QueueNow {
+    durable: bool,
+    depth: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leased: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
 /// `GET /api/stats?minutes=N` (1 to 60, default 60).
+#[utoipa::path(get, path = "/api/stats", tag = "api",
+    params(("minutes" = Option<u64>, Query, minimum = 1, maximum = 60, description = "Minutes back, the current one included (default 60).")),
+    responses(
+        (status = 200, description = "Receipts, runs and queue depth per minute.", body = Stats),
+        (status = 400, description = "A bad or unknown parameter.", body = ErrorBody),
+        (status = 500, description = "The run store could not be read.", body = ErrorBody),
+    ))]
 pub async fn stats(app: &App, query: Option<&str>) -> Response<Body> {
     let mut minutes = WINDOW;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -106,7 +155,7 @@ pub async fn stats(app: &App, query: Option<&str>) -> Response<Body> {
         }
     };
     let queue = queue_now(app).await;
-    if let Some(depth) = queue["depth"].as_u64() {
+    if let Some(depth) = queue.depth {
         app.activity.queue_depth.peak(current, depth);
     }
     let durable = app.queue.is_some();
@@ -136,24 +185,24 @@ pub async fn stats(app: &App, query: Option<&str>) -> Response<Body> {
     let succeeded: u64 = buckets.iter().map(|b| b.succeeded).sum();
     let failed: u64 = buckets.iter().map(|b| b.failed).sum();
     let finished = succeeded + failed;
-    let totals = json!({
-        "receipts": buckets.iter().map(|b| b.receipts).sum::<u64>(),
-        "runs": finished,
-        "succeeded": succeeded,
-        "failed": failed,
-        "success_rate": (finished > 0).then(|| succeeded as f64 / finished as f64),
-        "p50_ms": percentile(&all, 50),
-        "p95_ms": percentile(&all, 95),
-    });
+    let totals = Totals {
+        receipts: buckets.iter().map(|b| b.receipts).sum::<u64>(),
+        runs: finished,
+        succeeded,
+        failed,
+        success_rate: (finished > 0).then(|| succeeded as f64 / finished as f64),
+        p50_ms: percentile(&all, 50),
+        p95_ms: percentile(&all, 95),
+    };
     json(
         StatusCode::OK,
-        &json!({
-            "now_ms": now,
-            "minutes": minutes,
-            "buckets": buckets,
-            "totals": totals,
-            "queue": queue,
-        }),
+        &Stats {
+            now_ms: now,
+            minutes,
+            buckets,
+            totals,
+            queue,
+        },
     )
 }
 
@@ -220,22 +269,29 @@ async fn run_minutes(
     Ok(out)
 }
 
-/// The queue's counts now, as JSON; `depth` is what is still to be
-/// delivered (pending and leased).
-async fn queue_now(app: &App) -> serde_json::Value {
+/// The queue's counts now.
+async fn queue_now(app: &App) -> QueueNow {
+    let mut now = QueueNow {
+        durable: app.queue.is_some(),
+        depth: None,
+        pending: None,
+        leased: None,
+        dead: None,
+        error: None,
+    };
     let Some(queue) = &app.queue else {
-        return json!({ "durable": false, "depth": null });
+        return now;
     };
     match queue.stats().await {
-        Ok(s) => json!({
-            "durable": true,
-            "depth": s.pending + s.leased,
-            "pending": s.pending,
-            "leased": s.leased,
-            "dead": s.dead,
-        }),
-        Err(e) => json!({ "durable": true, "depth": null, "error": e.to_string() }),
+        Ok(s) => {
+            now.depth = Some(s.pending + s.leased);
+            now.pending = Some(s.pending);
+            now.leased = Some(s.leased);
+            now.dead = Some(s.dead);
+        }
+        Err(e) => now.error = Some(e.to_string()),
     }
+    now
 }
 
 /// Samples the queue depth every few seconds until `stop`, so the chart has

@@ -2,12 +2,14 @@
 //! and helper, ranked by how well they fare (`GET /api/library`,
 //! `microservice library`).
 //!
-//! Its entries come from two sources, read once at start-up into a
-//! [`Catalog`]:
+//! Its entries come from three sources, the first two read once at start-up
+//! into a [`Catalog`]:
 //! - `local`: the project's jobs that opted in (`library = true`, or
 //!   `[library] share_all`), with figures computed on each request from the
 //!   run records of the last 90 days (one grouped query, [`crate::storage::Runs::runs_by_job_since`]);
-//! - `library`: the `.js` files of `PROJECT_DIR/library/` ([`folder`]).
+//! - `library`: the `.js` files of `PROJECT_DIR/library/` ([`folder`]);
+//! - remote: the libraries of the deployments in `[library] remotes`,
+//!   fetched in the background and kept in memory ([`remote`]).
 //!
 //! The helpers an entry calls are found by parsing it ([`crate::expression`])
 //! and kept to those its adaptor really has ([`adaptor`]); [`query`] reads
@@ -21,6 +23,7 @@
 pub mod adaptor;
 pub mod folder;
 pub mod query;
+pub mod remote;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,7 +32,7 @@ use crate::project::Project;
 use crate::redact::Redactor;
 
 pub use folder::FileProblem;
-pub use query::{Found, Query};
+pub use query::{Facet, Found, Query};
 
 /// How far back the figures look.
 pub const WINDOW_DAYS: i64 = 90;
@@ -43,6 +46,8 @@ pub struct Catalog {
     pub public: bool,
     job_names: bool,
     redactor: Redactor,
+    /// The remotes' last answers (empty without `[library] remotes`).
+    pub remote: remote::Cache,
 }
 
 /// One expression of the library.
@@ -124,6 +129,7 @@ impl Catalog {
             public: project.library.public,
             job_names: project.library.job_names,
             redactor: Redactor::new(project.credentials.values()),
+            remote: remote::Cache::default(),
         };
         (catalog, problems)
     }

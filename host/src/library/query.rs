@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 
 use semver::{Version, VersionReq};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{Catalog, Entry, adaptor};
 use crate::storage::JobRuns;
@@ -29,6 +30,8 @@ pub struct Query {
     pub helper: Option<String>,
     /// Case-insensitive text the expression must contain.
     pub q: Option<String>,
+    /// Only entries of this origin: `self`, or a remote's URL.
+    pub origin: Option<String>,
     pub limit: usize,
 }
 
@@ -39,30 +42,38 @@ impl Default for Query {
             version: None,
             helper: None,
             q: None,
+            origin: None,
             limit: DEFAULT_LIMIT,
         }
     }
 }
 
-/// One entry of the answer.
-#[derive(Debug, Clone, Serialize)]
+/// One entry of the answer (and of a remote's answer, read back).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = LibraryEntry)]
 pub struct Found {
     pub expression: String,
+    /// It ran in the last 90 days.
     pub active: bool,
     pub runs_last90: u64,
     /// `null` when it did not run in the period.
     pub success_rate_last90: Option<f64>,
-    /// `local` (a job of this deployment) or `library` (a library file).
-    pub source: &'static str,
+    /// `local` (a job of the deployment it comes from) or `library` (a
+    /// library file there).
+    pub source: String,
+    /// The adaptor's package name, e.g. `@openfn/language-common`.
     pub adaptor: String,
     pub version: Option<String>,
+    /// Each adaptor helper the expression calls, with how many times.
     pub helpers: BTreeMap<String, u32>,
-    /// Where it came from: `self`, this deployment.
-    pub origin: &'static str,
+    /// Where it came from: `self` (this deployment) or the URL of the
+    /// remote library (`[library] remotes`) that answered with it.
+    pub origin: String,
+    /// The ranking score (see the README's Jobs library).
     pub score: f64,
     /// The job's name, only with `[library] job_names = true`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
 }
 
@@ -135,6 +146,7 @@ impl Query {
                 },
                 "helper" => query.helper = Some(value.to_string()),
                 "q" => query.q = Some(value.to_lowercase()),
+                "origin" => query.origin = Some(value.trim_end_matches('/').to_string()),
                 "limit" => match value.parse::<usize>() {
                     Ok(n) if (1..=MAX_LIMIT).contains(&n) => query.limit = n,
                     _ => errors.push(format!(
@@ -142,7 +154,7 @@ impl Query {
                     )),
                 },
                 other => errors.push(format!(
-                    "unknown query parameter `{other}`; use adaptor, version, helper, q, limit"
+                    "unknown query parameter `{other}`; use adaptor, version, helper, q, origin, limit"
                 )),
             }
         }
@@ -179,22 +191,44 @@ impl Query {
     }
 
     fn wants(&self, entry: &Entry) -> bool {
-        self.adaptor.as_ref().is_none_or(|a| *a == entry.adaptor)
+        self.origin.as_ref().is_none_or(|o| o == "self")
+            && self.matches(
+                &entry.adaptor,
+                entry.version.as_deref(),
+                &entry.helpers,
+                &entry.expression,
+            )
+    }
+
+    /// A remote's entry.
+    fn wants_found(&self, found: &Found) -> bool {
+        self.origin.as_ref().is_none_or(|o| *o == found.origin)
+            && self.matches(
+                &found.adaptor,
+                found.version.as_deref(),
+                &found.helpers,
+                &found.expression,
+            )
+    }
+
+    fn matches(
+        &self,
+        adaptor: &str,
+        version: Option<&str>,
+        helpers: &BTreeMap<String, u32>,
+        expression: &str,
+    ) -> bool {
+        self.adaptor.as_ref().is_none_or(|a| a == adaptor)
             && self.version.as_ref().is_none_or(|req| {
-                entry
-                    .version
-                    .as_deref()
+                version
                     .and_then(|v| Version::parse(v).ok())
                     .is_some_and(|v| req.matches(&v))
             })
-            && self
-                .helper
-                .as_ref()
-                .is_none_or(|h| entry.helpers.contains_key(h))
+            && self.helper.as_ref().is_none_or(|h| helpers.contains_key(h))
             && self
                 .q
                 .as_ref()
-                .is_none_or(|q| entry.expression.to_lowercase().contains(q))
+                .is_none_or(|q| expression.to_lowercase().contains(q))
     }
 }
 
@@ -204,7 +238,7 @@ impl Catalog {
     pub fn search(&self, query: &Query, runs: &[JobRuns]) -> Vec<Found> {
         // Ranked on figures alone; only the entries kept are copied out
         // (and their expressions masked).
-        let mut ranked: Vec<(f64, u64, u64, &Entry)> = self
+        let ranked: Vec<(f64, u64, u64, &Entry)> = self
             .entries
             .iter()
             .filter(|e| query.wants(e))
@@ -222,25 +256,120 @@ impl Catalog {
                 )
             })
             .collect();
-        ranked.sort_by(|(a, an, _, ae), (b, bn, _, be)| {
-            b.total_cmp(a).then(bn.cmp(an)).then(ae.hash.cmp(&be.hash))
+        // A remote's entry that is also here is this deployment's.
+        let remotes = self.remote.entries();
+        let mut candidates: Vec<Candidate> = remotes
+            .iter()
+            .flat_map(|list| list.iter())
+            .filter(|(hash, f)| {
+                query.wants_found(f) && !self.entries.iter().any(|e| &e.hash == hash)
+            })
+            .map(|(hash, f)| Candidate::Remote(hash, f))
+            .collect();
+        candidates.extend(ranked.into_iter().map(|(score, finished, succeeded, e)| {
+            Candidate::Local(score, finished, succeeded, e)
+        }));
+        candidates.sort_by(|a, b| {
+            b.score()
+                .total_cmp(&a.score())
+                .then(b.runs().cmp(&a.runs()))
+                .then(a.hash().cmp(b.hash()))
         });
-        ranked
+        candidates
             .into_iter()
             .take(query.limit)
-            .map(|(score, finished, succeeded, e)| Found {
-                expression: self.redactor.redact(&e.expression).into_owned(),
-                active: finished > 0,
-                runs_last90: finished,
-                success_rate_last90: (finished > 0).then(|| succeeded as f64 / finished as f64),
-                source: if e.job.is_some() { "local" } else { "library" },
-                adaptor: e.adaptor.clone(),
-                version: e.version.clone(),
-                helpers: e.helpers.clone(),
-                origin: "self",
-                score,
-                job: e.job.clone().filter(|_| self.job_names),
+            .map(|c| match c {
+                Candidate::Local(score, finished, succeeded, e) => {
+                    self.local(score, finished, succeeded, e)
+                }
+                Candidate::Remote(_, f) => Found {
+                    expression: self.redactor.redact(&f.expression).into_owned(),
+                    ..f.clone()
+                },
             })
+            .collect()
+    }
+
+    fn local(&self, score: f64, finished: u64, succeeded: u64, e: &Entry) -> Found {
+        Found {
+            expression: self.redactor.redact(&e.expression).into_owned(),
+            active: finished > 0,
+            runs_last90: finished,
+            success_rate_last90: (finished > 0).then(|| succeeded as f64 / finished as f64),
+            source: if e.job.is_some() { "local" } else { "library" }.to_string(),
+            adaptor: e.adaptor.clone(),
+            version: e.version.clone(),
+            helpers: e.helpers.clone(),
+            origin: "self".to_string(),
+            score,
+            job: e.job.clone().filter(|_| self.job_names),
+        }
+    }
+}
+
+/// An entry to rank: a local one with its figures, or a remote's.
+enum Candidate<'a> {
+    Local(f64, u64, u64, &'a Entry),
+    Remote(&'a String, &'a Found),
+}
+
+impl Candidate<'_> {
+    fn score(&self) -> f64 {
+        match self {
+            Candidate::Local(score, ..) => *score,
+            Candidate::Remote(_, f) => f.score,
+        }
+    }
+
+    fn runs(&self) -> u64 {
+        match self {
+            Candidate::Local(_, finished, ..) => *finished,
+            Candidate::Remote(_, f) => f.runs_last90,
+        }
+    }
+
+    fn hash(&self) -> &str {
+        match self {
+            Candidate::Local(.., e) => &e.hash,
+            Candidate::Remote(hash, _) => hash,
+        }
+    }
+}
+
+/// One adaptor of `GET /api/library/helpers`: how many expressions use it,
+/// and how many of them call each of its helpers.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = LibraryAdaptor)]
+pub struct Facet {
+    pub adaptor: String,
+    pub expressions: u64,
+    pub helpers: BTreeMap<String, u64>,
+}
+
+impl Catalog {
+    /// Every adaptor of the library with its helpers' counts, by name.
+    pub fn facets(&self) -> Vec<Facet> {
+        let mut by_adaptor: BTreeMap<String, Facet> = BTreeMap::new();
+        let mut count = |adaptor: &str, helpers: &BTreeMap<String, u32>| {
+            let facet = by_adaptor.entry(adaptor.to_string()).or_default();
+            facet.expressions += 1;
+            for helper in helpers.keys() {
+                *facet.helpers.entry(helper.clone()).or_default() += 1;
+            }
+        };
+        for e in &self.entries {
+            count(&e.adaptor, &e.helpers);
+        }
+        for list in self.remote.entries() {
+            for (hash, f) in list.iter() {
+                if !self.entries.iter().any(|e| &e.hash == hash) {
+                    count(&f.adaptor, &f.helpers);
+                }
+            }
+        }
+        by_adaptor
+            .into_iter()
+            .map(|(adaptor, facet)| Facet { adaptor, ..facet })
             .collect()
     }
 }

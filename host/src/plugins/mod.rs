@@ -215,22 +215,36 @@ struct Seen {
     len: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct Failed {
+/// A plugin whose file could not be loaded.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PluginFailed)]
+pub struct Failed {
     name: String,
     file: String,
+    /// Always `failed`.
     status: &'static str,
     last_error: String,
 }
 
+/// A plugin still compiling since start-up.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PluginLoading)]
+pub struct Loading {
+    name: String,
+    file: String,
+    /// Always `loading`.
+    status: &'static str,
+}
+
 /// What `/api/plugins` shows for one plugin.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(as = PluginReport)]
 pub enum Report {
     Loaded(Status),
-    Failed(serde_json::Value),
-    /// Still compiling since start-up: `{name, file, status: "loading"}`.
-    Loading(serde_json::Value),
+    Failed(Failed),
+    /// Still compiling since start-up.
+    Loading(Loading),
 }
 
 impl PluginHost {
@@ -403,16 +417,14 @@ impl PluginHost {
             .unwrap_or_else(|p| p.into_inner())
             .values()
         {
-            out.push(Report::Failed(
-                serde_json::to_value(failed).unwrap_or_default(),
-            ));
+            out.push(Report::Failed(failed.clone()));
         }
         for (name, file) in self.loading() {
-            out.push(Report::Loading(serde_json::json!({
-                "name": name,
-                "file": file,
-                "status": "loading",
-            })));
+            out.push(Report::Loading(Loading {
+                name,
+                file,
+                status: "loading",
+            }));
         }
         out
     }

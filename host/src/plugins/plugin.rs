@@ -32,7 +32,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// (HTTP, disk) that an epoch cannot interrupt.
 const HOST_SLACK: Duration = Duration::from_millis(500);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Trigger,
@@ -151,7 +151,8 @@ pub struct CallFailure {
     pub trapped: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PluginStatus)]
 pub struct Status {
     pub name: String,
     pub kind: Kind,

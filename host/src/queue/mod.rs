@@ -140,7 +140,7 @@ pub enum Submitted {
 }
 
 /// `GET /api/messages` rows.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: String,
     pub status: &'static str,

@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Running,
@@ -32,7 +33,7 @@ impl RunStatus {
 }
 
 /// One row of `GET /api/runs`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunSummary {
     pub id: String,
     pub job: String,
@@ -46,7 +47,7 @@ pub struct RunSummary {
 }
 
 /// `GET /api/runs/{id}`: the summary plus what the run printed and produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunDetail {
     #[serde(flatten)]
     pub summary: RunSummary,
@@ -100,7 +101,7 @@ pub struct FinishedRun {
 }
 
 /// The newest run of a job, for `GET /api/jobs`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LastRun {
     pub id: String,
     pub status: RunStatus,

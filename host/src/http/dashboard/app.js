@@ -5,12 +5,14 @@
 // - the admin API key, when the service asks for one (401), is kept in
 //   sessionStorage for this tab only and sent as `x-api-key`;
 // - nothing is loaded from anywhere but this service.
-// DOM helpers are in dom.js, the SVG charts in charts.js.
+// DOM helpers are in dom.js, the SVG charts in charts.js, the Library tab in
+// library.js.
 
 import {
   $, el, clear, pill, emptyRow, toast, fmtInt, fmtPct, fmtMs, fmtTime, fmtAgo, shortId, pretty,
 } from './dom.js';
 import { drawChart } from './charts.js';
+import { loadLibrary, setupLibrary } from './library.js';
 
 const REFRESH_MS = 5000;
 const KEY_STORAGE = 'microservice.adminKey';
@@ -401,6 +403,9 @@ const loaders = {
   async dead() {
     renderDead(await api('/api/messages?status=dead&limit=200'));
   },
+  async library() {
+    await loadLibrary(api, errorText);
+  },
 };
 
 function setLive(mode, text) {
@@ -450,6 +455,7 @@ function start() {
   $('filter-job').addEventListener('change', refresh);
   $('filter-status').addEventListener('change', refresh);
   $('run-filters').addEventListener('submit', (e) => e.preventDefault());
+  setupLibrary(refresh);
   window.addEventListener('hashchange', () => showTab(location.hash.slice(1)));
   showTab(location.hash.slice(1) || 'overview');
   state.timer = setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);

@@ -232,8 +232,15 @@ pub struct Failed {
 pub struct Loading {
     name: String,
     file: String,
-    /// Always `loading`.
-    status: &'static str,
+    status: LoadingStatus,
+}
+
+/// A loading plugin's `status`: always `loading` (one value, so that the
+/// document tells it from a loaded plugin's report).
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadingStatus {
+    Loading,
 }
 
 /// What `/api/plugins` shows for one plugin.
@@ -423,7 +430,7 @@ impl PluginHost {
             out.push(Report::Loading(Loading {
                 name,
                 file,
-                status: "loading",
+                status: LoadingStatus::Loading,
             }));
         }
         out

@@ -182,18 +182,25 @@ fn key(cache_dir: &Path) -> std::io::Result<hmac::Key> {
         SystemRandom::new()
             .fill(&mut secret)
             .map_err(|_| std::io::Error::other("no system randomness"))?;
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
+        // Written whole under a name of its own, then linked into place
+        // (which fails if a key is there): a reader never sees a key file
+        // half written, which it would take for damaged and replace while
+        // plugins compiling beside it seal entries with the first one.
+        let tmp = path.with_extension(format!("key-{}", hex::encode(&secret[..8])));
         {
-            Ok(mut file) => {
-                file.write_all(&secret)?;
-                file.sync_all()?;
-                return Ok(hmac::Key::new(hmac::HMAC_SHA256, &secret));
-            }
-            // Another process made it first: read theirs.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(&secret)?;
+            file.sync_all()?;
+        }
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => return Ok(hmac::Key::new(hmac::HMAC_SHA256, &secret)),
+            // Another thread or process made it first: read theirs.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
@@ -210,6 +217,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_making_the_key_at_once_all_get_the_one_written() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let cache = dir.path().join("plugin-cache");
+            let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+                let making: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let key = key(&cache).unwrap();
+                            tag(&key, "entry", b"code").as_ref().to_vec()
+                        })
+                    })
+                    .collect();
+                making.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let on_disk = existing_key(&cache).unwrap().expect("a key file");
+            let expected = tag(&on_disk, "entry", b"code").as_ref().to_vec();
+            assert!(keys.iter().all(|k| *k == expected));
+            // Nothing but the key is left beside the cache.
+            let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(names.len(), 1);
+        }
+    }
 
     #[test]
     fn a_seal_binds_the_name_and_the_contents() {

@@ -177,10 +177,11 @@ class Server:
 
 
 def start_service(binary, work, packages, durable, log_level, label="", database_url=None,
-                  runs=False, wrapper=()):
+                  runs=False, wrapper=(), commits=None):
     """The service with the bench project; `database_url` stores in
     PostgreSQL, `runs` makes its job match the bench body; `wrapper` is a
-    command the binary runs under (valgrind, for bench/inbox_instructions.py)."""
+    command the binary runs under (valgrind, for bench/inbox_instructions.py);
+    `commits` sets `[cluster] commits` (group commits in flight)."""
     name = f"{label}durable={'true' if durable else 'false'}"
     root = work / name.replace(" ", "-").replace(",", "")
     project, plugins = root / "project", root / "plugins"
@@ -188,7 +189,8 @@ def start_service(binary, work, packages, durable, log_level, label="", database
     plugins.mkdir()  # empty: only the built-in journal, when durable
     (project / "project.toml").write_text(PROJECT.format(
         core=CORE, adaptor=ADAPTOR, durable="true" if durable else "false",
-        trigger="always" if runs else "never"))
+        trigger="always" if runs else "never")
+        + (f"[cluster]\ncommits = {commits}\n" if commits else ""))
     env = dict(os.environ, PROJECT_DIR=str(project), DATA_DIR=str(root / "data"),
                PACKAGES_DIR=str(packages), PLUGINS_DIR=str(plugins), PORT="0",
                HOST_URL="127.0.0.1", ENDPOINT_STYLE="async", LOG_FORMAT="pretty",
@@ -287,6 +289,9 @@ def main():
     ap.add_argument("--gzip", action="store_true", help="also post the body gzip-compressed")
     ap.add_argument("--postgres", action="store_true",
                     help="also the service durable in a throwaway PostgreSQL, with its statements counted")
+    ap.add_argument("--commits", default="",
+                    help="with --postgres: also run the PostgreSQL service with these [cluster] commits "
+                         "(group commits in flight), e.g. 1,2,8, beside the default (4)")
     ap.add_argument("--job-receipts", type=int, default=400,
                     help="with --postgres: receipts per round whose job runs, journal and PostgreSQL (0: none)")
     ap.add_argument("--packages", default=str(ROOT / "target" / "bench-packages"))
@@ -331,6 +336,10 @@ def main():
             servers["durable=true"].wait_ready()
             servers[PG] = start_service(args.binary, work, packages, True, args.log_level,
                                         "postgres ", database_url=url)
+            for c in [int(c) for c in args.commits.split(",") if c.strip()]:
+                servers[f"postgres commits={c} durable=true"] = start_service(
+                    args.binary, work, packages, True, args.log_level, f"postgres commits={c} ",
+                    database_url=cluster.create_database(f"bench_c{c}"), commits=c)
         for s in servers.values():
             s.wait_ready()
         if cluster:
@@ -424,7 +433,7 @@ def main():
         goal = GOALS.get(n)
         ratio = med[n] / base
         verdict = "" if goal is None else f"≥ {goal:.0%} {'met' if ratio >= goal else 'NOT met'}"
-        if n == PG:
+        if n.startswith("postgres"):
             to_journal = med[n] / med["durable=true"]
             verdict = f"{to_journal:.3f} of the journal's: ≥ {PG_GOAL:.0%} {'met' if to_journal >= PG_GOAL else 'NOT met'}"
         print(f"| {n} | {med[n]:.0f} | {', '.join('%.0f' % x['rps'] for x in rs)} | {ratio:.3f} | {verdict} | "

@@ -376,7 +376,15 @@ async fn start_queue(
         }
         let lease = project.cluster.lease.unwrap_or(lease);
         return Queue::start(
-            Arc::new(pg.receipts(stop)),
+            Arc::new(
+                pg.receipts(
+                    stop,
+                    project
+                        .cluster
+                        .commits
+                        .unwrap_or(crate::project::DEFAULT_COMMITS),
+                ),
+            ),
             dispatcher.clone(),
             lease,
             project.inbox.retention,

@@ -147,12 +147,12 @@ pub(super) fn inbox(cx: &Ctx, t: Option<&Table>) -> InboxConfig {
     }
 }
 
-/// `[cluster]`: `database_url = { env = "NAME" }` and `lease`.
+/// `[cluster]`: `database_url = { env = "NAME" }`, `lease` and `commits`.
 pub(super) fn cluster(cx: &Ctx, t: Option<&Table>, env: CredentialEnv) -> ClusterConfig {
     let Some(t) = t else {
         return ClusterConfig::default();
     };
-    let _ = check_keys(cx, "cluster", t, &["database_url", "lease"]);
+    let _ = check_keys(cx, "cluster", t, &["database_url", "lease", "commits"]);
     let database_url = t.get("database_url").and_then(|v| {
         cx.ok(super::credentials::env_string(
             cx,
@@ -176,6 +176,18 @@ pub(super) fn cluster(cx: &Ctx, t: Option<&Table>, env: CredentialEnv) -> Cluste
     ClusterConfig {
         database_url,
         lease: cx.ok(duration(cx, "cluster", t, "lease")).flatten(),
+        commits: match t.get("commits") {
+            None => None,
+            Some(toml::Value::Integer(n)) if (1..=16).contains(n) => Some(*n as usize),
+            Some(_) => {
+                cx.report(cx.err(
+                    "cluster",
+                    Some("commits"),
+                    "must be a whole number from 1 to 16 (group commits in flight; default 4)",
+                ));
+                None
+            }
+        },
     }
 }
 

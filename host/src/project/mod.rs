@@ -32,8 +32,8 @@ pub use credentials::CredentialEnv;
 pub use http::HttpConfig;
 pub use library::LibraryConfig;
 pub use model::{
-    AdaptorSpec, ClusterConfig, DirBase, DirGrant, EngineConfig, EngineMode, InboxConfig, Job,
-    PluginSpec, PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,
+    AdaptorSpec, ClusterConfig, DEFAULT_COMMITS, DirBase, DirGrant, EngineConfig, EngineMode,
+    InboxConfig, Job, PluginSpec, PollSchedule, Project, RetryPolicy, Trigger, TriggerKind,
 };
 pub use paths::read_inside;
 pub use webhooks::{Reply, SecretDigest, WebhookAuth, digest as secret_digest};

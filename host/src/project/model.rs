@@ -124,7 +124,14 @@ pub struct ClusterConfig {
     /// replica may deliver it (default: twice the longest job timeout plus a
     /// minute, so a slow run is never delivered twice).
     pub lease: Option<Duration>,
+    /// `commits`: group commits of receipts in flight at once (1 to 16;
+    /// default [`DEFAULT_COMMITS`]). More gives more throughput on a fast
+    /// database at the cost of smaller batches: more statements per receipt.
+    pub commits: Option<usize>,
 }
+
+/// Group commits in flight on PostgreSQL unless `[cluster] commits` says.
+pub const DEFAULT_COMMITS: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct InboxConfig {

@@ -255,11 +255,12 @@ impl Postgres {
         }
     }
 
-    /// Receipts over this pool, woken by other replicas' `NOTIFY`s.
-    pub fn receipts(&self, stop: &CancellationToken) -> PgReceipts {
+    /// Receipts over this pool, woken by other replicas' `NOTIFY`s, with
+    /// `commits` group commits in flight at once.
+    pub fn receipts(&self, stop: &CancellationToken, commits: usize) -> PgReceipts {
         let wake = Arc::new(Notify::new());
         tokio::spawn(listen(self.clone(), wake.clone(), stop.clone()));
-        PgReceipts::new(self.clone(), wake)
+        PgReceipts::new(self.clone(), wake, commits)
     }
 
     /// Says this replica is alive (the `replicas` table): done once before

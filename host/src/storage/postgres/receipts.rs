@@ -29,11 +29,12 @@ use crate::storage::{
 pub struct PgReceipts {
     pg: Postgres,
     wake: Arc<Notify>,
+    commits: usize,
 }
 
 impl PgReceipts {
-    pub(super) fn new(pg: Postgres, wake: Arc<Notify>) -> Self {
-        PgReceipts { pg, wake }
+    pub(super) fn new(pg: Postgres, wake: Arc<Notify>, commits: usize) -> Self {
+        PgReceipts { pg, wake, commits }
     }
 }
 
@@ -431,7 +432,7 @@ impl Receipts for PgReceipts {
     /// Commits from concurrent batches share WAL flushes: with one in
     /// flight, a replica's throughput is one batch per flush (2–3 ms here).
     fn concurrent_commits(&self) -> usize {
-        4
+        self.commits
     }
 
     fn patience(&self) -> std::time::Duration {

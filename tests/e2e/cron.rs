@@ -440,7 +440,10 @@ fn each_tick_starts_from_the_cursor_jobs_last_successful_state() {
     // a cursor may be seen twice, but none is skipped.
     let mut seen: Vec<u64> = fetches.iter().rev().map(started_from).collect();
     assert_eq!(seen.first(), Some(&0), "{seen:?}");
-    assert!(seen.windows(2).all(|w| w[0] <= w[1] && w[1] <= w[0] + 1), "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1] && w[1] <= w[0] + 1),
+        "{seen:?}"
+    );
     seen.dedup();
     let left: Vec<u64> = advances
         .iter()

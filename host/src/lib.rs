@@ -35,7 +35,8 @@
 //!   `import` of the original's `project.yaml`, `install`, `plugin`).
 //! - [`import`]: converting the original's `project.yaml` to `project.toml`.
 //! - [`expression`]: job expressions parsed as JavaScript (syntax errors,
-//!   the helpers they call).
+//!   the helpers they call), and the compile step that makes a job written
+//!   for OpenFn's current runtime into code core 1.5.1 runs.
 //! - [`library`]: the jobs library, `GET /api/library` and `library` commands.
 
 pub mod cli;

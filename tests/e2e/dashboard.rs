@@ -198,32 +198,7 @@ fn browser_dir() -> PathBuf {
     NODE_MODULES
         .get_or_init(|| {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
-            if dir
-                .join("node_modules/playwright-core/package.json")
-                .is_file()
-            {
-                return Ok(dir);
-            }
-            let out = crate::harness::output_within(
-                Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund"])
-                    .current_dir(&dir)
-                    .stdin(Stdio::null()),
-                None,
-                crate::harness::INSTALL_TIMEOUT,
-            )
-            .map_err(|e| format!("npm ci in {}: {e}", dir.display()))?;
-            if out.status.success() {
-                Ok(dir)
-            } else {
-                Err(format!(
-                    "`npm ci` in {} exited with {}:\n{}{}",
-                    dir.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ))
-            }
+            crate::harness::npm_ci(&dir, "playwright-core/package.json")
         })
         .clone()
         .unwrap_or_else(|e| panic!("installing the browser test's packages failed:\n{e}"))

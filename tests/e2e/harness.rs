@@ -876,6 +876,36 @@ pub fn poll_for<T, E>(timeout: Duration, mut probe: impl FnMut() -> Result<T, E>
     }
 }
 
+/// `dir` (a folder of the repository with a `package-lock.json`) with its
+/// locked packages installed: `npm ci`, unless `dir/node_modules/<marker>`
+/// is there already. Callers keep the answer in a `OnceLock`, so one test
+/// run installs once.
+pub fn npm_ci(dir: &Path, marker: &str) -> Result<PathBuf, String> {
+    if dir.join("node_modules").join(marker).is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let out = output_within(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            .stdin(Stdio::null()),
+        None,
+        INSTALL_TIMEOUT,
+    )
+    .map_err(|e| format!("npm ci in {}: {e}", dir.display()))?;
+    if out.status.success() {
+        Ok(dir.to_path_buf())
+    } else {
+        Err(format!(
+            "`npm ci` in {} exited with {}:\n{}{}",
+            dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 /// `Command::output` with a deadline: runs `cmd` with its stdout and stderr
 /// piped, feeds it `stdin` when given (otherwise stdin is whatever `cmd`
 /// says; `spawn` inherits it, so set it), and returns everything it printed.

@@ -261,6 +261,14 @@ expression_file = "jobs/broken.js"
 trigger = "t"
 expression = "fn(async s => ({ ...s, a: `x${s.data?.y ?? 1}` }))"
 
+[jobs.lightning]
+trigger = "t"
+expression = "each($.data.items, fn(state => state)).then(s => s)"
+
+[jobs.lazy-outside]
+trigger = "t"
+expression = "fn(state => state);\nconst x = $.data.x;"
+
 [triggers.t]
 criteria = { a = 1 }
 "#,
@@ -293,12 +301,15 @@ criteria = { a = 1 }
         "error: {p}/jobs/broken.js: job `from-file`: line 2, column 24: syntax error:",
         "error: {p}/library/bad.js: line 3, column 1: syntax error:",
         "error: {p}/library/bare.js: line 1: no `// adaptor: <spec>` line",
+        // Lazy state where OpenFn's compiler refuses it.
+        "error: {p}/project.toml: [jobs.lazy-outside] expression: line 2, column 11 of the expression: syntax error: invalid state operator: must be inside an expression",
     ];
     for line in expected {
         assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
     }
     assert!(!stderr.contains("modern"), "{stderr}");
-    assert!(stderr.contains("4 errors found"), "{stderr}");
+    assert!(!stderr.contains("jobs.lightning"), "{stderr}");
+    assert!(stderr.contains("5 errors found"), "{stderr}");
 }
 
 /// The binary with `args` on the service's project, data and packages.

@@ -199,7 +199,13 @@ pub async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
 fn expressions(p: &Project) -> usize {
     let mut errors = 0;
     for job in p.jobs.values() {
-        for e in crate::expression::syntax_errors(&job.expression) {
+        let mut found = crate::expression::syntax_errors(&job.expression);
+        if found.is_empty()
+            && let Err(e) = &job.compiled
+        {
+            found.push(e.clone());
+        }
+        for e in found {
             match &job.expression_file {
                 Some(file) => eprintln!(
                     "error: {}: job `{}`: line {}, column {}: syntax error: {}",

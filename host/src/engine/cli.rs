@@ -117,7 +117,8 @@ impl CliEngine {
             std::fs::write(path, bytes)
                 .map_err(|e| format!("could not write {}: {e}", path.display()))
         };
-        write(&expression, req.job.expression.as_bytes())?;
+        let code = req.job.code().unwrap_or(&req.job.expression);
+        write(&expression, code.as_bytes())?;
         write(
             &state,
             &serde_json::to_vec(req.state).map_err(|e| e.to_string())?,

@@ -61,6 +61,15 @@ impl Engine {
 
     /// Runs the job; `on_line` hears each line of output as it is printed.
     pub async fn run(&self, req: RunRequest<'_>, on_line: impl FnMut(String)) -> RunOutcome {
+        // Refused by the compile step: the same code would fail every time,
+        // so no process is started for it.
+        if let Err(reason) = req.job.code() {
+            return RunOutcome {
+                exit_code: None,
+                final_state: None,
+                failure: Some(Failure::new(FailureKind::Compile, reason)),
+            };
+        }
         match self {
             Engine::Cli(e) => e.run(req, on_line).await,
             Engine::Worker(w) => w.run(req, on_line).await,

@@ -174,11 +174,12 @@ impl WorkerPool {
 
     /// Runs the job on a warm worker; `on_line` hears each line it prints.
     pub async fn run(&self, req: RunRequest<'_>, mut on_line: impl FnMut(String)) -> RunOutcome {
+        let code = req.job.code().unwrap_or(&req.job.expression);
         let mut request = json!({
             "id": req.run_id,
             "adaptor": self.inner.packages.package_dir(&req.job.adaptor),
-            "expression": req.job.expression,
-            "key": expression_key(&req.job.expression),
+            "expression": code,
+            "key": expression_key(code),
             "state": req.state,
         })
         .to_string();

@@ -144,6 +144,11 @@ pub struct Job {
     pub name: String,
     pub adaptor: AdaptorSpec,
     pub expression: String,
+    /// What the engine runs: `expression` made into code core 1.5.1 runs
+    /// (lazy state, promise chains, newer syntax, module scope; see
+    /// [`crate::expression::compile`]). `Ok(None)`: `expression` itself.
+    /// `Err`: the compile step refused it, a compile failure for every run.
+    pub compiled: Result<Option<String>, crate::expression::SyntaxError>,
     /// Where `expression` was read from (relative to the project), if from
     /// a file: a host file no plugin grant may reach.
     pub expression_file: Option<String>,
@@ -155,6 +160,18 @@ pub struct Job {
     pub retry: RetryPolicy,
     /// In the jobs library: its `library` key, else `[library] share_all`.
     pub library: bool,
+}
+
+impl Job {
+    /// The code the engine runs, or why the compile step refused the job
+    /// (its line and column are the expression's own).
+    pub fn code(&self) -> Result<&str, String> {
+        match &self.compiled {
+            Ok(Some(code)) => Ok(code),
+            Ok(None) => Ok(&self.expression),
+            Err(e) => Err(format!("the expression did not compile: {e}")),
+        }
+    }
 }
 
 #[derive(Debug)]

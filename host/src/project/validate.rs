@@ -263,6 +263,7 @@ fn job(
     Job {
         name: name.to_string(),
         adaptor,
+        compiled: crate::expression::compile(&expression),
         expression,
         expression_file,
         triggers,

@@ -101,6 +101,8 @@ fn a_lightning_project_imports_checks_and_runs_its_workflows() {
     let escalated = svc.job_state("urgent-escalation").unwrap();
     assert_eq!(escalated["data"]["escalated"], true, "{escalated}");
     assert_eq!(escalated["data"]["registered"], true, "{escalated}");
+    // Its job is written in today's syntax (lazy state, `?.`, `??`).
+    assert_eq!(escalated["data"]["escalated_to"], "on-call", "{escalated}");
 
     // A routine patient: the condition does not hold, the branch does not run.
     let reply = svc.post_json(

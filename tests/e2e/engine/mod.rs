@@ -7,6 +7,7 @@
 
 mod final_state;
 mod isolation;
+mod lightning_syntax;
 
 use std::time::{Duration, Instant};
 

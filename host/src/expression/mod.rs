@@ -12,7 +12,14 @@
 //! helpers. Which of the names an adaptor really has is the adaptor's own
 //! list (see `library::adaptor`); this module knows no adaptor.
 //!
+//! [`compile`] is the compile step the engine runs every job through (see
+//! its module).
+//!
 //! It never runs anything, and never reads text with a regular expression.
+
+mod compile;
+
+pub use compile::compile;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -14,58 +14,19 @@
 // DIR. Any failed check, page error or console error (a CSP violation
 // included) exits non-zero with a message saying what was expected.
 
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { WAIT_MS, check, eventually, launch, option as optionOf, step } from './common.mjs';
 
-const WAIT_MS = 90_000;
 const SECRETS = ['dashboard-secret-password-81723', 'dash-user'];
 const HOSTILE = '<img src=x onerror="window.__xss=1">';
 
-function option(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0 && process.argv[i + 1]) return process.argv[i + 1];
-  if (fallback !== undefined) return fallback;
-  console.error(`missing --${name}; usage: node dashboard.mjs --url http://127.0.0.1:PORT/ --out DIR`);
-  process.exit(2);
-}
+const option = (name, fallback) => optionOf(name, fallback, 'node dashboard.mjs --url http://127.0.0.1:PORT/ --out DIR');
 
 const base = new URL(option('url'));
 const out = option('out');
 const adminKey = option('admin-key', '');
 const keyHeaders = adminKey ? { 'x-api-key': adminKey } : {};
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-mkdirSync(out, { recursive: true });
-
-const problems = [];
 const seenText = [];
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-/**
- * Polls `probe` (async, returns `{ ok, seen }`) every 250 ms until `ok`, for
- * up to WAIT_MS: the page draws after its fetches settle, which on a busy
- * machine can be seconds after the action that caused it. Fails with what
- * was last seen, so a timeout says how far the page got.
- */
-async function eventually(what, probe) {
-  const deadline = Date.now() + WAIT_MS;
-  let last;
-  for (;;) {
-    last = await probe();
-    if (last.ok) return last.seen;
-    if (Date.now() >= deadline) throw new Error(`${what} (waited ${WAIT_MS} ms; last seen: ${JSON.stringify(last.seen)})`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-async function step(name, fn) {
-  const started = Date.now();
-  await fn();
-  console.log(`ok - ${name} (${Date.now() - started} ms)`);
-}
 
 async function postReceipt(body) {
   const res = await fetch(new URL('/inbox', base), {
@@ -83,17 +44,7 @@ async function getJson(path) {
   return res.json();
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking'],
-});
-const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-page.on('console', (msg) => {
-  if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`);
-});
-page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-page.on('requestfailed', (req) => problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`));
+const { browser, page, problems } = await launch(out);
 
 /** The visible text of the page, remembered for the secrets check. */
 async function snapshotText() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::replica;
 use crate::flows::SLOW_FLOW_PROJECT;
-use crate::harness::{BIN, Launch, RUN_TIMEOUT, Service, temp_dir, wait_for_runs};
+use crate::harness::{BIN, Launch, RUN_TIMEOUT, Service, run_id, temp_dir, wait_for_runs};
 use crate::plugins_support::{count, plugin, wait_plugin, wasm};
 use crate::postgres;
 
@@ -256,6 +256,11 @@ adaptor = "@openfn/language-common"
 trigger = "keep"
 expression = "fn(state => ({ data: state.data, kept: true }))"
 
+[jobs.noted]
+adaptor = "@openfn/language-common"
+trigger = "after-keep"
+expression = "fn(state => state)"
+
 [jobs.later]
 adaptor = "@openfn/language-common"
 trigger = "later"
@@ -269,6 +274,9 @@ criteria = { kind = "keep" }
 
 [triggers.later]
 criteria = { kind = "later" }
+
+[triggers.after-keep]
+success = "keep"
 "#;
     let data = temp_dir("e2e-from-embedded-");
     let mut embedded = Launch::new(toml).embedded().data_dir(data.path()).start();
@@ -283,7 +291,18 @@ criteria = { kind = "later" }
     let reply = embedded.post_json("/inbox", r#"{"kind": "later"}"#);
     assert_eq!(reply.status, 202, "{reply:?}");
     wait_for_runs(&embedded, "keep", "success", 3);
+    wait_for_runs(&embedded, "noted", "success", 3);
     wait_for_runs(&embedded, "later", "failure", 1);
+    let upstreams = |svc: &Service| {
+        let mut ids: Vec<String> = svc
+            .runs("noted")
+            .iter()
+            .map(|r| r["upstream"].as_str().unwrap_or("none").to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let noted_after = upstreams(&embedded);
     let state = embedded.job_state("keep").expect("a job state");
     embedded.stop();
 
@@ -306,16 +325,21 @@ criteria = { kind = "later" }
         text
     };
     let first = migrate();
-    assert!(first.contains("copied: 4 runs (0 already"), "{first}");
-    assert!(first.contains("copied: 1 job states (0 already"), "{first}");
+    assert!(first.contains("copied: 7 runs (0 already"), "{first}");
+    assert!(first.contains("copied: 2 job states (0 already"), "{first}");
     assert!(first.contains("copied: 4 receipts (0 already"), "{first}");
     let second = migrate();
-    assert!(second.contains("copied: 0 runs (4 already"), "{second}");
+    assert!(second.contains("copied: 0 runs (7 already"), "{second}");
     assert!(second.contains("copied: 0 receipts (4 already"), "{second}");
 
     let svc = replica(toml, &url, &[]);
     assert_eq!(svc.runs("keep").len(), 3);
     assert_eq!(svc.job_state("keep"), Some(state));
+    // Each flow run still names the run that started it.
+    let mut keeps: Vec<String> = svc.runs("keep").iter().map(run_id).collect();
+    keeps.sort();
+    assert_eq!(upstreams(&svc), keeps);
+    assert_eq!(noted_after, keeps);
     // An idempotency key the embedded deployment saw is still held.
     let again = svc.post_json_with(
         "/inbox",

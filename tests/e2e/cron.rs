@@ -360,3 +360,98 @@ cron = "{expr}"
         svc.log_tail()
     );
 }
+
+/// A cron trigger with a `cursor` (Lightning's cursor job): `fetch` ticks
+/// every second starting from `advance`'s last successful final state, not
+/// its own; `advance`, run after each successful `fetch`, moves the cursor
+/// on by one. `fetch` records in its final state the cursor it started
+/// from (its own final states never change the cursor, so without the
+/// cursor job every tick would start from 0).
+const CURSOR_PROJECT: &str = r#"
+[jobs.fetch]
+adaptor = "@openfn/language-common"
+trigger = "every-second"
+expression = """
+fn(state => ({ ...state, started_from: state.cursor || 0 }))
+"""
+
+[jobs.advance]
+adaptor = "@openfn/language-common"
+trigger = "after-fetch"
+expression = """
+fn(state => ({ data: {}, cursor: state.started_from + 1 }))
+"""
+
+[triggers.every-second]
+cron = "* * * * * *"
+cursor = "advance"
+
+[triggers.after-fetch]
+success = "fetch"
+"#;
+
+fn number(state: &Value, key: &str) -> u64 {
+    state[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("state without a numeric {key}: {state}"))
+}
+
+#[test]
+fn each_tick_starts_from_the_cursor_jobs_last_successful_state() {
+    let svc = Service::start(CURSOR_PROJECT, &[]);
+    svc.poll_until(
+        "advance to move the cursor to 3",
+        SNAPSHOT_TIMEOUT,
+        || match svc.job_state("advance") {
+            Some(s) if number(&s, "cursor") >= 3 => Ok(()),
+            other => Err(format!("advance's state {other:?}")),
+        },
+    );
+    // Advance's runs first: every one's upstream fetch run has ended by then.
+    let advances: Vec<Value> = svc
+        .runs("advance")
+        .iter()
+        .filter(|r| r["status"] == "success")
+        .map(|r| svc.run(r))
+        .collect();
+    let fetches: Vec<Value> = svc
+        .runs("fetch")
+        .iter()
+        .filter(|r| r["status"] == "success")
+        .map(|r| svc.run(r))
+        .collect();
+    let started_from = |run: &Value| number(&run["state"], "started_from");
+
+    // Each advance moved the cursor on from where its own fetch started.
+    for advance in &advances {
+        let upstream = fetches
+            .iter()
+            .find(|f| f["id"] == advance["upstream"])
+            .unwrap_or_else(|| panic!("advance run without its fetch run: {advance}"));
+        assert_eq!(
+            number(&advance["state"], "cursor"),
+            started_from(upstream) + 1,
+            "advance {advance}\nafter fetch {upstream}"
+        );
+    }
+    // Oldest first (run ids are time-ordered): the first tick had no cursor
+    // yet; each later one started from a cursor an advance run left, never
+    // going back. A tick may start before the last advance has ended, so
+    // a cursor may be seen twice, but none is skipped.
+    let mut seen: Vec<u64> = fetches.iter().rev().map(started_from).collect();
+    assert_eq!(seen.first(), Some(&0), "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1] && w[1] <= w[0] + 1),
+        "{seen:?}"
+    );
+    seen.dedup();
+    let left: Vec<u64> = advances
+        .iter()
+        .map(|a| number(&a["state"], "cursor"))
+        .collect();
+    assert!(
+        seen.iter().skip(1).all(|k| left.contains(k)),
+        "ticks started from {seen:?}; advance runs left {left:?}"
+    );
+    assert!(seen.len() >= 3, "ticks started from {seen:?}");
+}

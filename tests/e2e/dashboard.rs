@@ -1,7 +1,8 @@
 //! The dashboard: its page and assets (CSP, caching), the API it reads
 //! (`/api/stats`, the extended `/api/jobs`), and the whole page driven in
-//! real headless Chromium by `tests/browser/dashboard.mjs` (playwright-core
-//! with Debian's `chromium`; `make setup` installs it). A missing Chromium
+//! real headless Chromium by `tests/browser/dashboard.mjs`, and its
+//! Workflows tab by `tests/browser/workflows.mjs` (playwright-core with
+//! Debian's `chromium`; `make setup` installs it). A missing Chromium
 //! fails the test: it is never skipped.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use serde_json::Value;
 use crate::harness::{Launch, Service, scratch_dir, temp_dir, wait_for_runs};
 
 const PROJECT: &str = include_str!("../projects/dashboard/project.toml");
+const WORKFLOWS_PROJECT: &str = include_str!("../projects/workflows/project.toml");
 /// The browser script's own waits are 90 s each; this bounds the whole run.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -55,6 +57,9 @@ fn the_page_and_its_assets_are_served_with_a_strict_csp() {
         ("app.js", "text/javascript"),
         ("dom.js", "text/javascript"),
         ("charts.js", "text/javascript"),
+        ("library.js", "text/javascript"),
+        ("workflows.js", "text/javascript"),
+        ("graph.js", "text/javascript"),
         ("style.css", "text/css"),
         ("favicon.svg", "image/svg+xml"),
     ] {
@@ -199,9 +204,10 @@ fn browser_dir() -> PathBuf {
         .unwrap_or_else(|e| panic!("installing the browser test's packages failed:\n{e}"))
 }
 
-/// Runs `tests/browser/dashboard.mjs` against `svc`, with screenshots in
-/// `$CARGO_TARGET_TMPDIR/<name>/`, and fails with everything it printed.
-fn run_browser_test(svc: &Service, name: &str, extra: &[&str]) {
+/// Runs `tests/browser/<script>` against `svc`, with screenshots in
+/// `$CARGO_TARGET_TMPDIR/<name>/`, and fails with everything it printed
+/// or when one of `screenshots` was not saved.
+fn run_browser_test(svc: &Service, script: &str, name: &str, extra: &[&str], screenshots: &[&str]) {
     let chromium = chromium();
     let dir = browser_dir();
     let out = scratch_dir().join(name);
@@ -210,7 +216,7 @@ fn run_browser_test(svc: &Service, name: &str, extra: &[&str]) {
     let log = std::fs::File::create(&log_path).unwrap();
 
     let mut child = Command::new("node")
-        .arg(dir.join("dashboard.mjs"))
+        .arg(dir.join(script))
         .arg("--url")
         .arg(svc.url("/"))
         .arg("--out")
@@ -245,7 +251,7 @@ fn run_browser_test(svc: &Service, name: &str, extra: &[&str]) {
         ),
         None => panic!("the browser test did not finish within {BROWSER_TIMEOUT:?}:\n{printed}"),
     }
-    for name in ["dashboard-overview.png", "dashboard-run.png"] {
+    for name in screenshots {
         let shot = out.join(name);
         let bytes = std::fs::read(&shot)
             .unwrap_or_else(|e| panic!("screenshot {} missing: {e}", shot.display()));
@@ -262,7 +268,31 @@ fn run_browser_test(svc: &Service, name: &str, extra: &[&str]) {
 #[test]
 fn the_dashboard_works_in_headless_chromium() {
     let svc = Launch::new(PROJECT).start();
-    run_browser_test(&svc, "dashboard", &[]);
+    run_browser_test(&svc, "dashboard.mjs", "dashboard", &[], SCREENSHOTS);
+}
+
+const SCREENSHOTS: &[&str] = &["dashboard-overview.png", "dashboard-run.png"];
+
+/// The Workflows tab on a project with two workflows (see its header):
+/// every trigger, job and edge drawn with its label, disabled ones dashed,
+/// each job's last status, and the path of an opened run marked, from the
+/// graph and from the Runs tab (the runs' `upstream` links).
+#[test]
+fn the_workflows_tab_draws_each_workflow_and_an_opened_runs_path() {
+    let svc = Launch::new(WORKFLOWS_PROJECT).start();
+    run_browser_test(
+        &svc,
+        "workflows.mjs",
+        "dashboard-workflows",
+        &[],
+        &[
+            "dashboard-workflows.png",
+            "dashboard-workflows-path.png",
+            "dashboard-run-path.png",
+        ],
+    );
+    // Nothing ran down the disabled edge.
+    assert!(svc.runs("archive").is_empty(), "{}", svc.log_tail());
 }
 
 /// With `ADMIN_API_KEY`, the page (open, it holds no data) asks for the key
@@ -275,6 +305,12 @@ fn the_dashboard_asks_for_the_admin_key_and_sends_it() {
     let svc = Launch::new(PROJECT).env("ADMIN_API_KEY", KEY).start();
     assert_eq!(svc.get("/").status, 200, "the page itself needs no key");
     assert_eq!(svc.get("/api/stats").status, 401, "its data does");
-    run_browser_test(&svc, "dashboard-admin-key", &["--admin-key", KEY]);
+    run_browser_test(
+        &svc,
+        "dashboard.mjs",
+        "dashboard-admin-key",
+        &["--admin-key", KEY],
+        SCREENSHOTS,
+    );
     assert!(!svc.logs().contains(KEY), "the key reached the service log");
 }

@@ -56,6 +56,14 @@ fn success_flow_receives_upstream_final_state() {
     assert_eq!(flow_runs.len(), 1, "{flow_runs:?}");
     assert_eq!(flow_runs[0]["trigger"], "after-job-1");
 
+    // The flow's run names the run that started it, which lists it.
+    let upstream = &svc.runs("job-1")[0];
+    assert!(upstream["upstream"].is_null(), "{upstream}");
+    assert_eq!(flow_runs[0]["upstream"], upstream["id"], "{flow_runs:?}");
+    let started = svc.runs_query(&format!("upstream={}", run_id(upstream)));
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0]["id"], flow_runs[0]["id"]);
+
     // job-1 doubled 2 to 4, flow-job tripled that.
     let state = svc
         .job_state("flow-job")
@@ -165,6 +173,9 @@ fn a_flow_left_by_a_killed_service_runs_after_a_restart() {
     let detail = second.run(&done[0]);
     assert_eq!(detail["state"]["data"]["n"], 3, "{detail}");
     assert_eq!(detail["state"]["upstream"], true, "{detail}");
+    // The adopted flow still names the run that made it due.
+    let upstream = &second.runs("upstream")[0];
+    assert_eq!(detail["upstream"], upstream["id"], "{detail}");
     assert!(
         second
             .logs()

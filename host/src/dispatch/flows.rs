@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 use super::{Dispatcher, RunReport};
 use crate::clock::now_rfc3339;
 use crate::project::TriggerKind;
-use crate::storage::{PendingFlow, RunEnd, RunStatus, patiently};
+use crate::storage::{PendingFlow, RunEnd, RunStart, RunStatus, patiently};
 
 impl Dispatcher {
     /// Starts the pending flows that no running process is carrying out:
@@ -71,6 +71,7 @@ impl Dispatcher {
             let occasion = super::Occasion {
                 attempt: None,
                 settles: Some(flow.id),
+                upstream: flow.upstream,
                 watch,
             };
             this.run(job, flow.trigger, flow.input, occasion).await
@@ -91,7 +92,14 @@ impl Dispatcher {
         let now = now_rfc3339();
         let given_up = Some(&self.inner.given_up);
         let started = patiently("the run's start", patience, given_up, || {
-            runs.start_run(&run_id, &flow.job, &flow.trigger, &now, &flow.input)
+            runs.start_run(RunStart {
+                id: &run_id,
+                job: &flow.job,
+                trigger: &flow.trigger,
+                started_at: &now,
+                input: &flow.input,
+                upstream: flow.upstream.as_deref(),
+            })
         });
         let end = RunEnd {
             id: &run_id,
@@ -149,6 +157,7 @@ impl Dispatcher {
                     job: job.name.clone(),
                     trigger: trigger.name.clone(),
                     input: next_input.clone(),
+                    upstream: Some(upstream.run_id.clone()),
                 });
             }
         }

@@ -25,7 +25,7 @@ use crate::criteria;
 use crate::engine::{Engine, Failure, FailureKind, RunRequest};
 use crate::project::{Job, Project, RetryPolicy, TriggerKind};
 use crate::redact::{Redactor, strip_configuration};
-use crate::storage::{PendingFlow, RunEnd, RunStatus, Runs, Storage, patiently};
+use crate::storage::{PendingFlow, RunEnd, RunStart, RunStatus, Runs, Storage, patiently};
 
 mod flows;
 
@@ -68,6 +68,8 @@ struct Occasion {
     attempt: Option<u32>,
     /// The pending flow this run carries out.
     settles: Option<String>,
+    /// The run whose end started this one (a flow run's), kept with it.
+    upstream: Option<String>,
     watch: Option<Watch>,
 }
 
@@ -274,8 +276,8 @@ impl Dispatcher {
                     .to_string();
                 let occasion = Occasion {
                     attempt,
-                    settles: None,
                     watch: watch.clone(),
+                    ..Occasion::default()
                 };
                 self.spawn_run(job.clone(), trigger, input, occasion)
             })
@@ -380,6 +382,7 @@ impl Dispatcher {
         let Occasion {
             attempt,
             settles,
+            upstream,
             watch,
         } = occasion;
         let inner = &self.inner;
@@ -400,7 +403,14 @@ impl Dispatcher {
         let started_ms = now_ms();
         let (runs, patience) = (&inner.storage.runs, inner.storage.patience());
         if let Err(e) = patiently("the run's start", patience, Some(&inner.given_up), || {
-            runs.start_run(&run_id, &job.name, &trigger, &started_at, &input)
+            runs.start_run(RunStart {
+                id: &run_id,
+                job: &job.name,
+                trigger: &trigger,
+                started_at: &started_at,
+                input: &input,
+                upstream: upstream.as_deref(),
+            })
         })
         .await
         {

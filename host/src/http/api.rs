@@ -206,11 +206,12 @@ pub async fn job_state(app: &App, name: &str) -> Response<Body> {
     }
 }
 
-/// `GET /api/runs?job=&status=&limit=`: the newest runs first.
+/// `GET /api/runs?job=&status=&upstream=&limit=`: the newest runs first.
 #[utoipa::path(get, path = "/api/runs", tag = "api",
     params(
         ("job" = Option<String>, Query, description = "Only this job's runs."),
         ("status" = Option<RunStatus>, Query, description = "Only runs in this status."),
+        ("upstream" = Option<String>, Query, description = "Only the runs this run's end started (its flow runs)."),
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 50)."),
     ),
     responses(
@@ -235,15 +236,16 @@ pub async fn runs(app: &App, query: Option<&str>) -> Response<Body> {
                     );
                 }
             },
+            "upstream" if !value.is_empty() => filter.upstream = Some(value.into_owned()),
             "limit" if !value.is_empty() => match parse_limit(&value) {
                 Ok(n) => filter.limit = n,
                 Err(why) => return error(StatusCode::BAD_REQUEST, why),
             },
-            "job" | "status" | "limit" => {}
+            "job" | "status" | "upstream" | "limit" => {}
             other => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("unknown query parameter `{other}`; use job, status, limit"),
+                    format!("unknown query parameter `{other}`; use job, status, upstream, limit"),
                 );
             }
         }

@@ -39,7 +39,7 @@ const INDEX: Asset = Asset {
 };
 
 /// Served under `/dashboard/{name}`.
-const ASSETS: [Asset; 6] = [
+const ASSETS: [Asset; 8] = [
     Asset {
         name: "app.js",
         content_type: "text/javascript; charset=utf-8",
@@ -54,6 +54,16 @@ const ASSETS: [Asset; 6] = [
         name: "library.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("dashboard/library.js"),
+    },
+    Asset {
+        name: "workflows.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("dashboard/workflows.js"),
+    },
+    Asset {
+        name: "graph.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("dashboard/graph.js"),
     },
     Asset {
         name: "charts.js",

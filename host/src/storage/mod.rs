@@ -31,7 +31,7 @@ use serde_json::Value;
 
 pub use records::{
     FinishedRun, JobHealth, JobRuns, JobStateRecord, LastRun, PendingFlow, RunDetail, RunEnd,
-    RunFilter, RunRecord, RunStatus, RunSummary,
+    RunFilter, RunRecord, RunStart, RunStatus, RunSummary,
 };
 
 /// What the dispatcher, cron and the API keep: run records and job states,
@@ -318,15 +318,8 @@ pub trait Receipts: Send + Sync + 'static {
 #[async_trait]
 pub trait Runs: Send + Sync + 'static {
     /// Records a run's start with its input state (no `configuration`),
-    /// so it can be run again.
-    async fn start_run(
-        &self,
-        id: &str,
-        job: &str,
-        trigger: &str,
-        started_at: &str,
-        input: &Value,
-    ) -> Result<(), StorageError>;
+    /// so it can be run again, and the run that started it, if any.
+    async fn start_run(&self, start: RunStart<'_>) -> Result<(), StorageError>;
 
     /// Records a run's end and, when it succeeded, the job's new state, in
     /// one transaction so the two never disagree; in the same transaction,

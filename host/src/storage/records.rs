@@ -44,6 +44,24 @@ pub struct RunSummary {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub duration_ms: Option<i64>,
+    /// The run whose end started this one, for a flow run (a job after
+    /// another); `null` for a run started by a receipt, a cron tick or a
+    /// retry, and for flow runs recorded before upstream runs were kept.
+    pub upstream: Option<String>,
+}
+
+/// How a run's start is written.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStart<'a> {
+    pub id: &'a str,
+    pub job: &'a str,
+    pub trigger: &'a str,
+    /// RFC 3339.
+    pub started_at: &'a str,
+    /// The initial state (no `configuration`), kept so the run can be run again.
+    pub input: &'a Value,
+    /// The run whose end started this one (a flow run's).
+    pub upstream: Option<&'a str>,
 }
 
 /// `GET /api/runs/{id}`: the summary plus what the run printed and produced.
@@ -89,6 +107,9 @@ pub struct PendingFlow {
     pub trigger: String,
     /// The initial state (no `configuration`).
     pub input: Value,
+    /// The run whose end made it due; `None` for one kept before upstream
+    /// runs were.
+    pub upstream: Option<String>,
 }
 
 /// A finished run as the dashboard's per-minute statistics count it.
@@ -132,6 +153,8 @@ pub struct JobRuns {
 pub struct RunFilter {
     pub job: Option<String>,
     pub status: Option<RunStatus>,
+    /// Only the runs this run's end started (its flows).
+    pub upstream: Option<String>,
     pub limit: usize,
 }
 

@@ -6,13 +6,14 @@
 //   sessionStorage for this tab only and sent as `x-api-key`;
 // - nothing is loaded from anywhere but this service.
 // DOM helpers are in dom.js, the SVG charts in charts.js, the Library tab in
-// library.js.
+// library.js, the Workflows tab (and a run's path) in workflows.js and graph.js.
 
 import {
   $, el, clear, pill, emptyRow, toast, fmtInt, fmtPct, fmtMs, fmtTime, fmtAgo, shortId, pretty,
 } from './dom.js';
 import { drawChart } from './charts.js';
 import { loadLibrary, setupLibrary } from './library.js';
+import { loadWorkflows, pathSection, revealCurrent, showPath, tracePath } from './workflows.js';
 
 const REFRESH_MS = 5000;
 const KEY_STORAGE = 'microservice.adminKey';
@@ -189,6 +190,8 @@ function renderJobs(jobs) {
 }
 
 async function openJobState(name) {
+  state.openRun = null;
+  showPath([], null);
   openDrawer(`State of ${name}`);
   const body = $('drawer-body');
   const reply = await api(`/api/jobs/${encodeURIComponent(name)}/state`);
@@ -259,11 +262,14 @@ async function openRun(id) {
       el('dt', {}, 'Run id'), el('dd', { class: 'mono' }, run.id),
       el('dt', {}, 'Job'), el('dd', {}, run.job),
       el('dt', {}, 'Trigger'), el('dd', {}, run.trigger),
+      run.upstream ? [el('dt', {}, 'Started by'), el('dd', {},
+        el('button', { type: 'button', class: 'link mono', id: 'run-upstream', onclick: () => openRunSafely(run.upstream) }, run.upstream))] : null,
       el('dt', {}, 'Started'), el('dd', {}, fmtTime(run.started_at)),
       el('dt', {}, 'Finished'), el('dd', {}, fmtTime(run.finished_at)),
       el('dt', {}, 'Duration'), el('dd', {}, fmtMs(run.duration_ms)),
       el('dt', {}, 'Exit code'), el('dd', {}, run.exit_code === null ? '–' : String(run.exit_code)),
       run.reason ? [el('dt', {}, 'Reason'), el('dd', {}, run.reason)] : null),
+    el('div', { id: 'run-path-box' }),
     el('h3', {}, 'Log'),
     el('pre', { class: 'block', id: 'run-log' }, (run.log || []).join('\n') || '(no output)'),
     el('h3', {}, 'Final state'),
@@ -271,6 +277,14 @@ async function openRun(id) {
     el('div', { class: 'actions' },
       el('button', { type: 'button', class: 'secondary', onclick: () => guarded(retryRun)(run.id) }, 'Run again with the same input')),
   );
+  // Its path through its workflow: upstream runs, this run, the runs it started.
+  const [path, jobs] = await Promise.all([tracePath(api, run), api('/api/jobs')]);
+  if (state.openRun !== id) return;
+  showPath(path, id);
+  if (jobs.status === 200) {
+    $('run-path-box').append(...pathSection(jobs.body, path, id, openRunSafely));
+    revealCurrent();
+  }
 }
 
 const openRunSafely = guarded(openRun);
@@ -373,6 +387,7 @@ function openDrawer(title) {
 function closeDrawer() {
   $('drawer').hidden = true;
   state.openRun = null;
+  showPath([], null);
   for (const tr of document.querySelectorAll('#runs-table tbody tr.selected')) tr.classList.remove('selected');
 }
 
@@ -405,6 +420,9 @@ const loaders = {
   },
   async library() {
     await loadLibrary(api, errorText);
+  },
+  async workflows() {
+    await loadWorkflows(api, errorText, openRunSafely);
   },
 };
 

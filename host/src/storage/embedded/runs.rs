@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::storage::{
     FinishedRun, JobHealth, JobRuns, JobStateRecord, LastRun, PendingFlow, RunDetail, RunEnd,
-    RunFilter, RunRecord, RunStatus, RunSummary, Runs, StorageError,
+    RunFilter, RunRecord, RunStart, RunStatus, RunSummary, Runs, StorageError,
 };
 
 /// What can go wrong inside this file, before it becomes a [`StorageError`].
@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS runs (
     duration_ms INTEGER,
     log TEXT,
     state TEXT,
-    input TEXT
+    input TEXT,
+    upstream TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, id);
 CREATE INDEX IF NOT EXISTS runs_by_finished ON runs (finished_at);
@@ -70,9 +71,25 @@ CREATE TABLE IF NOT EXISTS pending_flows (
     id TEXT PRIMARY KEY,
     job TEXT NOT NULL,
     trigger TEXT NOT NULL,
-    input TEXT NOT NULL
+    input TEXT NOT NULL,
+    upstream TEXT
 );
 ";
+
+/// Columns added since the first schema, added to a file that lacks them.
+const ADDED_COLUMNS: [(&str, &str); 3] = [
+    ("runs", "input"),
+    ("runs", "upstream"),
+    ("pending_flows", "upstream"),
+];
+
+/// Made once every column exists: the runs a run's end started (its flows).
+const INDEXES: &str =
+    "CREATE INDEX IF NOT EXISTS runs_by_upstream ON runs (upstream) WHERE upstream IS NOT NULL;";
+
+/// The columns of a [`RunSummary`], in the order `summary_from_row` reads them.
+const SUMMARY: &str =
+    "id, job, trigger, status, exit_code, reason, started_at, finished_at, duration_ms, upstream";
 
 impl SqliteRuns {
     /// Opens (or creates) the store. Runs left `running` by a process that
@@ -106,29 +123,39 @@ impl SqliteRuns {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
         )?;
         conn.execute_batch(SCHEMA)?;
-        let has_input: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'input'")?
-            .exists([])?;
-        if !has_input {
-            conn.execute_batch("ALTER TABLE runs ADD COLUMN input TEXT")?;
+        for (table, column) in ADDED_COLUMNS {
+            let has: bool = conn
+                .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+                .exists([table, column])?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))?;
+            }
         }
+        conn.execute_batch(INDEXES)?;
         conn.execute(
             "UPDATE runs SET status = 'failure', reason = 'interrupted: the service stopped during the run' WHERE status = 'running'",
             [],
         )?;
         let left = conn
-            .prepare("SELECT id, job, trigger, input FROM pending_flows ORDER BY id")?
+            .prepare("SELECT id, job, trigger, input, upstream FROM pending_flows ORDER BY id")?
             .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get(4)?,
+                ))
             })?
             .map(|row| {
-                let (id, job, trigger, input) = row?;
+                let (id, job, trigger, input, upstream) = row?;
                 let input = serde_json::from_str(&input)?;
                 Ok(PendingFlow {
                     id,
                     job,
                     trigger,
                     input,
+                    upstream,
                 })
             })
             .collect::<Result<Vec<_>, SqliteError>>()?;
@@ -148,15 +175,15 @@ impl SqliteRuns {
         let (runs, states) = self
             .with(|c| {
                 let runs = c
-                    .prepare(
-                        "SELECT id, job, trigger, status, exit_code, reason, started_at, finished_at, duration_ms, log, state, input FROM runs ORDER BY id",
-                    )?
+                    .prepare(&format!(
+                        "SELECT {SUMMARY}, log, state, input FROM runs ORDER BY id"
+                    ))?
                     .query_map([], |r| {
                         Ok(RunRecord {
                             summary: summary_from_row(r)?,
-                            log: r.get(9)?,
-                            state: r.get(10)?,
-                            input: r.get(11)?,
+                            log: r.get(10)?,
+                            state: r.get(11)?,
+                            input: r.get(12)?,
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
@@ -195,25 +222,19 @@ impl SqliteRuns {
 #[async_trait]
 impl Runs for SqliteRuns {
     /// Records a run's start with its input state (no `configuration`), so it can be retried.
-    async fn start_run(
-        &self,
-        id: &str,
-        job: &str,
-        trigger: &str,
-        started_at: &str,
-        input: &Value,
-    ) -> Result<(), StorageError> {
+    async fn start_run(&self, start: RunStart<'_>) -> Result<(), StorageError> {
         let (id, job, trigger, started_at) = (
-            id.to_string(),
-            job.to_string(),
-            trigger.to_string(),
-            started_at.to_string(),
+            start.id.to_string(),
+            start.job.to_string(),
+            start.trigger.to_string(),
+            start.started_at.to_string(),
         );
-        let input = serde_json::to_string(input)?;
+        let upstream = start.upstream.map(str::to_string);
+        let input = serde_json::to_string(start.input)?;
         self.with(move |c| {
             c.execute(
-                "INSERT INTO runs (id, job, trigger, status, started_at, input) VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
-                params![id, job, trigger, started_at, input],
+                "INSERT INTO runs (id, job, trigger, status, started_at, input, upstream) VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
+                params![id, job, trigger, started_at, input, upstream],
             )?;
             Ok(())
         })
@@ -241,16 +262,17 @@ impl Runs for SqliteRuns {
                     f.job.clone(),
                     f.trigger.clone(),
                     serde_json::to_string(&f.input)?,
+                    f.upstream.clone(),
                 ))
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
         let settles = end.settles.map(str::to_string);
         self.with(move |c| {
             let tx = c.transaction()?;
-            for (id, job, trigger, input) in &flows {
+            for (id, job, trigger, input, upstream) in &flows {
                 tx.execute(
-                    "INSERT INTO pending_flows (id, job, trigger, input) VALUES (?1, ?2, ?3, ?4)",
-                    params![id, job, trigger, input],
+                    "INSERT INTO pending_flows (id, job, trigger, input, upstream) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, job, trigger, input, upstream],
                 )?;
             }
             if let Some(settles) = &settles {
@@ -298,13 +320,25 @@ impl Runs for SqliteRuns {
     /// Newest first.
     async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StorageError> {
         self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT id, job, trigger, status, exit_code, reason, started_at, finished_at, duration_ms FROM runs
-                 WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR status = ?2)
-                 ORDER BY id DESC LIMIT ?3",
-            )?;
+            // The runs one run started are found by their own index, which
+            // an `IS NULL OR` on the parameter would keep the planner from.
+            let upstream = if filter.upstream.is_some() {
+                "upstream = ?4"
+            } else {
+                "?4 IS NULL"
+            };
+            let mut stmt = c.prepare(&format!(
+                "SELECT {SUMMARY} FROM runs
+                 WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR status = ?2) AND {upstream}
+                 ORDER BY id DESC LIMIT ?3"
+            ))?;
             let rows = stmt.query_map(
-                params![filter.job, filter.status.map(RunStatus::as_str), filter.limit as i64],
+                params![
+                    filter.job,
+                    filter.status.map(RunStatus::as_str),
+                    filter.limit as i64,
+                    filter.upstream
+                ],
                 summary_from_row,
             )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -420,15 +454,26 @@ impl Runs for SqliteRuns {
         self.with(move |c| {
             let row = c
                 .query_row(
-                    "SELECT id, job, trigger, status, exit_code, reason, started_at, finished_at, duration_ms, log, state FROM runs WHERE id = ?1",
+                    &format!("SELECT {SUMMARY}, log, state FROM runs WHERE id = ?1"),
                     [id],
-                    |r| Ok((summary_from_row(r)?, r.get::<_, Option<String>>(9)?, r.get::<_, Option<String>>(10)?)),
+                    |r| {
+                        Ok((
+                            summary_from_row(r)?,
+                            r.get::<_, Option<String>>(10)?,
+                            r.get::<_, Option<String>>(11)?,
+                        ))
+                    },
                 )
                 .optional()?;
-            let Some((summary, log, state)) = row else { return Ok(None) };
+            let Some((summary, log, state)) = row else {
+                return Ok(None);
+            };
             Ok(Some(RunDetail {
                 summary,
-                log: log.map(|l| serde_json::from_str(&l)).transpose()?.unwrap_or_default(),
+                log: log
+                    .map(|l| serde_json::from_str(&l))
+                    .transpose()?
+                    .unwrap_or_default(),
                 state: state.map(|s| serde_json::from_str(&s)).transpose()?,
             }))
         })
@@ -448,6 +493,7 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
         started_at: r.get(6)?,
         finished_at: r.get(7)?,
         duration_ms: r.get(8)?,
+        upstream: r.get(9)?,
     })
 }
 
@@ -456,12 +502,29 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn start<'a>(
+        id: &'a str,
+        job: &'a str,
+        trigger: &'a str,
+        started_at: &'a str,
+        input: &'a Value,
+    ) -> RunStart<'a> {
+        RunStart {
+            id,
+            job,
+            trigger,
+            started_at,
+            input,
+            upstream: None,
+        }
+    }
+
     #[tokio::test]
     async fn success_updates_job_state_and_failure_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteRuns::open(&dir.path().join("s.db")).unwrap();
         store
-            .start_run("01", "j", "t", "2026-01-01T00:00:00Z", &json!({}))
+            .start_run(start("01", "j", "t", "2026-01-01T00:00:00Z", &json!({})))
             .await
             .unwrap();
         let s = json!({"count": 1});
@@ -483,7 +546,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .start_run("02", "j", "t", "2026-01-01T00:00:02Z", &json!({}))
+            .start_run(start("02", "j", "t", "2026-01-01T00:00:02Z", &json!({})))
             .await
             .unwrap();
         store
@@ -542,7 +605,7 @@ mod tests {
         ];
         for (id, job, status, finished_at, duration_ms) in runs {
             store
-                .start_run(id, job, "t", "2026-01-01T00:00:00.000Z", &json!({}))
+                .start_run(start(id, job, "t", "2026-01-01T00:00:00.000Z", &json!({})))
                 .await
                 .unwrap();
             store
@@ -563,7 +626,13 @@ mod tests {
                 .unwrap();
         }
         store
-            .start_run("04", "a", "t", "2026-01-01T00:02:00.000Z", &json!({}))
+            .start_run(start(
+                "04",
+                "a",
+                "t",
+                "2026-01-01T00:02:00.000Z",
+                &json!({}),
+            ))
             .await
             .unwrap();
 
@@ -615,6 +684,7 @@ mod tests {
             job: "next".into(),
             trigger: "after".into(),
             input: json!({"data": {"n": 1}}),
+            upstream: Some("01".into()),
         };
         let end = |id, flows, settles| RunEnd {
             id,
@@ -632,7 +702,7 @@ mod tests {
         let first = SqliteRuns::open(&path).unwrap();
         assert!(first.adopt_flows(10).await.unwrap().is_empty());
         first
-            .start_run("01", "j", "t", "now", &json!({}))
+            .start_run(start("01", "j", "t", "now", &json!({})))
             .await
             .unwrap();
         first
@@ -651,13 +721,65 @@ mod tests {
             "adopted once"
         );
         second
-            .start_run("02", "next", "after", "now", &json!({}))
+            .start_run(RunStart {
+                upstream: Some("01"),
+                ..start("02", "next", "after", "now", &json!({}))
+            })
             .await
             .unwrap();
         second.finish_run(end("02", &[], Some("f1"))).await.unwrap();
+        // The flow's run names the run that made it due, and is found by it.
+        let started = second
+            .list_runs(RunFilter {
+                upstream: Some("01".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(started.len(), 1, "{started:?}");
+        assert_eq!(started[0].id, "02");
+        assert_eq!(started[0].upstream.as_deref(), Some("01"));
+        let detail = second.run("02").await.unwrap().unwrap();
+        assert_eq!(detail.summary.upstream.as_deref(), Some("01"));
+        assert_eq!(
+            second.run("01").await.unwrap().unwrap().summary.upstream,
+            None
+        );
         drop(second);
         let third = SqliteRuns::open(&path).unwrap();
         assert!(third.adopt_flows(10).await.unwrap().is_empty());
+    }
+
+    /// A file written before runs kept their upstream run gains the
+    /// columns (empty for the runs it has) and keeps its pending flows.
+    #[tokio::test]
+    async fn a_file_from_before_upstream_runs_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE runs (id TEXT PRIMARY KEY, job TEXT NOT NULL, trigger TEXT NOT NULL,
+                    status TEXT NOT NULL, exit_code INTEGER, reason TEXT, started_at TEXT NOT NULL,
+                    finished_at TEXT, duration_ms INTEGER, log TEXT, state TEXT, input TEXT);
+                 CREATE TABLE pending_flows (id TEXT PRIMARY KEY, job TEXT NOT NULL,
+                    trigger TEXT NOT NULL, input TEXT NOT NULL);
+                 INSERT INTO runs (id, job, trigger, status, started_at) VALUES ('01', 'j', 't', 'success', 'now');
+                 INSERT INTO pending_flows VALUES ('f1', 'next', 'after', '{}');",
+            )
+            .unwrap();
+        }
+        let store = SqliteRuns::open(&path).unwrap();
+        assert_eq!(
+            store.run("01").await.unwrap().unwrap().summary.upstream,
+            None
+        );
+        let left = store.adopt_flows(10).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].upstream, None);
+        let (runs, _, _) = store.export().await.unwrap();
+        assert_eq!(runs[0].summary.id, "01");
     }
 
     #[tokio::test]
@@ -666,7 +788,7 @@ mod tests {
         let path = dir.path().join("s.db");
         SqliteRuns::open(&path)
             .unwrap()
-            .start_run("01", "j", "t", "now", &json!({}))
+            .start_run(start("01", "j", "t", "now", &json!({})))
             .await
             .unwrap();
         let run = SqliteRuns::open(&path)

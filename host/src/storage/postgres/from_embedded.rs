@@ -111,7 +111,7 @@ impl Postgres {
 
         for chunk in embedded.runs.chunks(CHUNK) {
             let mut text: [Vec<String>; 5] = Default::default();
-            let mut maybe: [Vec<Option<String>>; 5] = Default::default();
+            let mut maybe: [Vec<Option<String>>; 6] = Default::default();
             let (mut exit_codes, mut durations, mut finished_ms) = (vec![], vec![], vec![]);
             for RunRecord {
                 summary: r,
@@ -130,6 +130,7 @@ impl Postgres {
                 maybe[2].push(log.clone());
                 maybe[3].push(state.clone());
                 maybe[4].push(input.clone());
+                maybe[5].push(r.upstream.clone());
                 exit_codes.push(r.exit_code);
                 durations.push(r.duration_ms);
                 finished_ms.push(r.finished_at.as_deref().and_then(|t| {
@@ -140,12 +141,13 @@ impl Postgres {
             }
             let n = tx
                 .execute(
-                    "INSERT INTO runs (id, job, trigger, status, started_at, reason, finished_at, log, state, input, exit_code, duration_ms, finished_ms)
-                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[], $12::int8[], $13::int8[])
+                    "INSERT INTO runs (id, job, trigger, status, started_at, reason, finished_at, log, state, input, exit_code, duration_ms, finished_ms, upstream)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[], $12::int8[], $13::int8[], $14::text[])
                      ON CONFLICT (id) DO NOTHING",
                     &[
                         &text[0], &text[1], &text[2], &text[3], &text[4], &maybe[0], &maybe[1],
                         &maybe[2], &maybe[3], &maybe[4], &exit_codes, &durations, &finished_ms,
+                        &maybe[5],
                     ],
                 )
                 .await
@@ -171,14 +173,15 @@ impl Postgres {
             // Unclaimed: the first replica to look adopts it.
             let n = tx
                 .execute(
-                    "INSERT INTO pending_flows (id, job, trigger, input, created_at_ms, claimed_by)
-                     VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO pending_flows (id, job, trigger, input, created_at_ms, claimed_by, upstream)
+                     VALUES ($1, $2, $3, $4, $5, NULL, $6) ON CONFLICT (id) DO NOTHING",
                     &[
                         &f.id,
                         &f.job,
                         &f.trigger,
                         &serde_json::to_string(&f.input)?,
                         &now,
+                        &f.upstream,
                     ],
                 )
                 .await

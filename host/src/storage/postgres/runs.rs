@@ -15,8 +15,8 @@ use tokio_postgres::Row;
 
 use super::{Postgres, db_error};
 use crate::storage::{
-    FinishedRun, JobHealth, JobRuns, LastRun, PendingFlow, RunDetail, RunEnd, RunFilter, RunStatus,
-    RunSummary, Runs, StorageError,
+    FinishedRun, JobHealth, JobRuns, LastRun, PendingFlow, RunDetail, RunEnd, RunFilter, RunStart,
+    RunStatus, RunSummary, Runs, StorageError,
 };
 
 pub struct PgRuns {
@@ -29,8 +29,9 @@ impl PgRuns {
     }
 }
 
+/// The columns of a [`RunSummary`], in the order `summary` reads them.
 const SUMMARY: &str =
-    "id, job, trigger, status, exit_code, reason, started_at, finished_at, duration_ms";
+    "id, job, trigger, status, exit_code, reason, started_at, finished_at, duration_ms, upstream";
 
 /// Unix ms of an RFC 3339 time, as the dispatcher writes them.
 fn millis(rfc3339: &str) -> Option<i64> {
@@ -41,19 +42,12 @@ fn millis(rfc3339: &str) -> Option<i64> {
 
 #[async_trait]
 impl Runs for PgRuns {
-    async fn start_run(
-        &self,
-        id: &str,
-        job: &str,
-        trigger: &str,
-        started_at: &str,
-        input: &Value,
-    ) -> Result<(), StorageError> {
-        let input = serde_json::to_string(input)?;
+    async fn start_run(&self, start: RunStart<'_>) -> Result<(), StorageError> {
+        let input = serde_json::to_string(start.input)?;
         let client = self.pg.client().await?;
         let stmt = client
             .prepare_cached(
-                "INSERT INTO runs (id, job, trigger, status, started_at, input, replica) VALUES ($1, $2, $3, 'running', $4, $5, $6)",
+                "INSERT INTO runs (id, job, trigger, status, started_at, input, replica, upstream) VALUES ($1, $2, $3, 'running', $4, $5, $6, $7)",
             )
             .await
             .map_err(db_error)?;
@@ -61,12 +55,13 @@ impl Runs for PgRuns {
             .execute(
                 &stmt,
                 &[
-                    &id,
-                    &job,
-                    &trigger,
-                    &started_at,
+                    &start.id,
+                    &start.job,
+                    &start.trigger,
+                    &start.started_at,
                     &input,
                     &self.pg.replica.as_ref(),
+                    &start.upstream,
                 ],
             )
             .await
@@ -105,18 +100,20 @@ impl Runs for PgRuns {
         tx.execute(&stmt, &params).await.map_err(db_error)?;
         if !end.flows.is_empty() {
             // One statement for every flow the run makes due (fan-out).
-            let (mut ids, mut jobs, mut triggers, mut inputs) = (vec![], vec![], vec![], vec![]);
+            let (mut ids, mut jobs, mut triggers, mut inputs, mut upstreams) =
+                (vec![], vec![], vec![], vec![], vec![]);
             for f in end.flows {
                 ids.push(f.id.as_str());
                 jobs.push(f.job.as_str());
                 triggers.push(f.trigger.as_str());
                 inputs.push(serde_json::to_string(&f.input)?);
+                upstreams.push(f.upstream.as_deref());
             }
             let now = crate::clock::now_ms().cast_signed();
             let stmt = tx
                 .prepare_cached(
-                    "INSERT INTO pending_flows (id, job, trigger, input, created_at_ms, claimed_by)
-                     SELECT id, job, trigger, input, $5, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS f(id, job, trigger, input)",
+                    "INSERT INTO pending_flows (id, job, trigger, input, created_at_ms, claimed_by, upstream)
+                     SELECT id, job, trigger, input, $5, $6, upstream FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $7::text[]) AS f(id, job, trigger, input, upstream)",
                 )
                 .await
                 .map_err(db_error)?;
@@ -129,6 +126,7 @@ impl Runs for PgRuns {
                     &inputs,
                     &now,
                     &self.pg.replica.as_ref(),
+                    &upstreams,
                 ],
             )
             .await
@@ -155,7 +153,7 @@ impl Runs for PgRuns {
                 "UPDATE pending_flows SET claimed_by = $1 WHERE id IN (
                     SELECT id FROM pending_flows WHERE claimed_by IS NULL
                     ORDER BY created_at_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED
-                 ) RETURNING id, job, trigger, input",
+                 ) RETURNING id, job, trigger, input, upstream",
             )
             .await
             .map_err(db_error)?;
@@ -171,6 +169,7 @@ impl Runs for PgRuns {
                     job: r.get(1),
                     trigger: r.get(2),
                     input: serde_json::from_str(r.get::<_, &str>(3))?,
+                    upstream: r.get(4),
                 })
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
@@ -204,17 +203,25 @@ impl Runs for PgRuns {
 
     async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StorageError> {
         let client = self.pg.client().await?;
+        // The runs one run started are found by their own (partial) index,
+        // which an `IS NULL OR` on the parameter would keep the planner from.
+        let upstream = if filter.upstream.is_some() {
+            "upstream = $4"
+        } else {
+            "$4::text IS NULL"
+        };
         let rows = client
             .query(
                 &format!(
                     "SELECT {SUMMARY} FROM runs
-                     WHERE ($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR status = $2)
+                     WHERE ($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR status = $2) AND {upstream}
                      ORDER BY id DESC LIMIT $3"
                 ),
                 &[
                     &filter.job,
                     &filter.status.map(RunStatus::as_str),
                     &(filter.limit as i64),
+                    &filter.upstream,
                 ],
             )
             .await
@@ -337,8 +344,8 @@ impl Runs for PgRuns {
             .await
             .map_err(db_error)?;
         let Some(row) = row else { return Ok(None) };
-        let log: Option<String> = row.get(9);
-        let state: Option<String> = row.get(10);
+        let log: Option<String> = row.get(10);
+        let state: Option<String> = row.get(11);
         Ok(Some(RunDetail {
             summary: summary(&row),
             log: log
@@ -361,5 +368,6 @@ fn summary(r: &Row) -> RunSummary {
         started_at: r.get(6),
         finished_at: r.get(7),
         duration_ms: r.get(8),
+        upstream: r.get(9),
     }
 }

@@ -102,11 +102,16 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
 /// slots are stored already leased and delivered from memory at once: no
 /// `lease` call to fetch back what was just written, and no second parse of
 /// the body. The rest wait in the store, pending, for the delivery loop.
+/// A receipt no job matched on arrival is stored done: it has nothing to
+/// deliver, so it takes no slot, no lease and no acknowledgement.
 async fn commit(queue: &Queue, mut batch: Vec<Pending>) {
     let inner = &queue.inner;
+    // The store wants done receipts last (stable: arrival order otherwise).
+    batch.sort_by_key(|p| p.receipt.done);
+    let to_deliver = batch.iter().filter(|p| !p.receipt.done).count();
     let mut slots = Vec::new();
     // Stopping: leave new receipts pending for the next start.
-    while slots.len() < batch.len() && !inner.stop.is_cancelled() {
+    while slots.len() < to_deliver && !inner.stop.is_cancelled() {
         match inner.in_flight.clone().try_acquire_owned() {
             Ok(slot) => slots.push(slot),
             Err(_) => break,
@@ -121,6 +126,7 @@ async fn commit(queue: &Queue, mut batch: Vec<Pending>) {
             p.arrival,
             p.reply,
             pump::waiter_of(&p.receipt.metadata),
+            p.receipt.done,
         ));
         receipts.push(p.receipt);
     }
@@ -137,13 +143,13 @@ async fn commit(queue: &Queue, mut batch: Vec<Pending>) {
                 answers.len(),
                 rest.len()
             ));
-            for (_, _, reply, _) in rest {
+            for (_, _, reply, ..) in rest {
                 let _ = reply.send(Err(why.clone()));
             }
             return;
         }
         Err(e) => {
-            for (_, _, reply, _) in rest {
+            for (_, _, reply, ..) in rest {
                 let _ = reply.send(Err(e.clone()));
             }
             return;
@@ -153,13 +159,18 @@ async fn commit(queue: &Queue, mut batch: Vec<Pending>) {
     // those; the rest (and every slot left over) wait for the pump.
     let mut slots = slots.into_iter();
     let mut all_leased = true;
-    for (answer, (body, arrival, reply, waiter)) in answers.into_iter().zip(rest) {
+    for (answer, (body, arrival, reply, waiter, done)) in answers.into_iter().zip(rest) {
         let new_id = match &answer {
             Enqueued::New(id) => Some(id.clone()),
             Enqueued::Duplicate(_) => None,
         };
         let _ = reply.send(Ok(answer));
         let Some(id) = new_id else { continue };
+        if done {
+            // What its delivery would have told a waiter: no runs.
+            pump::no_runs(queue, waiter);
+            continue;
+        }
         match slots.next() {
             Some(slot) => {
                 let delivery = Delivery {
@@ -214,6 +225,7 @@ mod tests {
             source: "inbox".into(),
             idempotency_key: None,
             metadata: Vec::new(),
+            done: false,
         };
         let body = Value::Object(Default::default());
         (

@@ -211,7 +211,11 @@ impl Queue {
     /// `text` as received, `body` parsed from it, `receipt` how it arrived as
     /// JSON text (kept in the message's metadata, for every delivery). With
     /// `wait.reports`, also returns a receiver for the reports of its first
-    /// attempt; `wait.watch` goes to the first attempt's runs.
+    /// attempt; `wait.watch` goes to the first attempt's runs. A receipt
+    /// that `matched` no job is stored done: it is never delivered, even if
+    /// a job matching it is added before it would have been (its 202 said
+    /// no job matched).
+    #[allow(clippy::too_many_arguments)]
     pub async fn submit(
         &self,
         text: String,
@@ -220,6 +224,7 @@ impl Queue {
         source: &str,
         idempotency_key: Option<String>,
         wait: Wait,
+        matched: bool,
     ) -> Result<(Submitted, Option<oneshot::Receiver<Vec<RunReport>>>), StorageError> {
         // A copy for the delivery from memory, which reads it only when a
         // job matches (see `pump::deliver`).
@@ -249,6 +254,7 @@ impl Queue {
             source: source.to_string(),
             idempotency_key,
             metadata,
+            done: !matched,
         };
         let stored = commit::submit(self, new, body, receipt).await;
         let forget_waiter = || {

@@ -152,6 +152,21 @@ pub async fn run(queue: Queue) {
     }
 }
 
+/// Tells a receipt's waiter, if any, that it starts no runs.
+pub(super) fn no_runs(queue: &Queue, waiter: Option<String>) {
+    let Some(token) = waiter else { return };
+    let removed = queue
+        .inner
+        .waiters
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&token);
+    // Dropping its watch tells a webhook's reply that nothing runs.
+    if let Some(tx) = removed.and_then(|w| w.reports) {
+        let _ = tx.send(Vec::new());
+    }
+}
+
 async fn deliver(queue: &Queue, delivery: Delivery) {
     let inner = &queue.inner;
     let store = &inner.store;

@@ -213,7 +213,8 @@ impl Door {
             reports: options.wait,
             watch: options.watch,
         };
-        let submitted = Box::pin(queue.submit(text, message, receipt, source, key, wait))
+        let matched = !jobs.is_empty();
+        let submitted = Box::pin(queue.submit(text, message, receipt, source, key, wait, matched))
             .await
             .map_err(Refused::Store)?;
         let outcome = match submitted {

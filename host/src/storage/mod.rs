@@ -126,6 +126,10 @@ pub struct NewReceipt {
     pub idempotency_key: Option<String>,
     /// Key-value pairs kept with the receipt and given back on lease.
     pub metadata: Vec<(String, String)>,
+    /// Nothing to deliver: no job matched it when it arrived. It is stored
+    /// done (acknowledged) at once, so it is kept, listed and a duplicate
+    /// of a re-send, but never leased.
+    pub done: bool,
 }
 
 /// What [`Receipts::enqueue`] did with one receipt.
@@ -222,10 +226,11 @@ pub struct ReceiptStats {
 #[async_trait]
 pub trait Receipts: Send + Sync + 'static {
     /// Stores `receipts` durably (one write for all of them), in order.
-    /// The first `lease_first` that are stored are stored already leased
-    /// until `now_ms + lease_ms`, attempt 1, for the caller to deliver at
-    /// once. A receipt whose idempotency key the store holds, or that an
-    /// earlier receipt of the same call holds, is a duplicate.
+    /// The first `lease_first` that are stored and not [`NewReceipt::done`]
+    /// are stored already leased until `now_ms + lease_ms`, attempt 1, for
+    /// the caller to deliver at once; done ones come after all others in
+    /// `receipts`. A receipt whose idempotency key the store holds, or that
+    /// an earlier receipt of the same call holds, is a duplicate.
     async fn enqueue(
         &self,
         receipts: Vec<NewReceipt>,

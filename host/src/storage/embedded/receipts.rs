@@ -113,6 +113,8 @@ impl Receipts for JournalReceipts {
         let mut slots = Vec::with_capacity(receipts.len());
         let mut messages = Vec::with_capacity(receipts.len());
         let mut keys_of_batch: Vec<(String, usize)> = Vec::new();
+        // Messages stored done: indexes into `messages`, all after the others.
+        let mut done = Vec::new();
         for r in receipts {
             if let Some(key) = &r.idempotency_key {
                 if let Some(id) = keys.get(key) {
@@ -130,6 +132,9 @@ impl Receipts for JournalReceipts {
                 metadata.push((KEY_IDEMPOTENCY.to_string(), key));
             }
             slots.push(Slot::Stored(messages.len()));
+            if r.done {
+                done.push(messages.len());
+            }
             messages.push(NewMessage {
                 body: r.body,
                 source: r.source,
@@ -140,7 +145,7 @@ impl Receipts for JournalReceipts {
         let ids = if messages.is_empty() {
             Vec::new()
         } else {
-            let lease_first = lease_first.min(count as u32);
+            let lease_first = lease_first.min((count - done.len()) as u32);
             self.store
                 .enqueue(messages, lease_first, lease_ms, now_ms)
                 .await?
@@ -150,6 +155,13 @@ impl Receipts for JournalReceipts {
                 "the message store returned {} ids for {count} messages",
                 ids.len()
             )));
+        }
+        if !done.is_empty() {
+            // The message store has no "stored done": acknowledged in the
+            // same call, before the caller answers. A lease in between
+            // delivers it to no job, which acknowledges it too.
+            let acked = done.iter().map(|&i| ids[i].clone()).collect();
+            self.store.ack_many(acked, now_ms).await?;
         }
         let mut forgotten = 0;
         for (key, index) in keys_of_batch {

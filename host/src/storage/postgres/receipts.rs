@@ -48,9 +48,11 @@ const COLUMNS: &str = "id, body, source, metadata, status, attempts, enqueued_at
 fn insert(conflict: &str) -> String {
     format!(
         "WITH stored AS (
-    INSERT INTO receipts (id, body, source, metadata, idempotency_key, status, attempts, enqueued_at_ms, not_before_ms, due_ms, leased_by)
-    SELECT id, body, source, metadata, key, status, attempts, enqueued, enqueued, due,
-           CASE WHEN status = 'leased' THEN $9 END
+    INSERT INTO receipts (id, body, source, metadata, idempotency_key, status, attempts, enqueued_at_ms, not_before_ms, due_ms, leased_by, finished_at_ms)
+    SELECT id, body, source, metadata, key, status, attempts, enqueued, enqueued,
+           CASE WHEN status <> 'done' THEN due END,
+           CASE WHEN status = 'leased' THEN $9 END,
+           CASE WHEN status = 'done' THEN enqueued END
     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[], $8::int8[], $10::int8[])
          AS batch(id, body, source, metadata, key, status, attempts, enqueued, due)
     {conflict}
@@ -87,6 +89,7 @@ impl Receipts for PgReceipts {
         let mut ids: Vec<String> = Vec::with_capacity(receipts.len());
         let (mut bodies, mut sources, mut metadata) = (Vec::new(), Vec::new(), Vec::new());
         let mut keys: Vec<Option<String>> = Vec::new();
+        let mut done: Vec<bool> = Vec::new();
         for r in receipts {
             if let Some(key) = &r.idempotency_key
                 && let Some(first) = keys
@@ -102,15 +105,21 @@ impl Receipts for PgReceipts {
             sources.push(r.source);
             metadata.push(serde_json::to_string(&r.metadata)?);
             keys.push(r.idempotency_key);
+            done.push(r.done);
         }
         let rows = ids.len();
         if rows == 0 {
             return Ok(Vec::new());
         }
-        let leased = (lease_first as usize).min(rows);
+        // Done rows come after all others: the first `leased` rows are not.
+        let leased = (lease_first as usize).min(done.iter().filter(|d| !**d).count());
         let lease_row = |i: usize| i < leased;
         let statuses: Vec<&str> = (0..rows)
-            .map(|i| if lease_row(i) { "leased" } else { "pending" })
+            .map(|i| match (done[i], lease_row(i)) {
+                (true, _) => "done",
+                (false, true) => "leased",
+                (false, false) => "pending",
+            })
             .collect();
         let attempts: Vec<i32> = (0..rows).map(|i| lease_row(i) as i32).collect();
         let enqueued = vec![now; rows];
@@ -187,7 +196,9 @@ impl Receipts for PgReceipts {
             // The caller delivers the first `leased` new receipts at once:
             // those stored pending (a duplicate took a leased row) are
             // leased now, before anyone else can see them.
-            let new_rows: Vec<usize> = (0..rows).filter(|&i| stored.contains(&ids[i])).collect();
+            let new_rows: Vec<usize> = (0..rows)
+                .filter(|&i| stored.contains(&ids[i]) && !done[i])
+                .collect();
             let late: Vec<&str> = new_rows
                 .iter()
                 .take(leased)

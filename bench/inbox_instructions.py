@@ -7,7 +7,7 @@ Throughput on a shared 2-core machine moves by more than the few percent a
 change to the request path costs (issue 18's goal: plain JSON within 3% of
 the build before it), so this counts what the machine's load cannot move:
 the instructions the service executes per request. Each service runs under
-`valgrind --tool=callgrind` with collection off; one client sends warm-up
+`valgrind --tool=callgrind` with instrumentation off; one client sends warm-up
 requests, then callgrind's counters are switched on, `--requests` receipts
 are sent one after another on one keep-alive connection (so a durable group
 commit always holds one receipt: the same work in both builds), and the
@@ -74,7 +74,7 @@ def instructions(out_prefix):
 
 def measure(binary, label, durable, work, packages, args, gzipped):
     out = work / f"{label}-{durable}-{'gzip' if gzipped else 'plain'}.callgrind"
-    wrapper = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+    wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                f"--callgrind-out-file={out}", "--quiet"]
     # Started under valgrind from the first instruction (the journal's
     # compile at start-up takes a few seconds more that way; nothing of it

@@ -93,7 +93,11 @@ pub async fn receive(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Res
         wait: sync,
         watch: None,
     };
-    let taken = app.door.take(arriving, options).await;
+    // Boxed: decoding, matching and storing make the largest state of this
+    // future, which would otherwise be copied whole each time the request's
+    // future is moved (hyper boxes it, tracing wraps it): one allocation
+    // costs less than those copies.
+    let taken = Box::pin(app.door.take(arriving, options)).await;
     if !matches!(taken, Err(Refused::Decode(_))) {
         app.activity.receipt();
     }

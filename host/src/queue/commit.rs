@@ -102,8 +102,9 @@ pub async fn run(queue: Queue, mut pending: mpsc::Receiver<Pending>) {
 /// slots are stored already leased and delivered from memory at once: no
 /// `lease` call to fetch back what was just written, and no second parse of
 /// the body. The rest wait in the store, pending, for the delivery loop.
-/// A receipt no job matched on arrival is stored done: it has nothing to
-/// deliver, so it takes no slot, no lease and no acknowledgement.
+/// A receipt no job matched on arrival has nothing to deliver: it takes no
+/// slot and no lease, and is stored done (or acknowledged at once, where
+/// the store cannot store it done).
 async fn commit(queue: &Queue, mut batch: Vec<Pending>) {
     let inner = &queue.inner;
     // The store wants done receipts last (stable: arrival order otherwise).
@@ -167,6 +168,9 @@ async fn commit(queue: &Queue, mut batch: Vec<Pending>) {
         let _ = reply.send(Ok(answer));
         let Some(id) = new_id else { continue };
         if done {
+            if !inner.store.stores_done() {
+                queue.acknowledge(id);
+            }
             // What its delivery would have told a waiter: no runs.
             pump::no_runs(queue, waiter);
             continue;

@@ -134,7 +134,9 @@ pub fn kind_of(content_type: Option<&str>) -> Result<Kind, DecodeError> {
 
 /// The value of parameter `name` of a media type, unquoted.
 pub fn parameter<'a>(content_type: &'a str, name: &str) -> Option<&'a str> {
-    content_type.split(';').skip(1).find_map(|p| {
+    // Most senders give none: no splitting then (this runs on every receipt).
+    let (_, parameters) = content_type.split_once(';')?;
+    parameters.split(';').find_map(|p| {
         let (k, v) = p.split_once('=')?;
         k.trim()
             .eq_ignore_ascii_case(name)

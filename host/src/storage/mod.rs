@@ -127,8 +127,9 @@ pub struct NewReceipt {
     /// Key-value pairs kept with the receipt and given back on lease.
     pub metadata: Vec<(String, String)>,
     /// Nothing to deliver: no job matched it when it arrived. It is stored
-    /// done (acknowledged) at once, so it is kept, listed and a duplicate
-    /// of a re-send, but never leased.
+    /// done (acknowledged), so it is kept, listed and a duplicate of a
+    /// re-send, but never delivered: by `enqueue` itself where the store
+    /// can ([`Receipts::stores_done`]), else by the caller's acknowledgement.
     pub done: bool,
 }
 
@@ -308,6 +309,13 @@ pub trait Receipts: Send + Sync + 'static {
     /// database shares one WAL flush among the commits waiting for it.
     fn concurrent_commits(&self) -> usize {
         1
+    }
+
+    /// Whether [`NewReceipt::done`] receipts are stored done by `enqueue`
+    /// itself; if not (the message-store plugins), the caller acknowledges
+    /// them, in its next batch of acknowledgements.
+    fn stores_done(&self) -> bool {
+        false
     }
 
     /// How long an acknowledgement, a retry's schedule or a dead letter is

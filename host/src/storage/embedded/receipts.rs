@@ -113,7 +113,9 @@ impl Receipts for JournalReceipts {
         let mut slots = Vec::with_capacity(receipts.len());
         let mut messages = Vec::with_capacity(receipts.len());
         let mut keys_of_batch: Vec<(String, usize)> = Vec::new();
-        // Messages stored done: indexes into `messages`, all after the others.
+        // Messages with nothing to deliver (all after the others): stored
+        // pending, not leased; the message store has no "stored done", so
+        // the queue acknowledges them with its next batch (`stores_done`).
         let mut done = Vec::new();
         for r in receipts {
             if let Some(key) = &r.idempotency_key {
@@ -155,13 +157,6 @@ impl Receipts for JournalReceipts {
                 "the message store returned {} ids for {count} messages",
                 ids.len()
             )));
-        }
-        if !done.is_empty() {
-            // The message store has no "stored done": acknowledged in the
-            // same call, before the caller answers. A lease in between
-            // delivers it to no job, which acknowledges it too.
-            let acked = done.iter().map(|&i| ids[i].clone()).collect();
-            self.store.ack_many(acked, now_ms).await?;
         }
         let mut forgotten = 0;
         for (key, index) in keys_of_batch {

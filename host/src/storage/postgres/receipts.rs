@@ -446,6 +446,10 @@ impl Receipts for PgReceipts {
         self.commits
     }
 
+    fn stores_done(&self) -> bool {
+        true
+    }
+
     fn patience(&self) -> std::time::Duration {
         crate::storage::PATIENCE
     }

@@ -9,7 +9,6 @@
 //! request waits for the matched runs (not for the flows after them).
 
 use std::future::poll_fn;
-use std::net::SocketAddr;
 use std::pin::pin;
 use std::task::Poll;
 
@@ -59,7 +58,7 @@ static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
         (status = 415, description = "A content type or encoding the inbox does not read.", body = ErrorBody),
         (status = 503, description = "The receipt could not be stored; try again after `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn receive(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn receive(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let content_type = text_header(headers, &CONTENT_TYPE);

@@ -13,8 +13,6 @@
 //! the service's rule: a 4xx with a JSON `errors` list. Every answer
 //! carries the OpenRosa headers.
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
@@ -58,7 +56,7 @@ pub struct Submission {
         (status = 415, description = "Not `multipart/form-data`.", body = super::ErrorBody),
         (status = 503, description = "The receipt could not be stored; try again after `Retry-After`.", body = super::ErrorBody),
     ))]
-pub async fn submit(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn submit(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let bytes = match read_body(app, headers, body).await {

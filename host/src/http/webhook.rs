@@ -10,7 +10,6 @@
 //! and every flow after them) with the last step's final state, under a
 //! deadline. It never answers with `configuration`, which runs never keep.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -46,12 +45,7 @@ use crate::receipt::{self, Arriving, Options, Outcome, Purpose, Refused, Taken};
         (status = 415, description = "A content type or encoding the inbox does not read.", body = ErrorBody),
         (status = 503, description = "The receipt could not be stored; try again after `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn receive(
-    app: &App,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    path: &str,
-) -> Response<Body> {
+pub async fn receive(app: &App, req: Request<Incoming>, peer: &str, path: &str) -> Response<Body> {
     let Some(hook) = app.dispatcher.webhook(path) else {
         return error(
             StatusCode::NOT_FOUND,

@@ -16,7 +16,6 @@ mod fields;
 pub mod form;
 pub mod xml;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -55,7 +54,8 @@ pub struct Arriving<'a> {
     pub source: &'a str,
     /// The request path, without its query.
     pub path: &'a str,
-    pub remote_addr: Option<SocketAddr>,
+    /// The peer's address, as `SocketAddr` displays it.
+    pub remote_addr: Option<&'a str>,
 }
 
 /// How the source wants it taken.

@@ -313,12 +313,24 @@ async fn notification_plugins(args: &Args) -> anyhow::Result<()> {
         );
     }
     for f in &all {
-        println!(
-            "{}: call median {:.3} ms, goal ≤ 1 ms: {}",
-            f.name,
-            f.kept.median / 1e3,
-            verdict(f.kept.median <= 1000.0)
-        );
+        if f.name.contains("noop") {
+            // The host's own cost: the plugin does nothing.
+            println!(
+                "{}: kept {:.1} µs, goal ≤ 5 µs: {}; fresh {:.1} µs, goal ≤ 20 µs: {}",
+                f.name,
+                f.kept.median,
+                verdict(f.kept.median <= 5.0),
+                f.fresh.median,
+                verdict(f.fresh.median <= 20.0)
+            );
+        } else {
+            println!(
+                "{}: call median {:.3} ms, goal (issue 20, Python and JavaScript) ≤ 1 ms: {}",
+                f.name,
+                f.kept.median / 1e3,
+                verdict(f.kept.median <= 1000.0)
+            );
+        }
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 #   1. bench/latency.py          receipt -> run-finished latency vs bare `core execute`
 #   2. bench/inbox_throughput.py async POST /inbox req/s under wrk: bare hyper,
 #                                durable = false, durable = true
-#   3. plugin_bench (example)    notification call cost (fresh vs reused instance),
+#   3. plugin_bench (example)    notification call cost (kept vs fresh instance),
 #                                start-up with four plugins (cold vs warm cache)
 #   4. bench/plugin_limits.py    /inbox req/s and latency beside spinning plugins vs none
 #   5. bench/library.py          GET /api/library p50/p99 with 10,000 runs and 200 library files

@@ -1,14 +1,18 @@
 //! Notification plugins, with the first-party webhook-notify built from
 //! source: a run summary is POSTed as JSON to a real local listener, for
 //! failed runs only with `on = "failure"` and for every run with
-//! `on = "all"`, and `/api/plugins` counts the calls.
+//! `on = "all"`, and `/api/plugins` counts the calls. A notification
+//! plugin's instance is kept from one call to the next, and a trap or a
+//! reload gives the next call a fresh one (counting-notify).
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Launch, run_id, wait_for_runs};
-use crate::plugins_support::{Listener, count, last_error, wait_plugin, wasm};
+use crate::harness::{Launch, Service, run_id, wait_for_runs};
+use crate::plugins_support::{
+    Listener, count, last_error, plugin, replace_file, wait_plugin, wasm,
+};
 
 const PROJECT: &str = include_str!("../projects/plugins-webhook/project.toml");
 /// Plugins are compiled before the service listens; this is slack for the
@@ -95,4 +99,115 @@ fn webhook_notify_posts_run_summaries() {
         .filter(|r| r.path != "/failure" && r.path != "/all")
         .collect();
     assert!(stray.is_empty(), "unexpected requests: {stray:?}");
+}
+
+const COUNTING: &str = r#"
+[jobs.echo]
+adaptor = "@openfn/language-common"
+trigger = "echo"
+expression = "fn(state => state)"
+
+[triggers.echo]
+criteria = { kind = "echo" }
+
+[jobs.trap]
+adaptor = "@openfn/language-common"
+trigger = "trap"
+expression = "fn(state => state)"
+
+[triggers.trap]
+criteria = { kind = "trap" }
+
+[plugins.counting]
+file = "counting_notify.wasm"
+dirs = [{ data = "out", guest = "/out" }]
+"#;
+
+/// The counting plugin's lines, oldest first.
+fn counted(svc: &Service) -> Vec<Value> {
+    std::fs::read_to_string(svc.data_dir().join("out/calls.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Starts a run of the job that `kind` matches, waits until the counting
+/// plugin has written it down (runs are notified one at a time, so its line
+/// is the next one), and returns the count its instance gave the call.
+fn counted_run(svc: &Service, kind: &str) -> u64 {
+    let lines = counted(svc).len();
+    let runs = svc.runs(kind).len();
+    let reply = svc.post_json("/inbox", &format!(r#"{{"kind":"{kind}"}}"#));
+    assert_eq!(reply.status, 202, "{reply:?}");
+    let run = wait_for_runs(svc, kind, "success", runs + 1);
+    let ids: Vec<String> = run.iter().map(run_id).collect();
+    svc.poll_until("the run in out/calls.jsonl", NOTIFY_TIMEOUT, || {
+        let all = counted(svc);
+        match all.get(lines) {
+            Some(line) => {
+                assert_eq!(all.len(), lines + 1, "one line per call: {all:?}");
+                assert_eq!(line["job"], kind, "{line}");
+                assert!(ids.iter().any(|id| line["run_id"] == id.as_str()), "{line}");
+                Ok(line["call"].as_u64().expect("a call count"))
+            }
+            None => Err(format!("lines: {all:?}")),
+        }
+    })
+}
+
+#[test]
+fn a_notification_plugin_keeps_its_instance_until_a_trap_or_a_reload() {
+    let counting = wasm("counting_notify.wasm");
+    let svc = Launch::new(COUNTING)
+        .file_bytes("plugins/counting_notify.wasm", &counting)
+        .start();
+    wait_plugin(&svc, "counting", "loaded", LOAD_TIMEOUT, |p| {
+        p["status"] == "active"
+    });
+
+    // One instance answers call after call: its count goes on.
+    let counts: Vec<u64> = (0..3).map(|_| counted_run(&svc, "echo")).collect();
+    assert_eq!(counts, [1, 2, 3], "the instance was not kept between calls");
+
+    // A call that traps takes its instance with it...
+    assert_eq!(counted_run(&svc, "trap"), 4);
+    let trapped = wait_plugin(&svc, "counting", "the trap counted", NOTIFY_TIMEOUT, |p| {
+        count(p, "failures") == 1
+    });
+    assert!(
+        last_error(&trapped).contains("asked to trap on call 4"),
+        "{trapped}"
+    );
+    // ...and the next call gets a fresh one, which goes on from there.
+    assert_eq!(
+        counted_run(&svc, "echo"),
+        1,
+        "the trapped instance was used again"
+    );
+    assert_eq!(counted_run(&svc, "echo"), 2);
+
+    // A new version of its table: the old version's instance is not used.
+    let project = svc.project_dir().join("project.toml");
+    let reloads = count(&plugin(&svc, "counting").unwrap(), "reloads");
+    let text = std::fs::read_to_string(&project).unwrap();
+    replace_file(
+        &project,
+        text.replace(
+            "guest = \"/out\" }]",
+            "guest = \"/out\" }]\nconfig = { dir = \"/out\" }",
+        )
+        .as_bytes(),
+    );
+    wait_plugin(&svc, "counting", "reloaded", LOAD_TIMEOUT, |p| {
+        count(p, "reloads") > reloads
+    });
+    assert_eq!(
+        counted_run(&svc, "echo"),
+        1,
+        "an instance of the old version was used"
+    );
+    let entry = plugin(&svc, "counting").unwrap();
+    assert_eq!(count(&entry, "calls"), 7, "{entry}");
+    assert_eq!(count(&entry, "failures"), 1, "{entry}");
 }

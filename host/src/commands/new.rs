@@ -181,10 +181,10 @@ fn calling(kind: PluginKind) -> &'static str {
             "- **Calls**: `poll` on the table's `interval` (or `cron`), each on a\n  fresh instance: nothing survives from one poll to the next (keep state\n  in a granted folder). Each message's body must be JSON; it is matched\n  against the jobs' criteria like an `/inbox` receipt."
         }
         PluginKind::Notification => {
-            "- **Calls**: `notify` after every run, each on a fresh instance:\n  nothing survives from one call to the next (keep state in a granted\n  folder). `u64` times are Unix milliseconds."
+            "- **Calls**: `notify` after every run, on an instance the host keeps\n  between calls and replaces after a failed call, a reload or 1,000 calls:\n  what a call needs must not depend on an earlier call (keep state in a\n  granted folder). `u64` times are Unix milliseconds."
         }
         PluginKind::Logging => {
-            "- **Calls**: `write-batch` about once a second with the service's log\n  records, each on a fresh instance. Never log from it with `host::log`:\n  the line would come back in the next batch."
+            "- **Calls**: `write-batch` about once a second with the service's log\n  records, on an instance the host keeps between calls (replaced after a\n  failed call, a reload or 1,000 calls). Never log from it with `host::log`:\n  the line would come back in the next batch."
         }
         PluginKind::Persistence => {
             "- **Calls**: one long-lived instance: `open` once, then every call on\n  it, one at a time, so state may live in memory. `[inbox] store =\n  \"<name>\"` makes it the inbox's message store (see the main README's\n  \"Durable receipts\")."

@@ -196,10 +196,12 @@ impl Grants {
                 .map_err(anyhow::Error::from)?;
             drop(handle);
         }
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = super::state::Limits::new(
+            StoreLimitsBuilder::new()
+                .memory_size(self.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+        );
         let state = PluginState {
             plugin: plugin.clone(),
             config: self.config.clone(),

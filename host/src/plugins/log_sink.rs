@@ -172,7 +172,7 @@ async fn write_batch(
     plugin: &Plugin,
     records: &[LogRecord],
 ) -> Result<(), CallFailure> {
-    call_fresh!(host, plugin, Logging, |store, instance| instance
+    call_reusing!(host, plugin, Logging, |store, instance| instance
         .openfn_microservice_log_sink()
-        .call_write_batch(&mut store, records))
+        .call_write_batch(store, records))
 }

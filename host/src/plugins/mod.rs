@@ -15,16 +15,18 @@
 //! plugin's versions and health), [`pool`] (the threads plugin calls run
 //! on), [`budget`] (the memory all calls may hold at once), one file per
 //! kind: [`notify`], [`poll`], [`log_sink`], [`persistence`] (on its
-//! [`own_thread`]), [`manifest`] (what a plugin says it needs, checked
-//! against its table), and [`inspect`] (a plugin file judged without
-//! serving it, for the CLI).
+//! [`own_thread`]), [`reuse`] (the instances notification and logging
+//! plugins keep between calls), [`manifest`] (what a plugin says it needs,
+//! checked against its table), and [`inspect`] (a plugin file judged
+//! without serving it, for the CLI).
 
 /// One call on a fresh instance of a plugin, under its deadline: the
 /// plugin's memory reserved from the budget (waiting for it is not the
 /// plugin's time), the store (with the plugin's grants) armed to yield at
-/// every epoch tick, instantiation, then `$call` on the instance. Every kind
-/// but persistence calls this way, on a plugin thread (see [`pool`]); a
-/// macro because each world has its own pre-instance and instance types.
+/// every epoch tick, instantiation, then `$call` on the instance. Trigger
+/// polls are called this way, on a plugin thread (see [`pool`]);
+/// notification and logging calls keep their instance ([`call_reusing`]).
+/// A macro because each world has its own pre-instance and instance types.
 macro_rules! call_fresh {
     ($host:expr, $plugin:expr, $variant:ident, |$store:ident, $instance:ident| $call:expr) => {{
         debug_assert!(
@@ -56,6 +58,68 @@ macro_rules! call_fresh {
     }};
 }
 
+/// One call of a kind that keeps its instances (notification, logging;
+/// see [`reuse`]): as [`call_fresh`], on the plugin's parked instance if it
+/// has one for its current version, else on a fresh one; the deadline is
+/// re-armed for each call. After a call that succeeded the instance is
+/// parked for the next one (if [`reuse::keeps`] it); after any failure it
+/// is dropped.
+macro_rules! call_reusing {
+    ($host:expr, $plugin:expr, $variant:ident, |$store:ident, $instance:ident| $call:expr) => {{
+        debug_assert!(
+            $crate::plugins::pool::here(),
+            "plugin calls run on the plugin threads"
+        );
+        let loaded = $plugin.current();
+        match &loaded.pre {
+            $crate::plugins::plugin::Pre::$variant(pre) => {
+                let timeout = loaded.grants.timeout;
+                // Dropped after the store, so the memory is back first.
+                let _memory = $host.budget().reserve(loaded.grants.memory_bytes).await;
+                let wall = timeout * $crate::plugins::runtime::WALL_FACTOR;
+                let parked = match $plugin.idle().take(&loaded) {
+                    Some($crate::plugins::reuse::Idle::$variant(kept)) => Some(kept),
+                    _ => None,
+                };
+                $plugin
+                    .guard(timeout, wall, async {
+                        let mut kept = match parked {
+                            Some(mut kept) => {
+                                $crate::plugins::runtime::yield_each_tick(&mut kept.store, timeout);
+                                kept
+                            }
+                            None => {
+                                let mut store = loaded
+                                    .grants
+                                    .store(&$host.runtime().engine, &$plugin.name)?;
+                                $crate::plugins::runtime::yield_each_tick(&mut store, timeout);
+                                let instance = pre.instantiate_async(&mut store).await?;
+                                $crate::plugins::reuse::Kept::new(store, instance)
+                            }
+                        };
+                        let answer = {
+                            let $store = &mut kept.store;
+                            let $instance = &kept.instance;
+                            $call.await?
+                        };
+                        if answer.is_ok() {
+                            $plugin.idle().put_back(
+                                &loaded,
+                                kept,
+                                $crate::plugins::reuse::Idle::$variant,
+                            );
+                        }
+                        Ok(answer)
+                    })
+                    .await
+            }
+            _ => Err($crate::plugins::plugin::CallFailure::not_kind(
+                $crate::plugins::plugin::Kind::$variant,
+            )),
+        }
+    }};
+}
+
 mod bindings;
 mod budget;
 mod cache;
@@ -71,6 +135,7 @@ pub mod persistence;
 mod plugin;
 mod poll;
 mod pool;
+mod reuse;
 mod runtime;
 mod state;
 
@@ -508,6 +573,18 @@ impl PluginHost {
                 .remove(&path);
             let name = self.name_for(&path);
             self.unload(&name, "plugin file removed; unloaded");
+        }
+        // Instances parked too long give their memory back.
+        let loaded: Vec<Arc<Plugin>> = self
+            .inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for plugin in loaded {
+            plugin.idle().sweep();
         }
     }
 

@@ -1,8 +1,9 @@
 //! Notification plugins: told about every run when it finishes.
 //!
 //! Runs hand their summaries to a bounded queue; one task, on the plugin
-//! threads, drains it and calls every available notification plugin, each
-//! with a fresh instance, in parallel. A slow or broken plugin delays only
+//! threads, drains it and calls every available notification plugin, in
+//! parallel, each on the instance it kept from its last call or on a fresh
+//! one (see `reuse`). A slow or broken plugin delays only
 //! notifications and never a run or a request. When the queue is full,
 //! summaries are dropped and counted rather than holding up the dispatcher.
 
@@ -13,8 +14,7 @@ use tracing::{debug, warn};
 
 use super::PluginHost;
 use super::bindings::types::{RunEvent, RunStatus};
-use super::plugin::{CallFailure, Kind, Plugin, Pre};
-use super::runtime::ticks;
+use super::plugin::{CallFailure, Kind, Plugin};
 use crate::dispatch::RunFinished;
 
 /// Drains `finished` until the dispatcher is gone.
@@ -41,7 +41,8 @@ pub fn spawn(host: PluginHost, mut finished: mpsc::Receiver<RunFinished>) {
     });
 }
 
-/// One notification, on a fresh instance, on a plugin thread.
+/// One notification, on a plugin thread: on the plugin's parked instance
+/// if it has one, else on a fresh one (see `reuse`).
 pub async fn notify_one(
     host: &PluginHost,
     plugin: &Arc<Plugin>,
@@ -61,6 +62,21 @@ async fn notify_here(
     plugin: &Arc<Plugin>,
     event: &RunEvent,
 ) -> Result<(), CallFailure> {
+    call_reusing!(host, plugin, Notification, |store, instance| instance
+        .openfn_microservice_notifier()
+        .call_notify(store, event))
+}
+
+/// One notification on a fresh instance, dropped after the call, from a
+/// plugin thread: how every notification was called before instances were
+/// kept. The service never calls this; it is there to measure what keeping
+/// them saves (`examples/plugin_bench.rs`).
+pub async fn notify_fresh(
+    host: &PluginHost,
+    plugin: &Arc<Plugin>,
+    event: &RunEvent,
+) -> Result<(), CallFailure> {
+    debug_assert!(super::pool::here(), "call from a plugin thread");
     call_fresh!(host, plugin, Notification, |store, instance| instance
         .openfn_microservice_notifier()
         .call_notify(&mut store, event))
@@ -81,39 +97,5 @@ pub fn event_of(run: &RunFinished) -> RunEvent {
         finished_at_ms: run.finished_at_ms,
         duration_ms: run.duration_ms,
         error: run.error.clone(),
-    }
-}
-
-/// One instance kept for many notifications. The host calls each
-/// notification on a fresh instance; this exists to measure what reuse
-/// would save (`bench/`), and re-arms the deadline per call as the host does.
-pub struct Reused {
-    store: wasmtime::Store<super::state::PluginState>,
-    instance: super::bindings::notification::Notification,
-    timeout: std::time::Duration,
-}
-
-impl Reused {
-    pub async fn new(host: &PluginHost, plugin: &Plugin) -> anyhow::Result<Reused> {
-        let loaded = plugin.current();
-        let Pre::Notification(pre) = &loaded.pre else {
-            anyhow::bail!("`{}` is not a notification plugin", plugin.name);
-        };
-        let mut store = loaded.grants.store(&host.runtime().engine, &plugin.name)?;
-        let instance = pre.instantiate_async(&mut store).await?;
-        Ok(Reused {
-            store,
-            instance,
-            timeout: loaded.grants.timeout,
-        })
-    }
-
-    pub async fn notify(&mut self, event: &RunEvent) -> anyhow::Result<()> {
-        self.store.set_epoch_deadline(ticks(self.timeout));
-        self.instance
-            .openfn_microservice_notifier()
-            .call_notify(&mut self.store, event)
-            .await?
-            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }

@@ -21,6 +21,7 @@ use super::bindings::persistence::PersistencePre;
 use super::bindings::trigger::TriggerPre;
 use super::bindings::types::PluginError;
 use super::grants::Grants;
+use super::reuse::Slot;
 use super::state::PluginState;
 use crate::metrics::PluginMetrics;
 
@@ -124,6 +125,8 @@ pub struct Loaded {
 pub struct Plugin {
     pub name: Arc<str>,
     current: RwLock<Arc<Loaded>>,
+    /// The instance parked between calls (notification and logging kinds).
+    idle: Slot,
     health: Mutex<Health>,
     metrics: PluginMetrics,
 }
@@ -172,6 +175,7 @@ impl Plugin {
         Plugin {
             name: name.into(),
             current: RwLock::new(Arc::new(loaded)),
+            idle: Slot::default(),
             health: Mutex::default(),
             metrics: crate::metrics::get().plugin(name),
         }
@@ -184,9 +188,16 @@ impl Plugin {
             .clone()
     }
 
-    /// Serves `loaded` from now on; counters carry over, a disablement does not.
+    /// The instance parked between calls, if the kind keeps one.
+    pub(crate) fn idle(&self) -> &Slot {
+        &self.idle
+    }
+
+    /// Serves `loaded` from now on; counters carry over, a disablement does
+    /// not, and an instance of the old version is not used again.
     pub fn replace(&self, loaded: Loaded) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        self.idle.clear();
         let mut h = self.health();
         h.reloads += 1;
         h.in_a_row = 0;

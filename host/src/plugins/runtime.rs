@@ -112,7 +112,10 @@ fn config(pooling: bool) -> Config {
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(200)
-            .total_core_instances(400)
+            // A count, not a reservation: a componentize-py plugin is about
+            // 60 core instances, and notification and logging plugins keep
+            // one instance each between calls (`reuse`).
+            .total_core_instances(5000)
             .total_memories(400)
             .total_tables(400)
             .max_memory_size(MAX_PLUGIN_MEMORY)

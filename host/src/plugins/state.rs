@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tracing::{Level, debug, error, info, trace, warn};
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -29,7 +29,72 @@ pub struct PluginState {
     pub http: WasiHttpCtx,
     pub gate: OriginGate,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: Limits,
+}
+
+/// The store's limits (the plugin's memory cap, a trap when a memory or
+/// table may not grow), counting the bytes of linear memory the store's
+/// instances hold: what decides whether an instance is kept for another
+/// call (see `reuse`).
+pub struct Limits {
+    inner: StoreLimits,
+    memory: usize,
+}
+
+impl Limits {
+    pub fn new(inner: StoreLimits) -> Limits {
+        Limits { inner, memory: 0 }
+    }
+
+    /// Bytes of linear memory of every instance in the store, as grown so far.
+    pub fn memory(&self) -> usize {
+        self.memory
+    }
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            // A memory is created by growing it from 0 to its minimum.
+            self.memory = self.memory.saturating_add(desired.saturating_sub(current));
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 impl WasiView for PluginState {

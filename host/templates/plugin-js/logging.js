@@ -1,5 +1,5 @@
 // {{name}}: a logging plugin. The host calls `writeBatch` with the service's
-// log records about once a second, on a fresh instance; this appends
+// log records about once a second, on an instance it keeps; this appends
 // `<ms> <level> <target>: <message>` per record to `<dir>/{{name}}.log`.
 // Config: `dir`, the granted folder's guest path (default `/{{folder}}`).
 // It never calls `log` (nor `console.log`): its own lines would come back.

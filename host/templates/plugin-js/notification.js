@@ -1,5 +1,5 @@
 // {{name}}: a notification plugin. After each run the host calls `notify`
-// (on a fresh instance); this appends one JSON line per run to
+// (on an instance it keeps between calls); this appends one JSON line per run to
 // `<dir>/events.jsonl`. Config: `dir`, the granted folder's guest path
 // (default `/{{folder}}`).
 

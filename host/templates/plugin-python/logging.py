@@ -1,5 +1,5 @@
 """{{name}}: a logging plugin. The host calls `write_batch` with the
-service's log records about once a second, on a fresh instance; this
+service's log records about once a second, on an instance it keeps; this
 appends `<ms> <LEVEL> <target>: <message>` per record to
 `<dir>/{{name}}.log`. Config: `dir`, the granted folder's guest path
 (default `/{{folder}}`). It never calls `host.log` (nor `print`): its own

@@ -121,11 +121,13 @@ pub use notification::openfn::microservice::types::{
     self, Level, LogRecord, Message, PluginError, RunEvent, RunStatus,
 };
 
-/// A logging plugin: given batches of the service's log records, on a
-/// fresh instance per call.
+/// A logging plugin: given batches of the service's log records, on an
+/// instance the host keeps from call to call (a fresh one after a failed
+/// call, a reload, or 1,000 calls): keep no state in it that a call needs.
 pub use logging::exports::openfn::microservice::log_sink::Guest as LogSink;
-/// A notification plugin: told about every run when it finishes, on a
-/// fresh instance per call.
+/// A notification plugin: told about every run when it finishes, on an
+/// instance the host keeps from call to call (a fresh one after a failed
+/// call, a reload, or 1,000 calls): keep no state in it that a call needs.
 pub use notification::exports::openfn::microservice::notifier::Guest as Notifier;
 /// A persistence plugin (message store): one long-lived instance, `open`
 /// first, then every other call on that same instance.

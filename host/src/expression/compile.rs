@@ -28,14 +28,16 @@
 //!    reprinted.
 //! 4. **Module scope** (the `top-level-operations` transform): in today's
 //!    runtime a job is a module whose top-level calls are its operations and
-//!    whose other statements (`const mapping = {…}`, `function f() {}`)
-//!    run first, in scope for every operation. Core keeps only the first call
-//!    inside each top-level statement and drops the rest, so such a job is
-//!    wrapped into one operation: its statements run, then its operations in
-//!    order, each handed the last one's state (as the adaptor's `execute`
-//!    chains them). `import … from '@openfn/…'` lines are dropped: the
-//!    adaptor's functions are already in scope. A job that is only
-//!    top-level calls is left to core untouched.
+//!    whose declarations (`const mapping = {…}`, `function f() {}`) run
+//!    first, in scope for every operation. Core keeps only the first call
+//!    inside each top-level statement and drops the rest, so a job of
+//!    declarations and operations is wrapped into one operation: its
+//!    declarations run, then its operations in order, each handed the last
+//!    one's state (as the adaptor's `execute` chains them). `import … from
+//!    '@openfn/…'` lines are dropped: the adaptor's functions are already in
+//!    scope. A job with any other top-level statement (the original's
+//!    `expression: none`, which core runs as no operation at all) is left
+//!    to core untouched, as is a job of top-level calls only.
 //!
 //! A job that needs none of this is returned unchanged (`Ok(None)`), so
 //! every job core 1.5.1 already ran runs exactly as before. What is never
@@ -407,6 +409,7 @@ fn module_scope(source: &str) -> Result<Option<String>, SyntaxError> {
     let mut operations = Vec::new();
     let mut statements = Vec::new();
     let mut dropped = false;
+    let mut other = false;
     for statement in &program.body {
         match statement {
             Statement::ExpressionStatement(s)
@@ -421,10 +424,17 @@ fn module_scope(source: &str) -> Result<Option<String>, SyntaxError> {
                 dropped = true;
             }
             Statement::EmptyStatement(_) => {}
-            other => statements.push(text(other.span())),
+            Statement::VariableDeclaration(_) | Statement::FunctionDeclaration(_) => {
+                statements.push(text(statement.span()))
+            }
+            _ => other = true,
         }
     }
-    if statements.is_empty() && !dropped {
+    // Only declarations beside the operations make a module of the job.
+    // Anything else at the top level (`none`, an assignment, an `if`) is
+    // left to core, which ignores it or takes the calls inside it, as it
+    // always has: jobs written for the original run as they did.
+    if other || (statements.is_empty() && !dropped) {
         return Ok(None);
     }
     if statements.is_empty() {

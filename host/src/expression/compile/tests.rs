@@ -18,6 +18,9 @@ fn jobs_core_already_runs_are_left_as_written() {
         "fn(state => { const $ = 1; return { ...state, n: $ }; })",
         "fn(async state => { for await (const x of []) {} return state; })",
         "fn(state => $)",
+        // The original microservice's sample job: core runs it as nothing.
+        "none",
+        "const x = 1;\nx = 2;\nfn(s => s);",
         "fn(state => {\n  return state;\n);\n", // a syntax error stays core's to report
     ] {
         assert_eq!(compile(source), Ok(None), "{source}");

@@ -71,11 +71,10 @@ pub fn compile(source: &str) -> Result<Option<String>, SyntaxError> {
     let mut code = None;
     for step in STEPS {
         let input = code.as_deref().unwrap_or(source);
-        match step(input) {
-            Ok(Some(next)) => code = Some(next),
-            Ok(None) => {}
-            // Errors are only raised by the first step, on the author's text.
-            Err(e) => return Err(e),
+        // Only the first step refuses anything, so an error's place is in
+        // the author's text.
+        if let Some(next) = step(input)? {
+            code = Some(next);
         }
     }
     Ok(code)

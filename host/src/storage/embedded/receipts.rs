@@ -116,7 +116,7 @@ impl Receipts for JournalReceipts {
         // Messages with nothing to deliver (all after the others): stored
         // pending, not leased; the message store has no "stored done", so
         // the queue acknowledges them with its next batch (`stores_done`).
-        let mut done = Vec::new();
+        let mut done = 0;
         for r in receipts {
             if let Some(key) = &r.idempotency_key {
                 if let Some(id) = keys.get(key) {
@@ -134,9 +134,7 @@ impl Receipts for JournalReceipts {
                 metadata.push((KEY_IDEMPOTENCY.to_string(), key));
             }
             slots.push(Slot::Stored(messages.len()));
-            if r.done {
-                done.push(messages.len());
-            }
+            done += usize::from(r.done);
             messages.push(NewMessage {
                 body: r.body,
                 source: r.source,
@@ -147,7 +145,7 @@ impl Receipts for JournalReceipts {
         let ids = if messages.is_empty() {
             Vec::new()
         } else {
-            let lease_first = lease_first.min((count - done.len()) as u32);
+            let lease_first = lease_first.min((count - done) as u32);
             self.store
                 .enqueue(messages, lease_first, lease_ms, now_ms)
                 .await?

@@ -60,37 +60,66 @@ static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
     ))]
 pub async fn receive(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let headers = &parts.headers;
-    let content_type = text_header(headers, &CONTENT_TYPE);
-    if let Err(e) = receipt::decode::kind_of(content_type) {
-        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
-    }
     // Only the message store de-duplicates; without it the key means nothing.
     let idempotency_key = app
         .queue
         .as_ref()
-        .and_then(|_| headers.get(&IDEMPOTENCY_KEY))
+        .and_then(|_| parts.headers.get(&IDEMPOTENCY_KEY))
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .map(str::to_string);
-    let bytes = match read_body(app, headers, body).await {
-        Ok(bytes) => bytes,
-        Err(refused) => return refused,
-    };
-    let arriving = Arriving {
-        body: bytes,
-        content_type,
-        content_encoding: text_header(headers, &CONTENT_ENCODING),
-        purpose: Purpose::Inbox,
-        source: "inbox",
-        path: parts.uri.path(),
-        remote_addr: Some(peer),
-    };
     let sync = app.endpoint_style == EndpointStyle::Sync;
     let options = Options {
         idempotency_key,
         wait: sync,
         watch: None,
+    };
+    let arrived = Entrance {
+        source: "inbox",
+        purpose: Purpose::Inbox,
+        peer,
+    };
+    match take(app, &parts, body, arrived, options).await {
+        Err(refused) => refused,
+        Ok(Taken { jobs, outcome }) => answer(&jobs, outcome, sync).await,
+    }
+}
+
+/// Where a request came in: its receipt's source, what the door expects
+/// of it, and the peer's address as text.
+pub struct Entrance<'a> {
+    pub source: &'a str,
+    pub purpose: Purpose,
+    pub peer: &'a str,
+}
+
+/// What every HTTP door for receipts (`/inbox`, `/i/{path}`,
+/// `/submission`) does before its own answer: the content type checked
+/// before the body is read (415), the body read ([`read_body`]), then
+/// decoded, matched and stored or run by [`crate::receipt::Door`], and the
+/// receipt counted in the dashboard's activity. `Err` is the answer to give
+/// (4xx, or 503 when it could not be stored).
+pub async fn take(
+    app: &App,
+    parts: &http::request::Parts,
+    body: Incoming,
+    arrival: Entrance<'_>,
+    options: Options,
+) -> Result<Taken, Response<Body>> {
+    let headers = &parts.headers;
+    let content_type = text_header(headers, &CONTENT_TYPE);
+    if let Err(e) = receipt::decode::kind_of(content_type) {
+        return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()));
+    }
+    let bytes = read_body(app, headers, body).await?;
+    let arriving = Arriving {
+        body: bytes,
+        content_type,
+        content_encoding: text_header(headers, &CONTENT_ENCODING),
+        purpose: arrival.purpose,
+        source: arrival.source,
+        path: parts.uri.path(),
+        remote_addr: Some(arrival.peer),
     };
     // Boxed: decoding, matching and storing make the largest state of this
     // future, which would otherwise be copied whole each time the request's
@@ -101,9 +130,9 @@ pub async fn receive(app: &App, req: Request<Incoming>, peer: &str) -> Response<
         app.activity.receipt();
     }
     match taken {
-        Err(Refused::Decode(e)) => error(status_of(e.status()), e.to_string()),
-        Err(Refused::Store(f)) => unavailable(&f),
-        Ok(Taken { jobs, outcome }) => answer(&jobs, outcome, sync).await,
+        Err(Refused::Decode(e)) => Err(error(status_of(e.status()), e.to_string())),
+        Err(Refused::Store(f)) => Err(unavailable(&f)),
+        Ok(taken) => Ok(taken),
     }
 }
 

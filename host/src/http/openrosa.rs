@@ -15,12 +15,12 @@
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use super::inbox::{read_body, status_of, text_header, unavailable};
-use super::{App, Body, error};
-use crate::receipt::{Arriving, Options, Outcome, Purpose, Refused, Taken};
+use super::inbox::{Entrance, take};
+use super::{App, Body};
+use crate::receipt::{Options, Outcome, Purpose, Taken};
 
 /// The answer to `HEAD /submission` (the OpenRosa headers added by the
 /// caller, as to every answer here).
@@ -58,27 +58,13 @@ pub struct Submission {
     ))]
 pub async fn submit(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let headers = &parts.headers;
-    let bytes = match read_body(app, headers, body).await {
-        Ok(bytes) => bytes,
-        Err(refused) => return refused,
-    };
-    let arriving = Arriving {
-        body: bytes,
-        content_type: text_header(headers, &CONTENT_TYPE),
-        content_encoding: text_header(headers, &CONTENT_ENCODING),
-        purpose: Purpose::OpenRosa,
+    let arrival = Entrance {
         source: "submission",
-        path: parts.uri.path(),
-        remote_addr: Some(peer),
+        purpose: Purpose::OpenRosa,
+        peer,
     };
-    let taken = app.door.take(arriving, Options::default()).await;
-    if !matches!(taken, Err(Refused::Decode(_))) {
-        app.activity.receipt();
-    }
-    match taken {
-        Err(Refused::Decode(e)) => error(status_of(e.status()), e.to_string()),
-        Err(Refused::Store(f)) => unavailable(&f),
+    match take(app, &parts, body, arrival, Options::default()).await {
+        Err(refused) => refused,
         Ok(Taken { jobs, outcome }) => {
             let (id, replay) = match outcome {
                 Outcome::Started(_) => (None, false),

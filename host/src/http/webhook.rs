@@ -13,14 +13,14 @@
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 
-use super::inbox::{answer, read_body, status_of, text_header, unavailable};
+use super::inbox::{Entrance, answer, status_of, take};
 use super::{App, Body, ErrorBody, error, json};
 use crate::dispatch::{RunReport, WEBHOOK_SOURCE, Watch};
 use crate::project::Reply;
-use crate::receipt::{self, Arriving, Options, Outcome, Purpose, Refused, Taken};
+use crate::receipt::{Options, Outcome, Purpose, Taken};
 
 /// `POST /i/{path}`: a webhook trigger's receipts.
 #[utoipa::path(post, path = "/i/{path}", tag = "inbox",
@@ -56,24 +56,11 @@ pub async fn receive(app: &App, req: Request<Incoming>, peer: &str, path: &str) 
         return refused;
     }
     let (parts, body) = req.into_parts();
-    let headers = &parts.headers;
-    let content_type = text_header(headers, &CONTENT_TYPE);
-    if let Err(e) = receipt::decode::kind_of(content_type) {
-        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
-    }
-    let bytes = match read_body(app, headers, body).await {
-        Ok(bytes) => bytes,
-        Err(refused) => return refused,
-    };
     let source = format!("{WEBHOOK_SOURCE}{}", hook.trigger);
-    let arriving = Arriving {
-        body: bytes,
-        content_type,
-        content_encoding: text_header(headers, &CONTENT_ENCODING),
-        purpose: Purpose::Inbox,
+    let arrival = Entrance {
         source: &source,
-        path: parts.uri.path(),
-        remote_addr: Some(peer),
+        purpose: Purpose::Inbox,
+        peer,
     };
     let (watch, reports) = match hook.reply {
         Reply::BeforeStart => (None, None),
@@ -86,13 +73,12 @@ pub async fn receive(app: &App, req: Request<Incoming>, peer: &str, path: &str) 
         watch,
         ..Options::default()
     };
-    let taken = app.door.take(arriving, options).await;
-    if !matches!(taken, Err(Refused::Decode(_))) {
-        app.activity.receipt();
-    }
-    match (taken, hook.reply, reports) {
-        (Err(Refused::Decode(e)), ..) => error(status_of(e.status()), e.to_string()),
-        (Err(Refused::Store(f)), ..) => unavailable(&f),
+    match (
+        take(app, &parts, body, arrival, options).await,
+        hook.reply,
+        reports,
+    ) {
+        (Err(refused), ..) => refused,
         (
             Ok(Taken {
                 jobs,

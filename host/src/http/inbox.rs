@@ -52,11 +52,7 @@ static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
         (status = 200, description = "Sync style: nothing matched.", body = Finished),
         (status = 201, description = "Sync style: every matched run succeeded.", body = Finished),
         (status = 206, description = "Sync style: some matched run failed.", body = Finished),
-        (status = 400, description = "The body could not be read or decoded.", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within `[http] body_timeout`.", body = ErrorBody),
-        (status = 413, description = "The body is larger than `[inbox] max_body_bytes`.", body = ErrorBody),
-        (status = 415, description = "A content type or encoding the inbox does not read.", body = ErrorBody),
-        (status = 503, description = "The receipt could not be stored; try again after `Retry-After`.", body = ErrorBody),
+        ReceiptRefused,
     ))]
 pub async fn receive(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> {
     let (parts, body) = req.into_parts();
@@ -83,6 +79,28 @@ pub async fn receive(app: &App, req: Request<Incoming>, peer: &str) -> Response<
         Err(refused) => refused,
         Ok(Taken { jobs, outcome }) => answer(&jobs, outcome, sync).await,
     }
+}
+
+/// The OpenAPI answers of a receipt [`take`] refuses, for `/inbox` and
+/// `/i/{path}`: documentation only, never built.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ReceiptRefused {
+    /// The body could not be read or decoded.
+    #[response(status = 400)]
+    Undecodable(ErrorBody),
+    /// The body did not arrive within `[http] body_timeout`.
+    #[response(status = 408)]
+    TooSlow(ErrorBody),
+    /// The body is larger than `[inbox] max_body_bytes`.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// A content type or encoding the inbox does not read.
+    #[response(status = 415)]
+    Unsupported(ErrorBody),
+    /// The receipt could not be stored; try again after `Retry-After`.
+    #[response(status = 503)]
+    NotStored(ErrorBody),
 }
 
 /// Where a request came in: its receipt's source, what the door expects

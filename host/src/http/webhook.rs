@@ -37,13 +37,9 @@ use crate::receipt::{Options, Outcome, Purpose, Taken};
         (status = 202, description = "Taken (`reply = \"before_start\"`, or past `reply_timeout`); the trigger's runs have started or will.", body = super::inbox::Accepted),
         (status = 201, description = "`reply = \"after_completion\"`: every run of the workflow succeeded; the last step's final state (the status is the trigger's `success_code`, 201 unless set).", body = Object),
         (status = 422, description = "`reply = \"after_completion\"`: a run of the workflow failed (the trigger's `failure_code`, 422 unless set).", body = Object),
-        (status = 400, description = "The body could not be read or decoded.", body = ErrorBody),
         (status = 401, description = "The webhook's own keys, `API_KEY` or `ADMIN_API_KEY` were needed and none was valid.", body = ErrorBody),
         (status = 404, description = "No enabled webhook trigger is served at this path.", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within `[http] body_timeout`.", body = ErrorBody),
-        (status = 413, description = "The body is larger than `[inbox] max_body_bytes`.", body = ErrorBody),
-        (status = 415, description = "A content type or encoding the inbox does not read.", body = ErrorBody),
-        (status = 503, description = "The receipt could not be stored; try again after `Retry-After`.", body = ErrorBody),
+        super::inbox::ReceiptRefused,
     ))]
 pub async fn receive(app: &App, req: Request<Incoming>, peer: &str, path: &str) -> Response<Body> {
     let Some(hook) = app.dispatcher.webhook(path) else {

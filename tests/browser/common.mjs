@@ -4,6 +4,7 @@
 // in `problems`, for the script to fail on.
 
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 export const WAIT_MS = 90_000;
@@ -60,4 +61,29 @@ export async function launch(out) {
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   page.on('requestfailed', (req) => problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`));
   return { browser, page, problems };
+}
+
+/**
+ * Ends a browser test: with no `error`, fails on any recorded problem and
+ * prints the screenshots; with one, saves `<name>-failure.png` in `out`,
+ * prints why (and the problems) and exits 1. The browser is closed either way.
+ */
+export async function finish({ browser, page, problems, screenshots, out, name }, error) {
+  if (!error) {
+    try {
+      check(problems.length === 0, `the browser reported problems:\n${problems.join('\n')}`);
+      for (const file of screenshots) console.log(`screenshot: ${file}`);
+      await browser.close();
+      return;
+    } catch (err) {
+      error = err;
+    }
+  }
+  const file = join(out, `${name}-failure.png`);
+  await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+  console.error(`not ok - ${error.message}`);
+  if (problems.length) console.error(`browser problems:\n${problems.join('\n')}`);
+  console.error(`screenshot of the failure: ${file}`);
+  await browser.close();
+  process.exit(1);
 }

@@ -15,7 +15,7 @@
 // included) exits non-zero with a message saying what was expected.
 
 import { join } from 'node:path';
-import { WAIT_MS, check, eventually, launch, option as optionOf, step } from './common.mjs';
+import { WAIT_MS, check, eventually, finish, launch, option as optionOf, step } from './common.mjs';
 
 const SECRETS = ['dashboard-secret-password-81723', 'dash-user'];
 const HOSTILE = '<img src=x onerror="window.__xss=1">';
@@ -297,16 +297,7 @@ try {
       if (adminKey) check(!text.includes(adminKey), 'the page showed the admin key');
     }
   });
-
-  check(problems.length === 0, `the browser reported problems:\n${problems.join('\n')}`);
-  for (const file of screenshots) console.log(`screenshot: ${file}`);
-  await browser.close();
 } catch (err) {
-  const file = join(out, 'dashboard-failure.png');
-  await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-  console.error(`not ok - ${err.message}`);
-  if (problems.length) console.error(`browser problems:\n${problems.join('\n')}`);
-  console.error(`screenshot of the failure: ${file}`);
-  await browser.close();
-  process.exit(1);
+  await finish({ browser, page, problems, screenshots, out, name: 'dashboard' }, err);
 }
+await finish({ browser, page, problems, screenshots, out, name: 'dashboard' });

@@ -15,7 +15,7 @@
 // non-zero with a message saying what was expected.
 
 import { join } from 'node:path';
-import { WAIT_MS, check, eventually, launch, option, step } from './common.mjs';
+import { WAIT_MS, check, eventually, finish, launch, option, step } from './common.mjs';
 
 const USAGE = 'node workflows.mjs --url http://127.0.0.1:PORT/ --out DIR';
 const base = new URL(option('url', undefined, USAGE));
@@ -214,16 +214,7 @@ try {
     await page.screenshot({ path: file, fullPage: true });
     screenshots.push(file);
   });
-
-  check(problems.length === 0, `the browser reported problems:\n${problems.join('\n')}`);
-  for (const file of screenshots) console.log(`screenshot: ${file}`);
-  await browser.close();
 } catch (err) {
-  const file = join(out, 'workflows-failure.png');
-  await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-  console.error(`not ok - ${err.message}`);
-  if (problems.length) console.error(`browser problems:\n${problems.join('\n')}`);
-  console.error(`screenshot of the failure: ${file}`);
-  await browser.close();
-  process.exit(1);
+  await finish({ browser, page, problems, screenshots, out, name: 'workflows' }, err);
 }
+await finish({ browser, page, problems, screenshots, out, name: 'workflows' });

@@ -11,7 +11,11 @@ the instructions the service executes per request. Each service runs under
 requests, then callgrind's counters are switched on, `--requests` receipts
 are sent one after another on one keep-alive connection (so a durable group
 commit always holds one receipt: the same work in both builds), and the
-counters are dumped. Idle timers that fire meanwhile are counted too; they
+counters are dumped. With `--connections N` they are sent over N
+connections at once instead: group commits then hold several receipts, as
+under wrk, so what each receipt costs on its own weighs as it does there
+(how many a commit holds depends on timing, so this figure moves a little
+between runs). Idle timers that fire meanwhile are counted too; they
 are the same in both builds. The body is the throughput bench's (it
 matches no job); with `--gzip`, this build also gets it gzip-compressed
 (the baseline cannot decode that), set against its plain body.
@@ -21,7 +25,7 @@ not show: the figure is CPU work per request, the throughput bench's
 "server CPU per request" without the noise.
 
 Usage: bench/inbox_instructions.py --binary PATH --baseline PATH
-       [--requests 2000] [--gzip] [--packages DIR]
+       [--requests 2000] [--connections 1] [--gzip] [--packages DIR] [--keep DIR]
 Needs valgrind (apt-get install valgrind).
 """
 
@@ -37,6 +41,19 @@ import tempfile
 import time
 
 import inbox_throughput as bench
+
+
+def send_on(addr, count, gzipped, connections):
+    """`count` receipts over `connections` keep-alive connections at once."""
+    if connections <= 1:
+        return send(addr, count, gzipped)
+    import threading
+    share = [count // connections + (i < count % connections) for i in range(connections)]
+    threads = [threading.Thread(target=send, args=(addr, n, gzipped)) for n in share]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def send(addr, count, gzipped):
@@ -86,7 +103,7 @@ def measure(binary, label, durable, work, packages, args, gzipped):
     time.sleep(1)
     callgrind(svc.proc.pid, "--instr=on")
     t0 = time.time()
-    send(svc.addr, args.requests, gzipped)
+    send_on(svc.addr, args.requests, gzipped, args.connections)
     if durable:
         svc.wait_quiet(timeout=300)
     callgrind(svc.proc.pid, "--dump")
@@ -101,14 +118,22 @@ def main():
     ap.add_argument("--baseline", required=True)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--gzip", action="store_true")
+    ap.add_argument("--connections", type=int, default=1,
+                    help="send over this many connections at once, so that durable group "
+                         "commits hold several receipts, as under wrk (the default, 1, "
+                         "makes every commit hold one: the same work in both builds)")
     ap.add_argument("--packages", default=str(bench.ROOT / "target" / "bench-packages"))
+    ap.add_argument("--keep", metavar="DIR",
+                    help="keep the callgrind files in DIR (for callgrind_annotate) instead of "
+                         "a temporary directory")
     args = ap.parse_args()
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not installed: apt-get install -y valgrind")
     packages = pathlib.Path(args.packages)
     rows = []
     with tempfile.TemporaryDirectory(prefix="inbox-instructions-") as tmp:
-        work = pathlib.Path(tmp)
+        work = pathlib.Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for durable in (False, True):
             after, t_after = measure(args.binary, "after", durable, work, packages, args, False)
             before, t_before = measure(args.baseline, "before", durable, work, packages, args, False)

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tracing::error as log_error;
 use utoipa::ToSchema;
 
-use super::{App, Body, ErrorBody, error, json};
+use super::{App, Body, ErrorBody, Peer, error, json};
 use crate::dispatch::RunReport;
 use crate::receipt::{self, Arriving, Options, Outcome, Purpose, Refused, Taken};
 use crate::settings::EndpointStyle;
@@ -54,7 +54,7 @@ static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
         (status = 206, description = "Sync style: some matched run failed.", body = Finished),
         ReceiptRefused,
     ))]
-pub async fn receive(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> {
+pub async fn receive(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
     let (parts, body) = req.into_parts();
     // Only the message store de-duplicates; without it the key means nothing.
     let idempotency_key = app
@@ -104,11 +104,11 @@ pub enum ReceiptRefused {
 }
 
 /// Where a request came in: its receipt's source, what the door expects
-/// of it, and the peer's address as text.
+/// of it, and the connection it came on.
 pub struct Entrance<'a> {
     pub source: &'a str,
     pub purpose: Purpose,
-    pub peer: &'a str,
+    pub peer: &'a Peer,
 }
 
 /// What every HTTP door for receipts (`/inbox`, `/i/{path}`,
@@ -137,7 +137,8 @@ pub async fn take(
         purpose: arrival.purpose,
         source: arrival.source,
         path: parts.uri.path(),
-        remote_addr: Some(arrival.peer),
+        remote_addr: Some(&arrival.peer.addr),
+        written: Some(&arrival.peer.written),
     };
     // Boxed: decoding, matching and storing make the largest state of this
     // future, which would otherwise be copied whole each time the request's

@@ -75,6 +75,26 @@ pub struct App {
     pub library: Arc<crate::library::Catalog>,
 }
 
+/// The connection a request came on, as its receipts' arrival records
+/// name it.
+pub struct Peer {
+    /// The peer's address, as `SocketAddr` displays it. Written out once
+    /// per connection: formatting an address costs more than the rest of
+    /// an arrival record.
+    pub addr: Box<str>,
+    /// The last arrival record written for this connection.
+    pub written: crate::receipt::arrival::Written,
+}
+
+impl Peer {
+    pub fn new(addr: std::net::SocketAddr) -> Peer {
+        Peer {
+            addr: addr.to_string().into_boxed_str(),
+            written: Default::default(),
+        }
+    }
+}
+
 /// Serves until `stop` fires, then closes idle connections and waits up to
 /// `grace` for requests being served.
 pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken, grace: Duration) {
@@ -103,16 +123,13 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
         };
         let activity = activity::Activity::new();
         let app = app.clone();
-        // Written out once per connection: a stored receipt keeps it as
-        // text, and formatting an address costs more than the rest of its
-        // arrival record.
-        let peer_text: Arc<str> = Arc::from(peer.to_string());
+        let peer_of_requests = Arc::new(Peer::new(peer));
         let served = activity.clone();
         let service = service_fn(move |req| {
             let serving = served.begin();
             let app = app.clone();
             let span = info_span!("request", method = %req.method(), path = %req.uri().path());
-            let peer = peer_text.clone();
+            let peer = peer_of_requests.clone();
             async move {
                 let res = route(&app, req, &peer).await;
                 Ok::<_, Infallible>(res.map(|body| activity::Tracked::new(body, serving)))
@@ -135,7 +152,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
     }
 }
 
-async fn route(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> {
+async fn route(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
     // The hottest route, taken before the path is copied and split.
     if req.method() == Method::POST && req.uri().path() == "/inbox" {
         if let Some(refused) = refusal(app, auth::Scope::Inbox, req.headers()) {
@@ -148,7 +165,7 @@ async fn route(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> 
     Box::pin(route_other(app, req, peer)).await
 }
 
-async fn route_other(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> {
+async fn route_other(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
     let path = req.uri().path().to_string();
     // Borrowed unless a segment holds an escape: `/inbox` allocates nothing here.
     let segments: Vec<std::borrow::Cow<str>> = path
@@ -260,7 +277,7 @@ fn refusal(app: &App, scope: auth::Scope, headers: &HeaderMap) -> Option<Respons
 
 /// `POST /inbox` (also spelled `//inbox/` and the like), its key checked:
 /// the receipt and its metric.
-async fn post_inbox(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> {
+async fn post_inbox(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
     let res = inbox::receive(app, req, peer).await;
     crate::metrics::get().receipt(metrics::outcome(&res));
     res

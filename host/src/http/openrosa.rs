@@ -19,7 +19,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use super::inbox::{Entrance, take};
-use super::{App, Body};
+use super::{App, Body, Peer};
 use crate::receipt::{Options, Outcome, Purpose, Taken};
 
 /// The answer to `HEAD /submission` (the OpenRosa headers added by the
@@ -56,7 +56,7 @@ pub struct Submission {
         (status = 415, description = "Not `multipart/form-data`.", body = super::ErrorBody),
         (status = 503, description = "The receipt could not be stored; try again after `Retry-After`.", body = super::ErrorBody),
     ))]
-pub async fn submit(app: &App, req: Request<Incoming>, peer: &str) -> Response<Body> {
+pub async fn submit(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let arrival = Entrance {
         source: "submission",

@@ -17,7 +17,7 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 
 use super::inbox::{Entrance, answer, status_of, take};
-use super::{App, Body, ErrorBody, error, json};
+use super::{App, Body, ErrorBody, Peer, error, json};
 use crate::dispatch::{RunReport, WEBHOOK_SOURCE, Watch};
 use crate::project::Reply;
 use crate::receipt::{Options, Outcome, Purpose, Taken};
@@ -41,7 +41,7 @@ use crate::receipt::{Options, Outcome, Purpose, Taken};
         (status = 404, description = "No enabled webhook trigger is served at this path.", body = ErrorBody),
         super::inbox::ReceiptRefused,
     ))]
-pub async fn receive(app: &App, req: Request<Incoming>, peer: &str, path: &str) -> Response<Body> {
+pub async fn receive(app: &App, req: Request<Incoming>, peer: &Peer, path: &str) -> Response<Body> {
     let Some(hook) = app.dispatcher.webhook(path) else {
         return error(
             StatusCode::NOT_FOUND,

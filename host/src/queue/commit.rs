@@ -26,8 +26,9 @@ pub struct Pending {
     receipt: NewReceipt,
     /// The body already parsed, for delivering it straight from here.
     body: Value,
-    /// How it arrived, as JSON text, likewise.
-    arrival: String,
+    /// How it arrived, as JSON text, likewise; `None` when no job matched
+    /// (stored done, never delivered).
+    arrival: Option<String>,
     reply: oneshot::Sender<Result<Enqueued, StorageError>>,
 }
 
@@ -35,7 +36,7 @@ pub async fn submit(
     queue: &Queue,
     receipt: NewReceipt,
     body: Value,
-    arrival: String,
+    arrival: Option<String>,
 ) -> Result<Enqueued, StorageError> {
     let (reply, answer) = oneshot::channel();
     hand_over(
@@ -182,7 +183,7 @@ async fn commit(queue: &Queue, mut batch: Vec<Pending>) {
                     id,
                     attempt: 1,
                     body: Body::Parsed(body),
-                    receipt: Some(arrival),
+                    receipt: arrival,
                     settled: Vec::new(),
                 };
                 pump::start(queue, delivery, slot);
@@ -236,7 +237,7 @@ mod tests {
             Pending {
                 receipt,
                 body,
-                arrival: String::new(),
+                arrival: None,
                 reply,
             },
             answer,

@@ -227,8 +227,9 @@ impl Queue {
         matched: bool,
     ) -> Result<(Submitted, Option<oneshot::Receiver<Vec<RunReport>>>), StorageError> {
         // A copy for the delivery from memory, which reads it only when a
-        // job matches (see `pump::deliver`).
-        let mut metadata = vec![(KEY_RECEIPT.to_string(), receipt.clone())];
+        // job matches (see `pump::deliver`); a receipt stored done has none.
+        let delivered = matched.then(|| receipt.clone());
+        let mut metadata = vec![(KEY_RECEIPT.to_string(), receipt)];
         let Wait {
             reports: wait,
             watch,
@@ -256,7 +257,7 @@ impl Queue {
             metadata,
             done: !matched,
         };
-        let stored = commit::submit(self, new, body, receipt).await;
+        let stored = commit::submit(self, new, body, delivered).await;
         let forget_waiter = || {
             if let Some((token, _)) = &waiter {
                 self.inner

@@ -56,6 +56,8 @@ pub struct Arriving<'a> {
     pub path: &'a str,
     /// The peer's address, as `SocketAddr` displays it.
     pub remote_addr: Option<&'a str>,
+    /// The connection's last arrival record, to reuse (see [`arrival::Written`]).
+    pub written: Option<&'a arrival::Written>,
 }
 
 /// How the source wants it taken.
@@ -153,6 +155,7 @@ impl Door {
             content_encoding: arriving.content_encoding,
             remote_addr: arriving.remote_addr,
             attachments,
+            written: arriving.written,
         });
         self.take_decoded(message, text, arriving.source, arrival, options)
             .await

@@ -64,7 +64,8 @@ pub fn encode(op: &Op, out: &mut Vec<u8>) {
             fin,
             lu,
         } => {
-            out.reserve(64 + id.len() + source.len() + body.len());
+            let meta_len: usize = meta.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+            out.reserve(64 + id.len() + source.len() + meta_len + body.len());
             out.push(PUT);
             put_str(out, id);
             put_u64(out, *t);

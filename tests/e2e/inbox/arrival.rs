@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness::{Launch, RUN_TIMEOUT, Service, wait_for_runs};
-use crate::raw::{gzip, request};
+use crate::raw::{connect, gzip, read_response, request, send};
 
 const PROJECT: &str = r#"
 [jobs.echo]
@@ -86,6 +86,67 @@ fn runs_see_how_their_receipt_arrived_and_criteria_do_not() {
             "durable = {durable}: {reply:?}"
         );
     }
+}
+
+/// A connection's receipts each keep their own arrival record, though the
+/// service writes a record once per connection while the request's fields
+/// stay the same (see `receipt::arrival::Written`).
+#[test]
+fn receipts_on_one_connection_each_keep_how_they_arrived() {
+    let svc = Launch::new(PROJECT).start();
+    let mut conn = connect(svc.addr(), Duration::from_secs(120));
+    let form = "application/x-www-form-urlencoded";
+    let sent: [(&str, &str, Option<&str>, Vec<u8>); 5] = [
+        (
+            "/inbox",
+            "application/json",
+            None,
+            br#"{"kind":"echo","i":"1"}"#.to_vec(),
+        ),
+        (
+            "/inbox",
+            "application/json",
+            None,
+            br#"{"kind":"echo","i":"2"}"#.to_vec(),
+        ),
+        ("/inbox", form, Some("gzip"), gzip(b"kind=echo&i=3")),
+        ("/inbox/", form, Some("gzip"), gzip(b"kind=echo&i=4")),
+        (
+            "/inbox",
+            "application/json",
+            None,
+            br#"{"kind":"echo","i":"5"}"#.to_vec(),
+        ),
+    ];
+    for (path, content_type, encoding, body) in &sent {
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(encoding) = encoding {
+            head += &format!("Content-Encoding: {encoding}\r\n");
+        }
+        let mut bytes = (head + "\r\n").into_bytes();
+        bytes.extend_from_slice(body);
+        send(&mut conn, &bytes);
+        let reply = read_response(&mut conn);
+        assert_eq!(reply.status(), 202, "{reply:?}");
+    }
+    let runs = wait_for_runs(&svc, "echo", "success", sent.len());
+    let mut peers = Vec::new();
+    for run in runs {
+        let state = svc.run(&run)["state"].clone();
+        let i: usize = state["data"]["i"].as_str().unwrap().parse().unwrap();
+        let (path, content_type, encoding, _) = &sent[i - 1];
+        check_inbox_receipt(&state["receipt"], path, content_type, *encoding);
+        peers.push(state["receipt"]["remote_addr"].clone());
+    }
+    peers.dedup();
+    assert_eq!(
+        peers.len(),
+        1,
+        "one connection, one sender address: {peers:?}"
+    );
 }
 
 #[test]

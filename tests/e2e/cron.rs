@@ -408,18 +408,15 @@ fn each_tick_starts_from_the_cursor_jobs_last_successful_state() {
         },
     );
     // Advance's runs first: every one's upstream fetch run has ended by then.
-    let advances: Vec<Value> = svc
-        .runs("advance")
-        .iter()
-        .filter(|r| r["status"] == "success")
-        .map(|r| svc.run(r))
-        .collect();
-    let fetches: Vec<Value> = svc
-        .runs("fetch")
-        .iter()
-        .filter(|r| r["status"] == "success")
-        .map(|r| svc.run(r))
-        .collect();
+    let successful = |job: &str| -> Vec<Value> {
+        svc.runs(job)
+            .iter()
+            .filter(|r| r["status"] == "success")
+            .map(|r| svc.run(r))
+            .collect()
+    };
+    let advances = successful("advance");
+    let fetches = successful("fetch");
     let started_from = |run: &Value| number(&run["state"], "started_from");
 
     // Each advance moved the cursor on from where its own fetch started.

@@ -85,9 +85,15 @@ impl HttpArrival<'_> {
     fn to_json(&self) -> String {
         match self.written {
             Some(written) if self.attachments.is_empty() => written.json(self),
-            _ => serde_json::to_string(self).unwrap_or_else(|_| "null".to_string()),
+            _ => written_out(self),
         }
     }
+}
+
+/// A record as JSON text (`null` if it cannot be written, which a record
+/// of strings and JSON values never is).
+fn written_out(record: &impl Serialize) -> String {
+    serde_json::to_string(record).unwrap_or_else(|_| "null".to_string())
 }
 
 /// One connection's last [`HttpArrival`] as JSON text, kept so that the
@@ -128,7 +134,7 @@ impl Written {
         if let Some(last) = last.as_ref().filter(|last| last.is_of(a)) {
             return last.json.clone();
         }
-        let json = serde_json::to_string(a).unwrap_or_else(|_| "null".to_string());
+        let json = written_out(a);
         *last = Some(LastWritten {
             source: a.source.to_string(),
             path: a.path.to_string(),
@@ -154,9 +160,7 @@ impl Arrived<'_> {
     pub fn to_json(&self) -> String {
         match self {
             Arrived::Http(http) => http.to_json(),
-            Arrived::Plugin(_) => {
-                serde_json::to_string(self).unwrap_or_else(|_| "null".to_string())
-            }
+            Arrived::Plugin(_) => written_out(self),
         }
     }
 

@@ -15,8 +15,11 @@ counters are dumped. With `--connections N` they are sent over N
 connections at once instead: group commits then hold several receipts, as
 under wrk, so what each receipt costs on its own weighs as it does there
 (how many a commit holds depends on timing, so this figure moves a little
-between runs). Idle timers that fire meanwhile are counted too; they
-are the same in both builds. The body is the throughput bench's (it
+between runs). Idle timers that fire meanwhile are counted too, and how
+often the runtime's threads park and wake between requests depends on
+timing: one run of a build can differ from the next by 2-3%, so
+`--rounds N` measures each build N times, alternating, and reports
+medians with the range of the rounds' ratios. The body is the throughput bench's (it
 matches no job); with `--gzip`, this build also gets it gzip-compressed
 (the baseline cannot decode that), set against its plain body.
 
@@ -25,7 +28,8 @@ not show: the figure is CPU work per request, the throughput bench's
 "server CPU per request" without the noise.
 
 Usage: bench/inbox_instructions.py --binary PATH --baseline PATH
-       [--requests 2000] [--connections 1] [--gzip] [--packages DIR] [--keep DIR]
+       [--requests 2000] [--connections 1] [--rounds 1] [--gzip] [--packages DIR]
+       [--keep DIR]
 Needs valgrind (apt-get install valgrind).
 """
 
@@ -35,6 +39,7 @@ import http.client
 import pathlib
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,8 +94,8 @@ def instructions(out_prefix):
     return int(m.group(1))
 
 
-def measure(binary, label, durable, work, packages, args, gzipped):
-    out = work / f"{label}-{durable}-{'gzip' if gzipped else 'plain'}.callgrind"
+def measure(binary, label, durable, work, packages, args, gzipped, round_=0):
+    out = work / f"{label}-{durable}-{'gzip' if gzipped else 'plain'}-r{round_}.callgrind"
     wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                f"--callgrind-out-file={out}", "--quiet"]
     # Started under valgrind from the first instruction (the journal's
@@ -122,6 +127,10 @@ def main():
                     help="send over this many connections at once, so that durable group "
                          "commits hold several receipts, as under wrk (the default, 1, "
                          "makes every commit hold one: the same work in both builds)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure each build this many times, alternating; the table gives "
+                         "medians (the count moves by a few percent between runs with one "
+                         "connection, with how the runtime's threads park and wake)")
     ap.add_argument("--packages", default=str(bench.ROOT / "target" / "bench-packages"))
     ap.add_argument("--keep", metavar="DIR",
                     help="keep the callgrind files in DIR (for callgrind_annotate) instead of "
@@ -135,25 +144,38 @@ def main():
         work = pathlib.Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
         for durable in (False, True):
-            after, t_after = measure(args.binary, "after", durable, work, packages, args, False)
-            before, t_before = measure(args.baseline, "before", durable, work, packages, args, False)
+            befores, afters, ratios = [], [], []
+            for r in range(args.rounds):
+                after, t_after = measure(args.binary, "after", durable, work, packages, args,
+                                         False, r)
+                before, t_before = measure(args.baseline, "before", durable, work, packages,
+                                           args, False, r)
+                befores.append(before)
+                afters.append(after)
+                ratios.append(after / before)
+                print(f"durable={str(durable).lower()} round {r + 1}/{args.rounds}: before "
+                      f"{before:,.0f} after {after:,.0f} instructions per request "
+                      f"({after / before:.3f}); {t_before:.0f} s / {t_after:.0f} s under valgrind",
+                      flush=True)
             gz = None
             if args.gzip:
                 # The baseline cannot decode a compressed body (that is what
                 # the decoding step added): gzip is set against this build's
                 # plain body.
                 gz, _ = measure(args.binary, "after", durable, work, packages, args, True)
-            rows.append((durable, before, after, gz))
-            print(f"durable={str(durable).lower()}: before {before:,.0f} after {after:,.0f} "
-                  f"instructions per request ({after / before:.3f}); {t_before:.0f} s / {t_after:.0f} s "
-                  f"under valgrind" + (f"; gzip body {gz:,.0f} ({gz / after:.3f} of plain)" if gz else ""),
-                  flush=True)
+                print(f"durable={str(durable).lower()}: gzip body {gz:,.0f} instructions per "
+                      f"request", flush=True)
+            rows.append((durable, statistics.median(befores), statistics.median(afters),
+                         statistics.median(ratios), min(ratios), max(ratios), gz))
     print()
-    print("| `durable` | before (instructions/request) | after | after / before | gzip body, after | gzip / plain |")
-    print("|---|---|---|---|---|---|")
-    for durable, before, after, gz in rows:
-        print(f"| {str(durable).lower()} | {before:,.0f} | {after:,.0f} | {after / before:.3f} | "
+    print("| `durable` | before (instructions/request) | after | after / before | range of rounds "
+          "| gzip body, after | gzip / plain |")
+    print("|---|---|---|---|---|---|---|")
+    for durable, before, after, ratio, low, high, gz in rows:
+        print(f"| {str(durable).lower()} | {before:,.0f} | {after:,.0f} | {ratio:.3f} | "
+              f"{low:.3f}–{high:.3f} | "
               + (f"{gz:,.0f} | {gz / after:.3f} |" if gz else "| |"))
+
 
 if __name__ == "__main__":
     main()

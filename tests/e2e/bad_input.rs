@@ -62,6 +62,16 @@ fn bad_requests_get_json_errors() {
     let big = format!(r#"{{"padding":"{}"}}"#, "x".repeat(4096));
     error_reply(&svc.post_json("/inbox", &big), 413);
 
+    // A declared length over the limit is refused from the head alone, at
+    // once, with none of the body sent (it could be gigabytes).
+    let mut conn = crate::raw::connect(svc.addr(), std::time::Duration::from_secs(5));
+    crate::raw::send(
+        &mut conn,
+        b"POST /inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000000000\r\n\r\n",
+    );
+    let m = raw_error(&crate::raw::read_response(&mut conn), 413);
+    assert!(m.contains("max_body_bytes"), "{m}");
+
     // Valid JSON without a Content-Type header, and the trailing-slash path.
     let reply = svc.post("/inbox", r#"{"kind":"untyped"}"#, None);
     assert_eq!(reply.status, 202, "{reply:?}");

@@ -697,6 +697,14 @@ fn a_resent_receipt_with_a_known_idempotency_key_runs_once() {
         HashMap::from([(1, 1), (2, 1)]),
         "nothing new ran"
     );
+    // Both answers since the restart were replays, and counted as such.
+    let metrics = svc.get("/metrics").body;
+    for counted in [
+        "microservice_receipts_total{outcome=\"duplicate\"} 2",
+        "microservice_receipts_total{outcome=\"accepted\"} 0",
+    ] {
+        assert!(metrics.contains(counted), "{counted}:\n{metrics}");
+    }
 }
 
 /// A receipt no job matches has nothing to deliver: it is kept, listed and

@@ -5,10 +5,11 @@
 //! connection that is not serving anything.
 //!
 //! This is bookkeeping beside hyper: it must never hold, change or reorder
-//! a byte. It costs a few uncontended atomic operations and three reads of
-//! the coarse clock per request (see [`coarse_ms`]). Everything here is touched from the connection's own task
-//! (hyper calls the service, polls the socket and drops response bodies
-//! there), so the atomics are only there to make the types `Send`.
+//! a byte. It costs a few uncontended atomic operations and up to three
+//! reads of the coarse clock per request ([`crate::clock::monotonic_ms`]).
+//! Everything here is touched from the connection's own task (hyper calls
+//! the service, polls the socket and drops response bodies there), so the
+//! atomics are only there to make the types `Send`.
 
 use std::io;
 use std::pin::Pin;
@@ -24,7 +25,7 @@ use tokio::time::{Duration, Instant};
 /// One connection's activity.
 pub struct Activity {
     epoch: Instant,
-    /// [`coarse_ms`] at `epoch`.
+    /// [`crate::clock::monotonic_ms`] at `epoch`.
     epoch_ms: u64,
     /// Requests handed to the router whose response has not been written.
     serving: AtomicU32,
@@ -54,7 +55,7 @@ impl Activity {
     pub fn new() -> Arc<Activity> {
         Arc::new(Activity {
             epoch: Instant::now(),
-            epoch_ms: coarse_ms(),
+            epoch_ms: crate::clock::monotonic_ms(),
             serving: AtomicU32::new(0),
             head: AtomicBool::new(false),
             unflushed: AtomicBool::new(false),
@@ -89,7 +90,7 @@ impl Activity {
     }
 
     fn mark(&self) {
-        let ms = coarse_ms().saturating_sub(self.epoch_ms);
+        let ms = crate::clock::monotonic_ms().saturating_sub(self.epoch_ms);
         self.since_ms.store(ms, Relaxed);
     }
 
@@ -109,32 +110,6 @@ impl Activity {
             self.mark();
         }
     }
-}
-
-/// Milliseconds on the kernel's coarse monotonic clock. It is read from
-/// memory the kernel updates every tick (1 to 10 ms), without the hardware
-/// counter a precise read takes: marks are made three times a request and
-/// are compared with timeouts of seconds, so a tick of lag costs nothing.
-#[cfg(target_os = "linux")]
-fn coarse_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `clock_gettime` only writes the `timespec` it is given; this
-    // clock exists on every Linux since 2.6.32.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
-
-/// Elsewhere, the precise monotonic clock.
-#[cfg(not(target_os = "linux"))]
-fn coarse_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
 }
 
 /// A request being served; see [`Activity::begin`].

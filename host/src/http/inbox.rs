@@ -9,17 +9,16 @@
 //! request waits for the matched runs (not for the flows after them).
 
 use std::future::poll_fn;
-use std::pin::pin;
+use std::pin::Pin;
 use std::task::Poll;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
-    RETRY_AFTER,
+    CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
-use hyper::{Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::error as log_error;
@@ -54,8 +53,12 @@ static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
         (status = 206, description = "Sync style: some matched run failed.", body = Finished),
         ReceiptRefused,
     ))]
-pub async fn receive(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
-    let (parts, body) = req.into_parts();
+pub async fn receive(
+    app: &App,
+    parts: &http::request::Parts,
+    body: Incoming,
+    peer: &Peer,
+) -> Response<Body> {
     // Only the message store de-duplicates; without it the key means nothing.
     let idempotency_key = app
         .queue
@@ -75,7 +78,7 @@ pub async fn receive(app: &App, req: Request<Incoming>, peer: &Peer) -> Response
         purpose: Purpose::Inbox,
         peer,
     };
-    match take(app, &parts, body, arrived, options).await {
+    match take(app, parts, body, arrived, options).await {
         Err(refused) => refused,
         Ok(Taken { jobs, outcome }) => answer(&jobs, outcome, sync).await,
     }
@@ -129,7 +132,7 @@ pub async fn take(
     if let Err(e) = receipt::decode::kind_of(content_type) {
         return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()));
     }
-    let bytes = read_body(app, headers, body).await?;
+    let bytes = read_body(app, body).await?;
     let arriving = Arriving {
         body: bytes,
         content_type,
@@ -140,11 +143,14 @@ pub async fn take(
         remote_addr: Some(&arrival.peer.addr),
         written: Some(&arrival.peer.written),
     };
-    // Boxed: decoding, matching and storing make the largest state of this
-    // future, which would otherwise be copied whole each time the request's
-    // future is moved (hyper boxes it, tracing wraps it): one allocation
-    // costs less than those copies.
-    let taken = Box::pin(app.door.take(arriving, options)).await;
+    let taken = match app.door.take_at_once(&arriving, options) {
+        Ok(taken) => taken,
+        // Boxed: decoding, matching and storing make the largest state of
+        // this future, which would otherwise be copied whole each time the
+        // request's future is moved (hyper boxes it, tracing wraps it): one
+        // allocation costs less than those copies.
+        Err(options) => Box::pin(app.door.take(arriving, options)).await,
+    };
     if !matches!(taken, Err(Refused::Decode(_))) {
         app.activity.receipt();
     }
@@ -166,31 +172,44 @@ pub fn status_of(code: u16) -> StatusCode {
 
 /// Reads the whole body under `[inbox] max_body_bytes` and within
 /// `[http] body_timeout`, or says why not.
-pub async fn read_body(
-    app: &App,
-    headers: &HeaderMap,
-    body: Incoming,
-) -> Result<Bytes, Response<Body>> {
+pub async fn read_body(app: &App, body: Incoming) -> Result<Bytes, Response<Body>> {
     let limit = app.dispatcher.project().inbox.max_body_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    // hyper has parsed `Content-Length` already (and refused a malformed
+    // one): the body knows its declared length.
+    let declared = hyper::body::Body::size_hint(&body).exact();
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large(limit));
     }
-    let body_timeout = app.dispatcher.project().http.body_timeout;
-    let mut read = pin!(Limited::new(body, limit).collect());
+    let mut read = Limited::new(body, limit).collect();
     // A small body usually came in with its head: it is taken at once, and
     // only a body still on its way gets a timer (making one, with its clock
-    // read, was 0.8% of a small receipt's CPU in a profile).
-    let read = match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
-        Poll::Ready(read) => read,
-        Poll::Pending => match tokio::time::timeout(body_timeout, read).await {
-            Ok(read) => read,
-            Err(_) => return Err(too_slow(body_timeout)),
-        },
-    };
+    // read, was 0.8% of a small receipt's CPU in a profile), in a future
+    // boxed apart, since the timer would make this one twice as large.
+    if let Poll::Ready(read) = poll_fn(|cx| Poll::Ready(Pin::new(&mut read).poll(cx))).await {
+        return collected(read, limit);
+    }
+    Box::pin(read_slowly(app, read, limit)).await
+}
+
+type Collecting = http_body_util::combinators::Collect<Limited<Incoming>>;
+type Read = Result<http_body_util::Collected<Bytes>, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The rest of a body that did not come with its head, within `[http]
+/// body_timeout`.
+async fn read_slowly(app: &App, read: Collecting, limit: usize) -> Result<Bytes, Response<Body>> {
+    let body_timeout = app.dispatcher.project().http.body_timeout;
+    match tokio::time::timeout(body_timeout, read).await {
+        Ok(read) => collected(read, limit),
+        Err(_) => Err(too_slow(body_timeout)),
+    }
+}
+
+/// The body read, or the answer to give when it could not be.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the answer itself, as in `read_body`; boxing it would not make the common case cheaper"
+)]
+fn collected(read: Read, limit: usize) -> Result<Bytes, Response<Body>> {
     match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
@@ -226,8 +245,7 @@ pub(super) async fn answer(jobs: &[String], outcome: Outcome, sync: bool) -> Res
         }
         Outcome::Duplicate(id) => {
             let mut res = accepted(jobs, Some(&id));
-            res.headers_mut()
-                .insert("idempotent-replay", HeaderValue::from_static("true"));
+            super::metrics::replayed(&mut res);
             res
         }
         Outcome::Stored {

@@ -45,14 +45,59 @@ pub async fn scrape(app: &App) -> Response<Body> {
     res
 }
 
+/// Marks `res` as the answer to a re-sent receipt (its idempotency key
+/// seen before): the `idempotent-replay: true` header for the client, and
+/// a marker in its extensions that [`outcome`] reads, since looking a
+/// header up by name costs more than the rest of counting the receipt.
+pub fn replayed(res: &mut Response<Body>) {
+    res.headers_mut()
+        .insert("idempotent-replay", HeaderValue::from_static("true"));
+    res.extensions_mut().insert(Replayed);
+}
+
+/// See [`replayed`].
+#[derive(Clone, Copy)]
+struct Replayed;
+
 /// How an `/inbox` answer counts in `microservice_receipts_total`.
 pub fn outcome(res: &Response<Body>) -> Outcome {
     match res.status().as_u16() {
-        _ if res.headers().contains_key("idempotent-replay") => Outcome::duplicate,
+        _ if res.extensions().get::<Replayed>().is_some() => Outcome::duplicate,
         200..=299 => Outcome::accepted,
         401 => Outcome::unauthorized,
         503 => Outcome::unavailable,
         400..=499 => Outcome::rejected,
         _ => Outcome::failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_counts_as_a_duplicate_whatever_its_status() {
+        let answer = |status: u16| {
+            let mut res = Response::new(Body::default());
+            *res.status_mut() = StatusCode::from_u16(status).unwrap();
+            res
+        };
+        let mut replay = answer(202);
+        replayed(&mut replay);
+        assert_eq!(replay.headers()["idempotent-replay"], "true");
+        assert_eq!(outcome(&replay), Outcome::duplicate);
+        let mut created = answer(201);
+        replayed(&mut created);
+        assert_eq!(outcome(&created), Outcome::duplicate);
+        let cases = [
+            (202, Outcome::accepted),
+            (401, Outcome::unauthorized),
+            (415, Outcome::rejected),
+            (503, Outcome::unavailable),
+            (500, Outcome::failed),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(outcome(&answer(status)), expected, "{status}");
+        }
     }
 }

@@ -33,10 +33,13 @@ mod webhook;
 pub use auth::ApiKeys;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Either};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -125,16 +128,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
         let app = app.clone();
         let peer_of_requests = Arc::new(Peer::new(peer));
         let served = activity.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: Request<Incoming>| {
             let serving = served.begin();
-            let app = app.clone();
             let span = info_span!("request", method = %req.method(), path = %req.uri().path());
-            let peer = peer_of_requests.clone();
-            async move {
-                let res = route(&app, req, &peer).await;
-                Ok::<_, Infallible>(res.map(|body| activity::Tracked::new(body, serving)))
-            }
-            .instrument(span)
+            route(app.clone(), req, peer_of_requests.clone())
+                .map(move |res| {
+                    Ok::<_, Infallible>(res.map(|body| activity::Tracked::new(body, serving)))
+                })
+                .instrument(span)
         });
         let socket = TokioIo::new(activity::Io::new(stream, activity.clone()));
         let conn = builder.serve_connection(socket, service);
@@ -152,17 +153,25 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
     }
 }
 
-async fn route(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
-    // The hottest route, taken before the path is copied and split.
+/// A request's answer, as a future. `POST /inbox`, the hottest route, is
+/// told apart before the path is copied and split, and its future is the
+/// request's own; any other route's is boxed, so that the largest of them
+/// does not set the size of every request's future (hyper moves that whole
+/// into a box of its own). Nothing here is an `async fn` taking the
+/// request: each such layer would keep a copy of it in its future.
+fn route(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: Arc<Peer>,
+) -> Either<impl Future<Output = Response<Body>> + Send, BoxFuture<'static, Response<Body>>> {
     if req.method() == Method::POST && req.uri().path() == "/inbox" {
-        if let Some(refused) = refusal(app, auth::Scope::Inbox, req.headers()) {
-            return refused;
+        if let Some(refused) = refusal(&app, auth::Scope::Inbox, req.headers()) {
+            return Either::Right(Box::pin(std::future::ready(refused)));
         }
-        return post_inbox(app, req, peer).await;
+        let (parts, body) = req.into_parts();
+        return Either::Left(async move { post_inbox(&app, &parts, body, &peer).await });
     }
-    // Boxed: the largest of these futures would otherwise set the size of
-    // every request's future, moved whole on each receipt.
-    Box::pin(route_other(app, req, peer)).await
+    Either::Right(Box::pin(async move { route_other(&app, req, &peer).await }))
 }
 
 async fn route_other(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
@@ -202,7 +211,10 @@ async fn route_other(app: &App, req: Request<Incoming>, peer: &Peer) -> Response
         method.clone()
     };
     match (&as_method, segs.as_slice()) {
-        (&Method::POST, ["inbox"]) => post_inbox(app, req, peer).await,
+        (&Method::POST, ["inbox"]) => {
+            let (parts, body) = req.into_parts();
+            post_inbox(app, &parts, body, peer).await
+        }
         (&Method::POST, ["i", hook]) => {
             let res = webhook::receive(app, req, peer, hook).await;
             crate::metrics::get().receipt(metrics::outcome(&res));
@@ -277,8 +289,13 @@ fn refusal(app: &App, scope: auth::Scope, headers: &HeaderMap) -> Option<Respons
 
 /// `POST /inbox` (also spelled `//inbox/` and the like), its key checked:
 /// the receipt and its metric.
-async fn post_inbox(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
-    let res = inbox::receive(app, req, peer).await;
+async fn post_inbox(
+    app: &App,
+    parts: &http::request::Parts,
+    body: Incoming,
+    peer: &Peer,
+) -> Response<Body> {
+    let res = inbox::receive(app, parts, body, peer).await;
     crate::metrics::get().receipt(metrics::outcome(&res));
     res
 }

@@ -76,8 +76,7 @@ pub async fn submit(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
                 res.headers_mut().insert("x-message-id", id);
             }
             if replay {
-                res.headers_mut()
-                    .insert("idempotent-replay", HeaderValue::from_static("true"));
+                super::metrics::replayed(&mut res);
             }
             res
         }

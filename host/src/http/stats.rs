@@ -44,7 +44,7 @@ pub struct Activity {
 impl Activity {
     /// Counts one receipt taken by `/inbox`. Cheap enough for every request.
     pub fn receipt(&self) {
-        self.receipts.count(now_ms() / 60_000);
+        self.receipts.count(crate::clock::unix_minute());
     }
 }
 

@@ -146,7 +146,9 @@ pub fn parameter<'a>(content_type: &'a str, name: &str) -> Option<&'a str> {
 
 /// The encoding a `charset` parameter names; `None` for UTF-8 (or none given).
 pub fn charset(content_type: Option<&str>) -> Result<Option<&'static Encoding>, DecodeError> {
-    let Some(label) = content_type.and_then(|ct| parameter(ct, "charset")) else {
+    // What nearly every sender writes has no parameters to look through.
+    let given = content_type.filter(|ct| *ct != "application/json");
+    let Some(label) = given.and_then(|ct| parameter(ct, "charset")) else {
         return Ok(None);
     };
     match Encoding::for_label(label.as_bytes()) {

@@ -79,6 +79,25 @@ pub struct Taken {
     pub outcome: Outcome,
 }
 
+impl Taken {
+    /// Matched nothing, and nothing stores it.
+    fn nothing() -> Taken {
+        Taken {
+            jobs: Vec::new(),
+            outcome: Outcome::Started(Vec::new()),
+        }
+    }
+}
+
+/// A decoded receipt, ready to match ([`Door::prepare`]).
+struct Prepared<'a> {
+    message: Value,
+    /// Its JSON text as received, when it came as JSON.
+    text: Option<Bytes>,
+    arrival: Arrived<'a>,
+    options: Options,
+}
+
 pub enum Outcome {
     /// Not durable: its runs have started.
     Started(Vec<JoinHandle<RunReport>>),
@@ -113,15 +132,58 @@ impl Door {
 
     /// Decodes `arriving`, then matches it and stores it or starts its runs.
     pub async fn take(&self, arriving: Arriving<'_>, options: Options) -> Result<Taken, Refused> {
+        let options = match self.take_at_once(&arriving, options) {
+            Ok(taken) => return taken,
+            Err(options) => options,
+        };
         let limit = self.dispatcher.project().inbox.max_body_bytes;
         let (decoded, attachments) = decode_body(&arriving, limit)
             .await
             .map_err(Refused::Decode)?;
+        let Some(prepared) = self.prepare(decoded, attachments, &arriving, options)? else {
+            return Ok(Taken::nothing());
+        };
+        self.take_decoded(prepared, arriving.source).await
+    }
+
+    /// [`Door::take`] for a receipt that needs no waiting: no message store
+    /// to write it to, and a body small enough to decode on this thread.
+    /// That is every receipt of a non-durable inbox but a large compressed
+    /// or XML body and a multipart one; taking them without a future saves
+    /// moving (or boxing) `take`'s, which is larger than the work. `Err`
+    /// hands the options back: take the receipt with [`Door::take`].
+    pub fn take_at_once(
+        &self,
+        arriving: &Arriving<'_>,
+        options: Options,
+    ) -> Result<Result<Taken, Refused>, Options> {
+        if self.queue.get().is_some() {
+            return Err(options);
+        }
+        let limit = self.dispatcher.project().inbox.max_body_bytes;
+        let Some(decoded) = decode_inline(arriving, limit) else {
+            return Err(options);
+        };
+        Ok(decoded.map_err(Refused::Decode).and_then(|decoded| {
+            let Some(p) = self.prepare(decoded, Vec::new(), arriving, options)? else {
+                return Ok(Taken::nothing());
+            };
+            Ok(self.start(p, arriving.source))
+        }))
+    }
+
+    /// A decoded body as the receipt to match; `None` when no trigger can
+    /// match it and nothing stores it (then it is never built into a
+    /// `Value`: building it is most of its cost).
+    fn prepare<'a>(
+        &self,
+        decoded: Decoded,
+        attachments: Vec<Value>,
+        arriving: &Arriving<'a>,
+        options: Options,
+    ) -> Result<Option<Prepared<'a>>, Refused> {
         let (message, text) = match decoded {
             Decoded::Json(json) => {
-                // Without the store, a receipt no trigger can match is
-                // checked but never built into a `Value`: building it is
-                // most of its cost.
                 let webhook = arriving.source.starts_with(crate::dispatch::WEBHOOK_SOURCE);
                 if self.queue.get().is_none()
                     && !webhook
@@ -131,10 +193,7 @@ impl Door {
                         .map_err(|e| Refused::Decode(e.into()))?
                 {
                     info!(source = arriving.source, matched = ?Vec::<String>::new(), "receipt");
-                    return Ok(Taken {
-                        jobs: Vec::new(),
-                        outcome: Outcome::Started(Vec::new()),
-                    });
+                    return Ok(None);
                 }
                 let message: Value =
                     serde_json::from_slice(&json).map_err(|e| Refused::Decode(e.into()))?;
@@ -157,8 +216,12 @@ impl Door {
             attachments,
             written: arriving.written,
         });
-        self.take_decoded(message, text, arriving.source, arrival, options)
-            .await
+        Ok(Some(Prepared {
+            message,
+            text,
+            arrival,
+            options,
+        }))
     }
 
     /// Takes a trigger plugin's message as the plugin returned it: its body
@@ -175,52 +238,50 @@ impl Door {
         let limit = self.dispatcher.project().inbox.max_body_bytes;
         let message =
             decode_plugin_body(Bytes::from(body), metadata, limit).map_err(Refused::Decode)?;
-        let arrival = Arrived::Plugin(Arrival::plugin(source, metadata));
-        self.take_decoded(message, None, source, arrival, options)
-            .await
+        let prepared = Prepared {
+            message,
+            text: None,
+            arrival: Arrived::Plugin(Arrival::plugin(source, metadata)),
+            options,
+        };
+        self.take_decoded(prepared, source).await
     }
 
-    /// Matches, then stores or runs. `text` is the receipt's JSON text as
-    /// received, when it was JSON; otherwise the message is stored as
-    /// serialized here. `arrival` is only written out when something keeps
+    /// Matches, then stores or runs. The receipt's JSON text as received is
+    /// stored when it came as JSON; otherwise the message is stored as
+    /// serialized here. Its arrival is only written out when something keeps
     /// it: the store (as JSON text), or a run (as a value).
-    async fn take_decoded(
-        &self,
-        message: Value,
-        text: Option<Bytes>,
-        source: &str,
-        arrival: Arrived<'_>,
-        options: Options,
-    ) -> Result<Taken, Refused> {
-        let jobs = self.dispatcher.matching_jobs(&message, source);
+    async fn take_decoded(&self, p: Prepared<'_>, source: &str) -> Result<Taken, Refused> {
+        let Some(queue) = self.queue.get() else {
+            return Ok(self.start(p, source));
+        };
+        let jobs = self.dispatcher.matching_jobs(&p.message, source);
         let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
         info!(source, matched = ?names, "receipt");
-        let Some(queue) = self.queue.get() else {
-            let receipt = (!jobs.is_empty()).then(|| arrival.to_value());
-            let runs =
-                self.dispatcher
-                    .receive(&message, receipt.as_ref(), &jobs, None, options.watch);
-            return Ok(Taken {
-                jobs: names,
-                outcome: Outcome::Started(runs),
-            });
+        // What the store needs moves into its future, boxed so that a
+        // receipt that is not stored does not carry its space; nothing else
+        // is kept while it is stored.
+        let submitting = {
+            let Prepared {
+                message,
+                text,
+                arrival,
+                options,
+            } = p;
+            let key = options.idempotency_key.or_else(|| self.body_key(&message));
+            let text = match text {
+                Some(json) => String::from_utf8_lossy(&json).into_owned(),
+                None => message.to_string(),
+            };
+            let receipt = arrival.to_json();
+            let wait = crate::queue::Wait {
+                reports: options.wait,
+                watch: options.watch,
+            };
+            let matched = !jobs.is_empty();
+            Box::pin(queue.submit(text, message, receipt, source, key, wait, matched))
         };
-        let key = options.idempotency_key.or_else(|| self.body_key(&message));
-        let text = match text {
-            Some(json) => String::from_utf8_lossy(&json).into_owned(),
-            None => message.to_string(),
-        };
-        let receipt = arrival.to_json();
-        // Boxed, so that a receipt that is not stored does not carry its space.
-        let wait = crate::queue::Wait {
-            reports: options.wait,
-            watch: options.watch,
-        };
-        let matched = !jobs.is_empty();
-        let submitted = Box::pin(queue.submit(text, message, receipt, source, key, wait, matched))
-            .await
-            .map_err(Refused::Store)?;
-        let outcome = match submitted {
+        let outcome = match submitting.await.map_err(Refused::Store)? {
             (Submitted::Duplicate(id), _) => Outcome::Duplicate(id),
             (Submitted::New(id), first_attempt) => Outcome::Stored { id, first_attempt },
         };
@@ -228,6 +289,22 @@ impl Door {
             jobs: names,
             outcome,
         })
+    }
+
+    /// Without a store: matches the receipt and starts the runs of the jobs
+    /// it matched.
+    fn start(&self, p: Prepared<'_>, source: &str) -> Taken {
+        let jobs = self.dispatcher.matching_jobs(&p.message, source);
+        let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+        info!(source, matched = ?names, "receipt");
+        let receipt = (!jobs.is_empty()).then(|| p.arrival.to_value());
+        let runs =
+            self.dispatcher
+                .receive(&p.message, receipt.as_ref(), &jobs, None, p.options.watch);
+        Taken {
+            jobs: names,
+            outcome: Outcome::Started(runs),
+        }
     }
 
     /// The configured body field's value, as text, when the project names one.
@@ -269,6 +346,28 @@ fn decode_plugin_body(
     }
 }
 
+/// The decoding step, when it is quick enough for a thread that serves
+/// requests: not multipart (nor an OpenRosa submission), and not a large
+/// compressed or XML body. `None` when it is not; see [`decode_body`].
+fn decode_inline(arriving: &Arriving<'_>, limit: usize) -> Option<Result<Decoded, DecodeError>> {
+    let kind = match decode::kind_of(arriving.content_type) {
+        Ok(kind) => kind,
+        Err(e) => return Some(Err(e)),
+    };
+    let heavy = arriving.body.len() >= DECODE_INLINE_MAX
+        && (arriving.content_encoding.is_some() || kind == Kind::Xml);
+    if kind == Kind::Multipart || arriving.purpose == Purpose::OpenRosa || heavy {
+        return None;
+    }
+    Some(decode::decode(
+        arriving.body.clone(),
+        arriving.content_type,
+        kind,
+        arriving.content_encoding,
+        limit,
+    ))
+}
+
 /// Runs the decoding step, big bodies on the blocking pool.
 async fn decode_body(
     arriving: &Arriving<'_>,
@@ -281,24 +380,15 @@ async fn decode_body(
             "an OpenRosa submission is multipart/form-data".into(),
         ));
     }
-    let body = arriving.body.clone();
     if kind == Kind::Multipart {
         // Rare, and its future is large: boxed, so that it does not set
         // the size of every receipt's future.
         return Box::pin(decode_multipart(arriving, limit)).await;
     }
-    let heavy = body.len() >= DECODE_INLINE_MAX
-        && (arriving.content_encoding.is_some() || kind == Kind::Xml);
-    if !heavy {
-        let decoded = decode::decode(
-            body,
-            arriving.content_type,
-            kind,
-            arriving.content_encoding,
-            limit,
-        )?;
-        return Ok((decoded, Vec::new()));
+    if let Some(decoded) = decode_inline(arriving, limit) {
+        return Ok((decoded?, Vec::new()));
     }
+    let body = arriving.body.clone();
     let content_type = arriving.content_type.map(str::to_string);
     let content_encoding = arriving.content_encoding.map(str::to_string);
     let decoded = blocking(move || {

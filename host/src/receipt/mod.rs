@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::dispatch::{Dispatcher, RunReport};
+use crate::project::Job;
 use crate::queue::{Queue, Submitted};
 use crate::storage::StorageError;
 pub use arrival::{Arrival, Arrived, HttpArrival};
@@ -132,10 +133,6 @@ impl Door {
 
     /// Decodes `arriving`, then matches it and stores it or starts its runs.
     pub async fn take(&self, arriving: Arriving<'_>, options: Options) -> Result<Taken, Refused> {
-        let options = match self.take_at_once(&arriving, options) {
-            Ok(taken) => return taken,
-            Err(options) => options,
-        };
         let limit = self.dispatcher.project().inbox.max_body_bytes;
         let (decoded, attachments) = decode_body(&arriving, limit)
             .await
@@ -255,9 +252,7 @@ impl Door {
         let Some(queue) = self.queue.get() else {
             return Ok(self.start(p, source));
         };
-        let jobs = self.dispatcher.matching_jobs(&p.message, source);
-        let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
-        info!(source, matched = ?names, "receipt");
+        let (jobs, names) = self.matching(&p.message, source);
         // What the store needs moves into its future, boxed so that a
         // receipt that is not stored does not carry its space; nothing else
         // is kept while it is stored.
@@ -294,9 +289,7 @@ impl Door {
     /// Without a store: matches the receipt and starts the runs of the jobs
     /// it matched.
     fn start(&self, p: Prepared<'_>, source: &str) -> Taken {
-        let jobs = self.dispatcher.matching_jobs(&p.message, source);
-        let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
-        info!(source, matched = ?names, "receipt");
+        let (jobs, names) = self.matching(&p.message, source);
         let receipt = (!jobs.is_empty()).then(|| p.arrival.to_value());
         let runs =
             self.dispatcher
@@ -305,6 +298,15 @@ impl Door {
             jobs: names,
             outcome: Outcome::Started(runs),
         }
+    }
+
+    /// The jobs whose criteria the receipt meets, and their names; the
+    /// receipt's log line.
+    fn matching(&self, message: &Value, source: &str) -> (Vec<Arc<Job>>, Vec<String>) {
+        let jobs = self.dispatcher.matching_jobs(message, source);
+        let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+        info!(source, matched = ?names, "receipt");
+        (jobs, names)
     }
 
     /// The configured body field's value, as text, when the project names one.
